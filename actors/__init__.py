@@ -1,0 +1,1 @@
+"""Domain actors: slot booker, payment, notifier, ... (one per domain)."""

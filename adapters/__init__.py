@@ -1,0 +1,1 @@
+"""Adapters: every conversation with the outside world (Postgres, Redis, providers)."""

@@ -1,0 +1,1 @@
+"""The HTTP gateway: the service's face to customers and ops."""

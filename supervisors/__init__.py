@@ -1,0 +1,80 @@
+"""The actor runtime: actors with bounded mailboxes, supervision trees, policies.
+
+An *actor* is a behaviour behind a stable address (``ActorRef``) and a bounded
+mailbox; callers ``tell`` it or ``ask`` it (always under a deadline). A *supervisor*
+starts its children in order, restarts them by strategy when they crash, and stops
+them in reverse order, gracefully first. Circuit breakers, retries, timeouts and
+bulkheads are *mailbox policies* of each actor.
+"""
+
+from supervisors._actor import Actor, ActorRef, ActorSpec, ActorStatistics
+from supervisors._breaker import Breaker, BreakerState, BreakerStatistics, Permit
+from supervisors._child import ChildSpec, Restart, Service, TaskSpec
+from supervisors._errors import (
+    ActorCrashed,
+    ActorUnavailable,
+    AskTimeout,
+    ChildStartFailed,
+    ConnectionLost,
+    DependencyError,
+    DomainError,
+    LomashError,
+    MailboxFull,
+    MessageTimeout,
+    OperationTimeout,
+    RestartIntensityExceeded,
+    ServiceUnavailable,
+    SupervisionError,
+    Unavailable,
+    UpstreamError,
+)
+from supervisors._mailbox import Idempotent
+from supervisors._policies import Jitter, RetryPolicy
+from supervisors._registry import Registry
+from supervisors._supervisor import (
+    Strategy,
+    Supervisor,
+    SupervisorSpec,
+    SupervisorStatistics,
+    open_supervisor,
+)
+
+__all__ = [
+    "Actor",
+    "ActorCrashed",
+    "ActorRef",
+    "ActorSpec",
+    "ActorStatistics",
+    "ActorUnavailable",
+    "AskTimeout",
+    "Breaker",
+    "BreakerState",
+    "BreakerStatistics",
+    "ChildSpec",
+    "ChildStartFailed",
+    "ConnectionLost",
+    "DependencyError",
+    "DomainError",
+    "Idempotent",
+    "Jitter",
+    "LomashError",
+    "MailboxFull",
+    "MessageTimeout",
+    "OperationTimeout",
+    "Permit",
+    "Registry",
+    "Restart",
+    "RestartIntensityExceeded",
+    "RetryPolicy",
+    "Service",
+    "ServiceUnavailable",
+    "Strategy",
+    "SupervisionError",
+    "Supervisor",
+    "SupervisorSpec",
+    "SupervisorStatistics",
+    "TaskSpec",
+    "Unavailable",
+    "UpstreamError",
+    "open_supervisor",
+]

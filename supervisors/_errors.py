@@ -1,0 +1,184 @@
+"""The project's one error tree.
+
+Every error the service raises on purpose is a ``LomashError``. Vendor exceptions
+(asyncpg, redis, stripe, httpx, smtplib) are translated into this tree at the
+adapter boundary; the gateway maps it to HTTP in one table.
+
+    LomashError
+    ├── DomainError                   the caller's fault or a business rule; never trips
+    │                                 a breaker, never retried
+    ├── DependencyError               something we depend on failed
+    │   ├── UpstreamError             a provider answered with an error status
+    │   ├── ConnectionLost            reset / refused / dropped (ECONNRESET)
+    │   └── OperationTimeout          no answer within the deadline (ETIMEDOUT)
+    │       ├── MessageTimeout        an actor's handler ran past its per-message timeout
+    │       └── AskTimeout            an ask got no reply within its deadline
+    ├── Unavailable                   refused now, retry later (HTTP 503 + Retry-After)
+    │   ├── ServiceUnavailable        circuit open: the breaker's fallback
+    │   ├── MailboxFull               the actor's mailbox is at capacity
+    │   └── ActorUnavailable          the actor is stopped, unknown, or was stopped mid-message
+    ├── ActorCrashed                  the handler hit a bug; the actor is being restarted
+    └── SupervisionError
+        ├── ChildStartFailed          a child failed before reporting ready
+        └── RestartIntensityExceeded  too many restarts: the supervisor gives up, escalates
+
+Errors carry structured fields (``actor``, ``retry_after``, ``status`` ...) so logs,
+metrics and the HTTP mapping never parse messages.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ActorCrashed",
+    "ActorUnavailable",
+    "AskTimeout",
+    "ChildStartFailed",
+    "ConnectionLost",
+    "DependencyError",
+    "DomainError",
+    "LomashError",
+    "MailboxFull",
+    "MessageTimeout",
+    "OperationTimeout",
+    "RestartIntensityExceeded",
+    "ServiceUnavailable",
+    "SupervisionError",
+    "Unavailable",
+    "UpstreamError",
+]
+
+
+class LomashError(Exception):
+    """Root of every error the service raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class DomainError(LomashError):
+    """The request is wrong or breaks a business rule; retrying will not help."""
+
+
+class DependencyError(LomashError):
+    """A dependency (database, cache, provider) failed to do what we asked."""
+
+    def __init__(self, message: str, *, dependency: str) -> None:
+        super().__init__(message)
+        self.dependency = dependency
+
+
+class UpstreamError(DependencyError):
+    """A provider answered with an error status (retryable when 429/502/503/504)."""
+
+    def __init__(self, message: str, *, dependency: str, status: int) -> None:
+        super().__init__(message, dependency=dependency)
+        self.status = status
+
+
+class ConnectionLost(DependencyError):
+    """The connection was refused, reset or dropped."""
+
+
+class OperationTimeout(DependencyError):
+    """No answer came within the deadline."""
+
+    def __init__(self, message: str, *, dependency: str, timeout_s: float) -> None:
+        super().__init__(message, dependency=dependency)
+        self.timeout_s = timeout_s
+
+
+class MessageTimeout(OperationTimeout):
+    """An actor's handler ran past its per-message timeout and was cancelled."""
+
+    def __init__(self, actor: str, timeout_s: float) -> None:
+        super().__init__(
+            f"actor {actor!r} did not finish within {timeout_s} s",
+            dependency=actor,
+            timeout_s=timeout_s,
+        )
+        self.actor = actor
+
+
+class AskTimeout(OperationTimeout):
+    """An ask got no reply within its deadline."""
+
+    def __init__(self, actor: str, timeout_s: float) -> None:
+        super().__init__(
+            f"no reply from actor {actor!r} within {timeout_s} s",
+            dependency=actor,
+            timeout_s=timeout_s,
+        )
+        self.actor = actor
+
+
+class Unavailable(LomashError):
+    """We refuse the work now; the caller may retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, *, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ServiceUnavailable(Unavailable):
+    """The circuit is open: calls fail at once instead of waiting for timeouts."""
+
+    def __init__(self, actor: str, *, retry_after: float) -> None:
+        super().__init__(
+            f"{actor} is temporarily unavailable (circuit open)", retry_after=retry_after
+        )
+        self.actor = actor
+
+
+class MailboxFull(Unavailable):
+    """The actor's mailbox is at capacity (and stayed so for the allowed wait)."""
+
+    def __init__(self, actor: str, *, capacity: int, retry_after: float) -> None:
+        super().__init__(f"actor {actor!r} is overloaded", retry_after=retry_after)
+        self.actor = actor
+        self.capacity = capacity
+
+
+class ActorUnavailable(Unavailable):
+    """The actor does not take messages: stopped, unknown, or stopped mid-message."""
+
+    def __init__(self, actor: str, *, reason: str) -> None:
+        super().__init__(f"actor {actor!r} is unavailable: {reason}", retry_after=None)
+        self.actor = actor
+        self.reason = reason
+
+
+class ActorCrashed(LomashError):
+    """The handler raised an unexpected error; the actor is restarted by its supervisor."""
+
+    def __init__(self, actor: str, *, error_type: str) -> None:
+        super().__init__(f"actor {actor!r} crashed ({error_type})")
+        self.actor = actor
+        self.error_type = error_type
+
+
+class SupervisionError(LomashError):
+    """A supervisor could not keep its children running."""
+
+    def __init__(self, message: str, *, supervisor: str, child: str) -> None:
+        super().__init__(message)
+        self.supervisor = supervisor
+        self.child = child
+
+
+class ChildStartFailed(SupervisionError):
+    """A child failed before it reported ready."""
+
+
+class RestartIntensityExceeded(SupervisionError):
+    """More than ``max_restarts`` restarts within ``within_s``: the supervisor escalates."""
+
+    def __init__(self, *, supervisor: str, child: str, max_restarts: int, within_s: float) -> None:
+        super().__init__(
+            f"supervisor {supervisor!r} gave up: more than {max_restarts} restarts "
+            f"within {within_s} s (last crash: {child!r})",
+            supervisor=supervisor,
+            child=child,
+        )
+        self.max_restarts = max_restarts
+        self.within_s = within_s

@@ -1,0 +1,122 @@
+"""Mailbox policies: how one actor runs each message.
+
+Per message, outermost first (resilience4j's default order):
+
+    retry (idempotent messages only)
+      └─ circuit breaker (admission + verdict)
+           └─ per-message timeout
+                └─ the actor's handler
+
+Each layer is optional and configured per actor. A breaker rejection is not retried
+(the circuit stays open for seconds; retrying in milliseconds only adds load), and
+a ``DomainError`` is neither a breaker failure nor retried.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+import trio
+
+from config import RetrySettings
+from supervisors._breaker import Breaker
+from supervisors._errors import (
+    ConnectionLost,
+    DomainError,
+    MessageTimeout,
+    OperationTimeout,
+    UpstreamError,
+)
+from supervisors._mailbox import Idempotent
+
+__all__ = ["Jitter", "MessagePolicy", "RetryPolicy"]
+
+# Draws a jitter offset in [low, high]; injectable so tests pin exact schedules.
+type Jitter = Callable[[float, float], float]
+
+
+class RetryPolicy:
+    """Retries transient failures of idempotent messages with exponential backoff."""
+
+    def __init__(self, name: str, settings: RetrySettings, jitter: Jitter = random.uniform) -> None:
+        self._settings = settings
+        self._jitter = jitter
+        self._log = structlog.get_logger("supervisors.retry").bind(actor=name)
+        self.retries = 0
+
+    def is_transient(self, error: BaseException) -> bool:
+        """The spec's retryable set: 429/502/503/504, connection reset, timeout."""
+        if isinstance(error, UpstreamError):
+            return error.status in self._settings.retry_statuses
+        return isinstance(error, ConnectionLost | OperationTimeout)
+
+    def delay(self, retry: int) -> float:
+        """Seconds to wait before retry number ``retry`` (0-based), jitter included."""
+        s = self._settings
+        base = s.base_delay_s * s.factor**retry
+        return max(0.0, base + self._jitter(-s.jitter_s, s.jitter_s))
+
+    async def run[R](self, attempt: Callable[[], Awaitable[R]]) -> R:
+        retry = 0
+        while True:
+            try:
+                return await attempt()
+            except Exception as error:
+                if retry >= self._settings.max_retries or not self.is_transient(error):
+                    raise
+                delay = self.delay(retry)
+                retry += 1
+                self.retries += 1
+                self._log.info(
+                    "message_retried",
+                    retry=retry,
+                    delay_s=round(delay, 6),
+                    error_type=type(error).__name__,
+                )
+            await trio.sleep(delay)
+
+
+@dataclass(slots=True)
+class MessagePolicy:
+    """The composed policy one actor applies to every message."""
+
+    actor: str
+    breaker: Breaker | None
+    retry: RetryPolicy | None
+    timeout_s: float | None
+    timeouts: int = 0
+
+    async def call[M, R](self, handle: Callable[[M], Awaitable[R]], message: M) -> R:
+        if self.retry is not None and isinstance(message, Idempotent):
+            return await self.retry.run(lambda: self._attempt(handle, message))
+        return await self._attempt(handle, message)
+
+    async def _attempt[M, R](self, handle: Callable[[M], Awaitable[R]], message: M) -> R:
+        breaker = self.breaker
+        if breaker is None:
+            return await self._timed(handle, message)
+        permit = breaker.acquire()
+        try:
+            result = await self._timed(handle, message)
+        except DomainError:
+            breaker.record_success(permit)  # the dependency answered; the request was bad
+            raise
+        except Exception:
+            breaker.record_failure(permit)
+            raise
+        except BaseException:
+            breaker.release(permit)  # cancelled: no verdict, the trial permit goes back
+            raise
+        breaker.record_success(permit)
+        return result
+
+    async def _timed[M, R](self, handle: Callable[[M], Awaitable[R]], message: M) -> R:
+        if self.timeout_s is None:
+            return await handle(message)
+        with trio.move_on_after(self.timeout_s):
+            return await handle(message)
+        self.timeouts += 1
+        raise MessageTimeout(self.actor, self.timeout_s)

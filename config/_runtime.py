@@ -15,12 +15,12 @@ from enum import StrEnum
 
 def _positive(name: str, value: float) -> None:
     if not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
+        raise ValueError(f"{name}: must be > 0, got {value!r}")
 
 
 def _non_negative(name: str, value: float) -> None:
     if not value >= 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
+        raise ValueError(f"{name}: must be >= 0, got {value!r}")
 
 
 class Overflow(StrEnum):
@@ -74,7 +74,7 @@ class BreakerSettings:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.failure_ratio < 1.0:
-            raise ValueError(f"failure_ratio must be in [0, 1), got {self.failure_ratio!r}")
+            raise ValueError(f"failure_ratio: must be in [0, 1), got {self.failure_ratio!r}")
         _positive("min_calls", self.min_calls)
         _positive("window_s", self.window_s)
         _positive("window_buckets", self.window_buckets)
@@ -97,7 +97,7 @@ class RetrySettings:
         _non_negative("base_delay_s", self.base_delay_s)
         _non_negative("jitter_s", self.jitter_s)
         if self.factor < 1.0:
-            raise ValueError(f"factor must be >= 1, got {self.factor!r}")
+            raise ValueError(f"factor: must be >= 1, got {self.factor!r}")
 
     def delays(self) -> tuple[float, ...]:
         """The un-jittered delay before each retry: 0.1, 0.2, 0.4 by default."""
@@ -129,9 +129,9 @@ class RestartSettings:
         _non_negative("backoff_max_s", self.backoff_max_s)
         _non_negative("backoff_reset_s", self.backoff_reset_s)
         if not 0.0 <= self.backoff_jitter < 1.0:
-            raise ValueError(f"backoff_jitter must be in [0, 1), got {self.backoff_jitter!r}")
+            raise ValueError(f"backoff_jitter: must be in [0, 1), got {self.backoff_jitter!r}")
         if self.backoff_factor < 1.0:
-            raise ValueError(f"backoff_factor must be >= 1, got {self.backoff_factor!r}")
+            raise ValueError(f"backoff_factor: must be >= 1, got {self.backoff_factor!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,9 +144,13 @@ class RuntimeSettings:
     restart: RestartSettings = field(default_factory=RestartSettings)
     # Graceful stop budget of one child before it is cancelled.
     child_shutdown_s: float = 5.0
+    # Bound on an actor behaviour's own teardown (its ``__aexit__``), which runs
+    # shielded from cancellation so a brutal stop still closes what it opened.
+    cleanup_s: float = 2.0
 
     def __post_init__(self) -> None:
         _non_negative("child_shutdown_s", self.child_shutdown_s)
+        _non_negative("cleanup_s", self.cleanup_s)
 
 
 RUNTIME_DEFAULTS = RuntimeSettings()

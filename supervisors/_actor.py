@@ -12,14 +12,21 @@ Failure semantics:
 - A handler raising anything else has *crashed*: the asker gets ``ActorCrashed``, the
   incarnation dies, the supervisor restarts it, and the messages queued behind the
   crashed one are handled by the new incarnation.
+- With ``concurrency > 1`` a crash cancels the sibling handlers; messages already
+  taken from the mailbox whose handler had not started yet go back to the spec's
+  redelivery queue, which the next incarnation reads before the mailbox.
 - A message in flight when the incarnation is cancelled (brutal stop) is answered
   with ``ActorUnavailable``. No asker is ever left waiting in silence; and every ask
   is bounded by the mailbox's ``ask_timeout_s`` in any case.
+- A spec closed for good (``close()``) refuses every message and answers everything
+  it still holds with ``ActorUnavailable``; a supervisor will not start it again.
 """
 
 from __future__ import annotations
 
+import math
 import random
+from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass
@@ -37,7 +44,8 @@ from supervisors._errors import (
     AskTimeout,
     LomashError,
 )
-from supervisors._mailbox import WAKE_UP, Envelope, Mailbox, Reply
+from supervisors._groups import sole_error
+from supervisors._mailbox import Envelope, Mailbox, Reply
 from supervisors._policies import Jitter, MessagePolicy, RetryPolicy
 
 __all__ = ["Actor", "ActorRef", "ActorSpec", "ActorStatistics"]
@@ -122,9 +130,14 @@ class ActorRef[M, R]:
         raise AskTimeout(spec.name, timeout)
 
     async def tell(self, message: M) -> None:
-        """Queue ``message`` without waiting for it to be handled."""
+        """Queue ``message`` without waiting for it to be handled.
+
+        A full checkpoint: raises ``trio.Cancelled`` (queueing nothing) in a cancelled
+        scope, and yields after queueing so a producer loop lets the actor run.
+        """
         self._spec.admit()
         await self._spec.enqueue(Envelope(message, None))
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
     def statistics(self) -> ActorStatistics:
         return self._spec.statistics()
@@ -146,14 +159,21 @@ class ActorSpec[M, R]:
         retry: RetrySettings | None = None,
         restart: Restart = Restart.PERMANENT,
         shutdown_s: float = RUNTIME_DEFAULTS.child_shutdown_s,
+        cleanup_s: float = RUNTIME_DEFAULTS.cleanup_s,
         jitter: Jitter = random.uniform,
     ) -> None:
         self.name = name
         self.restart = restart
         self.shutdown_s = shutdown_s
+        self.cleanup_s = cleanup_s
         self.mailbox_settings = mailbox
         self.factory = factory
         self.mailbox: Mailbox[M] = Mailbox(name, mailbox)
+        # Messages taken from the mailbox by an incarnation that was cancelled before
+        # their handler started; the next incarnation reads them first. Unbounded on
+        # purpose, yet never longer than ``concurrency``: one incarnation runs at a
+        # time, and it takes at most that many messages before handling them.
+        self.redelivery: deque[Envelope[M]] = deque()
         self.policy = MessagePolicy(
             actor=name,
             breaker=Breaker(name, breaker) if breaker is not None else None,
@@ -188,15 +208,25 @@ class ActorSpec[M, R]:
             raise
         self.counters.received += 1
 
+    def close(self) -> None:
+        """Stop for good (idempotent): refuse new messages, answer the held ones."""
+        self.mailbox.close_intake()
+        self.fail_pending("stopped")
+
     def fail_pending(self, reason: str) -> None:
-        """Answer everything still queued with ``ActorUnavailable`` (after a final stop)."""
+        """Answer everything still held with ``ActorUnavailable`` (after a final stop)."""
+        while self.redelivery:
+            self._refuse(self.redelivery.popleft(), reason)
         while True:
             try:
                 envelope = self.mailbox.receive_nowait()
             except (trio.WouldBlock, trio.EndOfChannel):
                 return
-            if envelope is not WAKE_UP and envelope.reply is not None:
-                envelope.reply.set_error(ActorUnavailable(self.name, reason=reason))
+            self._refuse(envelope, reason)
+
+    def _refuse(self, envelope: Envelope[M], reason: str) -> None:
+        if envelope.reply is not None:
+            envelope.reply.set_error(ActorUnavailable(self.name, reason=reason))
 
     def statistics(self) -> ActorStatistics:
         c = self.counters
@@ -205,7 +235,7 @@ class ActorSpec[M, R]:
             name=self.name,
             running=c.running,
             capacity=self.mailbox.capacity,
-            queued=self.mailbox.queued(),
+            queued=self.mailbox.queued() + len(self.redelivery),
             in_flight=c.in_flight,
             received=c.received,
             processed=c.processed,
@@ -227,7 +257,8 @@ class _Incarnation[M, R]:
         self._spec = spec
         self._stop = False
         self._final = False
-        self._idle = False
+        # Set while the reader waits on an empty mailbox: a restart-stop cancels it.
+        self._wait: trio.CancelScope | None = None
 
     def request_stop(self, *, final: bool) -> None:
         self._stop = True
@@ -235,46 +266,84 @@ class _Incarnation[M, R]:
             # End-of-stream: refuse new messages, drain the accepted ones.
             self._final = True
             self._spec.mailbox.close_intake()
-        elif self._idle:
-            self._spec.mailbox.wake_reader()
+        elif self._wait is not None:
+            self._wait.cancel()
 
     async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
         spec = self._spec
         behaviour = spec.factory()
+        stack = AsyncExitStack()
         try:
-            async with AsyncExitStack() as stack:
-                if isinstance(behaviour, AbstractAsyncContextManager):
-                    await stack.enter_async_context(behaviour)
-                with structlog.contextvars.bound_contextvars(actor=spec.name):
-                    spec.counters.running = True
-                    task_status.started(spec.ref)
-                    if spec.mailbox_settings.concurrency == 1:
-                        await self._serve_serially(behaviour)
-                    else:
-                        await self._serve_concurrently(behaviour)
+            if isinstance(behaviour, AbstractAsyncContextManager):
+                await stack.enter_async_context(behaviour)
+            with structlog.contextvars.bound_contextvars(actor=spec.name):
+                spec.counters.running = True
+                task_status.started(spec.ref)
+                if spec.mailbox_settings.concurrency == 1:
+                    await self._serve_serially(behaviour)
+                else:
+                    await self._serve_concurrently(behaviour)
+        except BaseException as error:
+            await self._tear_down(stack, error)
+            raise
+        else:
+            await self._tear_down(stack, None)
         finally:
             spec.counters.running = False
             if self._final:
                 spec.fail_pending("stopped")
+
+    async def _tear_down(self, stack: AsyncExitStack, error: BaseException | None) -> None:
+        """Exit the behaviour's context, shielded from a brutal stop but bounded.
+
+        The behaviour's ``__aexit__`` sees the error that ended the incarnation; it
+        cannot swallow it (a crash stays a crash, a cancellation a cancellation).
+        """
+        spec = self._spec
+        with trio.move_on_after(spec.cleanup_s, shield=True) as cleanup:
+            if error is None:
+                await stack.aclose()
+            else:
+                await stack.__aexit__(type(error), error, error.__traceback__)
+        if cleanup.cancelled_caught:
+            spec.log.warning("actor_cleanup_timed_out", cleanup_s=spec.cleanup_s)
 
     def _keep_going(self) -> bool:
         # A restart-stop leaves the queue for the next incarnation; a final stop drains.
         return not self._stop or self._final
 
     async def _next(self) -> Envelope[M] | None:
-        """The next envelope; None when woken to stop or at end-of-stream."""
+        """The next envelope, redelivered ones first; None to stop or at end-of-stream."""
         if self._stop and not self._final:
             return None
-        self._idle = True
+        spec = self._spec
+        await trio.lowlevel.checkpoint_if_cancelled()
         try:
-            envelope = await self._spec.mailbox.receive()
+            if spec.redelivery:
+                envelope = spec.redelivery.popleft()
+            else:
+                envelope = spec.mailbox.receive_nowait()
+        except trio.WouldBlock:
+            return await self._wait_for_message()
         except trio.EndOfChannel:
-            self._stop = True
-            self._final = True
+            self._stop = self._final = True
             return None
-        finally:
-            self._idle = False
-        return None if envelope is WAKE_UP else envelope
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return envelope
+
+    async def _wait_for_message(self) -> Envelope[M] | None:
+        # A memory-channel receive either returns a message or raises Cancelled, never
+        # both: a restart-stop cancelling this scope cannot lose a handed-over message.
+        with trio.CancelScope() as wait:
+            self._wait = wait
+            try:
+                return await self._spec.mailbox.receive()
+            except trio.EndOfChannel:
+                self._stop = self._final = True
+                return None
+            finally:
+                self._wait = None
+        return None  # woken to stop for a restart
 
     async def _serve_serially(self, behaviour: Actor[M, R]) -> None:
         while self._keep_going():
@@ -286,16 +355,26 @@ class _Incarnation[M, R]:
 
     async def _serve_concurrently(self, behaviour: Actor[M, R]) -> None:
         bulkhead = trio.Semaphore(self._spec.mailbox_settings.concurrency)
-        async with trio.open_nursery() as nursery:
-            while self._keep_going():
-                await bulkhead.acquire()
-                envelope = await self._next()
-                if envelope is None:
-                    bulkhead.release()
-                    if self._final:
-                        return
-                    continue
-                nursery.start_soon(self._process_and_release, behaviour, envelope, bulkhead)
+        try:
+            async with trio.open_nursery() as nursery:
+                while self._keep_going():
+                    await bulkhead.acquire()
+                    envelope = await self._next()
+                    if envelope is None:
+                        bulkhead.release()
+                        if self._final:
+                            return
+                        continue
+                    nursery.start_soon(self._process_and_release, behaviour, envelope, bulkhead)
+        except BaseExceptionGroup as group:
+            crash = sole_error(group)
+            if crash is None:
+                raise
+        else:
+            return
+        # One handler crashed and its siblings were only cancelled: that error is the
+        # crash (raised outside the except clause, so it keeps its own context).
+        raise crash
 
     async def _process_and_release(
         self, behaviour: Actor[M, R], envelope: Envelope[M], bulkhead: trio.Semaphore
@@ -309,12 +388,22 @@ class _Incarnation[M, R]:
         spec = self._spec
         counters = spec.counters
         reply = envelope.reply
+        if trio.current_effective_deadline() == -math.inf:
+            # Taken from the mailbox, but the incarnation was cancelled (a sibling
+            # handler crashed, or a brutal stop) before this handler started: keep the
+            # message for the next incarnation (or answer it, after a final stop).
+            spec.redelivery.append(envelope)
+            return
         if reply is not None and reply.abandoned:
             counters.expired += 1  # the asker gave up before we got to it
             return
         counters.in_flight += 1
         try:
-            result = await spec.policy.call(behaviour.handle, envelope.message)
+            result = await spec.policy.call(
+                behaviour.handle,
+                envelope.message,
+                still_wanted=_always_wanted if reply is None else reply.wanted,
+            )
         except LomashError as error:
             counters.failed += 1
             if reply is not None:
@@ -324,7 +413,7 @@ class _Incarnation[M, R]:
         except Exception as error:
             counters.crashed += 1
             if reply is not None:
-                crashed = ActorCrashed(spec.name, error_type=type(error).__name__)
+                crashed = ActorCrashed(spec.name, error_type=_error_type(error))
                 crashed.__cause__ = error
                 reply.set_error(crashed)
             raise
@@ -336,3 +425,14 @@ class _Incarnation[M, R]:
             counters.in_flight -= 1
             if reply is not None and not reply.done:
                 reply.set_error(ActorUnavailable(spec.name, reason="stopped while processing"))
+
+
+def _always_wanted() -> bool:
+    return True
+
+
+def _error_type(error: Exception) -> str:
+    """The name of what crashed: a group holding one real error names that error."""
+    if isinstance(error, BaseExceptionGroup):
+        return type(sole_error(error) or error).__name__
+    return type(error).__name__

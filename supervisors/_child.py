@@ -11,6 +11,11 @@ start or restart asks it for a fresh *service*, an object with
   incarnation); ``final=True`` means "stop for good" (an actor stops taking messages
   and drains what it already accepted).
 
+A child spec is *closed* (``close()``) when its child is gone for good: stopped
+finally, or forgotten by its supervisor. Closing is idempotent and sync; an actor
+spec refuses messages from then on and answers the ones it still holds, a supervisor
+spec closes its children.
+
 Actors (``ActorSpec``) and supervisors (``SupervisorSpec``) are child specs; so is
 ``TaskSpec`` for any other long-running service (an HTTP server, a queue consumer).
 """
@@ -64,6 +69,10 @@ class ChildSpec(Protocol):
 
     def create(self) -> Service: ...
 
+    def close(self) -> None:
+        """The child is gone for good: release what outlives its incarnations."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class TaskSpec:
@@ -76,3 +85,6 @@ class TaskSpec:
 
     def create(self) -> Service:
         return self.factory()
+
+    def close(self) -> None:
+        """Nothing outlives a task's incarnations."""

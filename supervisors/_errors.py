@@ -6,10 +6,18 @@ adapter boundary; the gateway maps it to HTTP in one table.
 
     LomashError
     ├── DomainError                   the caller's fault or a business rule; never trips
-    │                                 a breaker, never retried
+    │   │                             a breaker, never retried
+    │   ├── InvalidRequest            the request is malformed (400) or a field is wrong (422)
+    │   ├── InvalidData               the database refused a value (check / not-null / type)
+    │   ├── NotFound                  no such resource (404)
+    │   ├── Conflict                  the write collides with existing state (409)
+    │   └── PayloadTooLarge           the body is over the limit (413)
     ├── DependencyError               something we depend on failed
     │   ├── UpstreamError             a provider answered with an error status
-    │   ├── ConnectionLost            reset / refused / dropped (ECONNRESET)
+    │   ├── ConnectionLost            reset / refused / dropped (ECONNRESET); also "down,
+    │   │                             probing again in retry_after s" from a reconnect gate
+    │   ├── Contention                serialization failure / deadlock: safe to retry
+    │   ├── DatabaseError             any other database failure (a bug until shown otherwise)
     │   └── OperationTimeout          no answer within the deadline (ETIMEDOUT)
     │       ├── MessageTimeout        an actor's handler ran past its per-message timeout
     │       └── AskTimeout            an ask got no reply within its deadline
@@ -33,13 +41,20 @@ __all__ = [
     "ActorUnavailable",
     "AskTimeout",
     "ChildStartFailed",
+    "Conflict",
     "ConnectionLost",
+    "Contention",
+    "DatabaseError",
     "DependencyError",
     "DomainError",
+    "InvalidData",
+    "InvalidRequest",
     "LomashError",
     "MailboxFull",
     "MessageTimeout",
+    "NotFound",
     "OperationTimeout",
+    "PayloadTooLarge",
     "RestartIntensityExceeded",
     "ServiceUnavailable",
     "SupervisionError",
@@ -60,6 +75,51 @@ class DomainError(LomashError):
     """The request is wrong or breaks a business rule; retrying will not help."""
 
 
+class InvalidRequest(DomainError):
+    """The request cannot be accepted as sent.
+
+    ``malformed`` requests (not JSON, wrong content type) are 400s; a request with a
+    wrong or missing ``field`` is a 422. ``code`` is the stable machine-readable code.
+    """
+
+    def __init__(
+        self, message: str, *, code: str, field: str | None = None, malformed: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.field = field
+        self.malformed = malformed
+
+
+class InvalidData(DomainError):
+    """The database refused a value (a check, not-null or type constraint)."""
+
+    def __init__(self, message: str, *, constraint: str | None = None) -> None:
+        super().__init__(message)
+        self.constraint = constraint
+
+
+class NotFound(DomainError):
+    """No such resource (or the caller may not know whether it exists)."""
+
+
+class Conflict(DomainError):
+    """The write collides with existing state; ``code`` says how (e.g. slot_taken)."""
+
+    def __init__(self, message: str, *, code: str, constraint: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.constraint = constraint
+
+
+class PayloadTooLarge(DomainError):
+    """The request body is larger than the service accepts."""
+
+    def __init__(self, *, limit: int) -> None:
+        super().__init__(f"request body is larger than {limit} bytes")
+        self.limit = limit
+
+
 class DependencyError(LomashError):
     """A dependency (database, cache, provider) failed to do what we asked."""
 
@@ -77,7 +137,27 @@ class UpstreamError(DependencyError):
 
 
 class ConnectionLost(DependencyError):
-    """The connection was refused, reset or dropped."""
+    """The connection was refused, reset or dropped, or the dependency is known down.
+
+    ``retry_after`` is set when a reconnect gate refused the call without trying:
+    the next probe of the dependency is due in that many seconds.
+    """
+
+    def __init__(self, message: str, *, dependency: str, retry_after: float | None = None) -> None:
+        super().__init__(message, dependency=dependency)
+        self.retry_after = retry_after
+
+
+class Contention(DependencyError):
+    """A serialization failure or deadlock: the work was rolled back, retrying is safe."""
+
+
+class DatabaseError(DependencyError):
+    """A database error that is neither an outage nor bad data (``sqlstate`` says what)."""
+
+    def __init__(self, message: str, *, sqlstate: str | None) -> None:
+        super().__init__(message, dependency="postgres")
+        self.sqlstate = sqlstate
 
 
 class OperationTimeout(DependencyError):

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from typing import Any
 
 import outcome
 import trio
@@ -12,7 +10,7 @@ import trio
 from config import MailboxSettings, Overflow
 from supervisors._errors import ActorUnavailable, MailboxFull
 
-__all__ = ["WAKE_UP", "Envelope", "Idempotent", "Mailbox", "Reply"]
+__all__ = ["Envelope", "Idempotent", "Mailbox", "Reply"]
 
 
 class Idempotent:
@@ -46,6 +44,10 @@ class Reply[R]:
     def set_error(self, error: BaseException) -> None:
         self._set(outcome.Error(error))
 
+    def wanted(self) -> bool:
+        """Someone still waits for this reply (work on it is not wasted)."""
+        return not self.abandoned
+
     def _set(self, result: outcome.Outcome[R]) -> None:
         if self._outcome is None:
             self._outcome = result
@@ -65,11 +67,6 @@ class Reply[R]:
 class Envelope[M]:
     message: M
     reply: Reply[object] | None
-
-
-# Put in an empty mailbox to wake its idle reader; readers skip it. Cheaper than a
-# cancel scope around every receive, and it cannot race with a message handover.
-WAKE_UP: Envelope[Any] = Envelope(None, None)
 
 
 class Mailbox[M]:
@@ -92,20 +89,36 @@ class Mailbox[M]:
         self._closed = False
 
     async def put(self, envelope: Envelope[M]) -> None:
-        """Queue ``envelope`` under the overflow policy; never blocks forever."""
+        """Queue ``envelope`` under the overflow policy; never blocks forever.
+
+        A sender in a cancelled scope gets ``trio.Cancelled`` and queues nothing. A
+        sender refused because the actor stopped for good gets ``ActorUnavailable``,
+        also when it was waiting for room (``Overflow.WAIT``) as the intake closed.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
         try:
             self._send.send_nowait(envelope)
             return
         except trio.WouldBlock:
-            if self._settings.overflow is Overflow.WAIT:
-                with trio.move_on_after(self._settings.overflow_wait_s):
-                    await self._send.send(envelope)
-                    return
+            if self._settings.overflow is not Overflow.WAIT:
+                raise self._full() from None
         except trio.ClosedResourceError:
-            raise ActorUnavailable(self.name, reason="stopped") from None
-        raise MailboxFull(
+            raise self._stopped() from None
+        with trio.move_on_after(self._settings.overflow_wait_s):
+            try:
+                await self._send.send(envelope)
+            except trio.ClosedResourceError:
+                raise self._stopped() from None
+            return
+        raise self._full()
+
+    def _full(self) -> MailboxFull:
+        return MailboxFull(
             self.name, capacity=self.capacity, retry_after=self._settings.full_retry_after_s
         )
+
+    def _stopped(self) -> ActorUnavailable:
+        return ActorUnavailable(self.name, reason="stopped")
 
     async def receive(self) -> Envelope[M]:
         return await self._receive.receive()
@@ -113,12 +126,8 @@ class Mailbox[M]:
     def receive_nowait(self) -> Envelope[M]:
         return self._receive.receive_nowait()
 
-    def wake_reader(self) -> None:
-        """Wake a reader blocked on an empty mailbox (no-op if it is busy or closed)."""
-        with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
-            self._send.send_nowait(WAKE_UP)
-
     def close_intake(self) -> None:
+        """End-of-stream (idempotent): refuse senders, waiting ones included."""
         self._closed = True
         self._send.close()
 

@@ -8,8 +8,11 @@ Per message, outermost first (resilience4j's default order):
                 └─ the actor's handler
 
 Each layer is optional and configured per actor. A breaker rejection is not retried
-(the circuit stays open for seconds; retrying in milliseconds only adds load), and
-a ``DomainError`` is neither a breaker failure nor retried.
+(the circuit stays open for seconds; retrying in milliseconds only adds load), a
+``DomainError`` is neither a breaker failure nor retried, and nothing is retried once
+its asker has stopped waiting. A handler whose nursery wraps one ``LomashError`` in an
+exception group (beside tasks it cancelled) answered with that error, as if it had
+raised it itself.
 """
 
 from __future__ import annotations
@@ -25,17 +28,24 @@ from config import RetrySettings
 from supervisors._breaker import Breaker
 from supervisors._errors import (
     ConnectionLost,
+    Contention,
     DomainError,
+    LomashError,
     MessageTimeout,
     OperationTimeout,
     UpstreamError,
 )
+from supervisors._groups import sole_error
 from supervisors._mailbox import Idempotent
 
 __all__ = ["Jitter", "MessagePolicy", "RetryPolicy"]
 
 # Draws a jitter offset in [low, high]; injectable so tests pin exact schedules.
 type Jitter = Callable[[float, float], float]
+
+
+def _always_wanted() -> bool:
+    return True
 
 
 class RetryPolicy:
@@ -48,10 +58,11 @@ class RetryPolicy:
         self.retries = 0
 
     def is_transient(self, error: BaseException) -> bool:
-        """The spec's retryable set: 429/502/503/504, connection reset, timeout."""
+        """The spec's retryable set: 429/502/503/504, connection reset, timeout (and a
+        database serialization failure or deadlock, which rolled everything back)."""
         if isinstance(error, UpstreamError):
             return error.status in self._settings.retry_statuses
-        return isinstance(error, ConnectionLost | OperationTimeout)
+        return isinstance(error, ConnectionLost | Contention | OperationTimeout)
 
     def delay(self, retry: int) -> float:
         """Seconds to wait before retry number ``retry`` (0-based), jitter included."""
@@ -59,24 +70,34 @@ class RetryPolicy:
         base = s.base_delay_s * s.factor**retry
         return max(0.0, base + self._jitter(-s.jitter_s, s.jitter_s))
 
-    async def run[R](self, attempt: Callable[[], Awaitable[R]]) -> R:
+    async def run[R](
+        self, attempt: Callable[[], Awaitable[R]], still_wanted: Callable[[], bool] = _always_wanted
+    ) -> R:
+        """Run ``attempt``, retrying transient failures while ``still_wanted()`` holds."""
         retry = 0
         while True:
             try:
                 return await attempt()
             except Exception as error:
-                if retry >= self._settings.max_retries or not self.is_transient(error):
+                if (
+                    retry >= self._settings.max_retries
+                    or not self.is_transient(error)
+                    or not still_wanted()
+                ):
                     raise
-                delay = self.delay(retry)
-                retry += 1
-                self.retries += 1
-                self._log.info(
-                    "message_retried",
-                    retry=retry,
-                    delay_s=round(delay, 6),
-                    error_type=type(error).__name__,
-                )
+                failure = error
+            delay = self.delay(retry)
             await trio.sleep(delay)
+            if not still_wanted():
+                raise failure  # nobody waits for the answer any more: no further attempt
+            retry += 1
+            self.retries += 1
+            self._log.info(
+                "message_retried",
+                retry=retry,
+                delay_s=round(delay, 6),
+                error_type=type(failure).__name__,
+            )
 
 
 @dataclass(slots=True)
@@ -89,9 +110,16 @@ class MessagePolicy:
     timeout_s: float | None
     timeouts: int = 0
 
-    async def call[M, R](self, handle: Callable[[M], Awaitable[R]], message: M) -> R:
+    async def call[M, R](
+        self,
+        handle: Callable[[M], Awaitable[R]],
+        message: M,
+        *,
+        still_wanted: Callable[[], bool] = _always_wanted,
+    ) -> R:
+        """Run ``handle(message)`` under the policy; ``still_wanted`` ends retries early."""
         if self.retry is not None and isinstance(message, Idempotent):
-            return await self.retry.run(lambda: self._attempt(handle, message))
+            return await self.retry.run(lambda: self._attempt(handle, message), still_wanted)
         return await self._attempt(handle, message)
 
     async def _attempt[M, R](self, handle: Callable[[M], Awaitable[R]], message: M) -> R:
@@ -114,9 +142,20 @@ class MessagePolicy:
         return result
 
     async def _timed[M, R](self, handle: Callable[[M], Awaitable[R]], message: M) -> R:
-        if self.timeout_s is None:
-            return await handle(message)
-        with trio.move_on_after(self.timeout_s):
-            return await handle(message)
-        self.timeouts += 1
-        raise MessageTimeout(self.actor, self.timeout_s)
+        timeout_s = self.timeout_s
+        try:
+            if timeout_s is None:
+                return await handle(message)
+            with trio.move_on_after(timeout_s):
+                return await handle(message)
+        except BaseExceptionGroup as group:
+            answer = sole_error(group)
+            if not isinstance(answer, LomashError):
+                raise
+        else:
+            # The deadline passed. An outer cancellation that came with it is not a
+            # timeout: let it through so the breaker releases instead of failing.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            self.timeouts += 1
+            raise MessageTimeout(self.actor, timeout_s)
+        raise answer  # outside the except clause, so the answer keeps its own context

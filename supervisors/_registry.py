@@ -34,6 +34,11 @@ class Registry:
     def unregister(self, name: str) -> None:
         self._refs.pop(name, None)
 
+    def discard(self, ref: ActorRef[Any, Any]) -> None:
+        """Remove ``ref`` if its name still points at it (a newer namesake stays)."""
+        if self._refs.get(ref.name) is ref:
+            del self._refs[ref.name]
+
     def lookup(self, name: str) -> ActorRef[Any, Any]:
         try:
             return self._refs[name]

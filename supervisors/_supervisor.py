@@ -14,17 +14,27 @@ When a child ends, the supervisor (one task, owning all of this state) decides:
   which its parent sees as a crash of this child (escalation);
 - backoff: the first restart after a stable period is immediate; consecutive ones
   wait ``backoff_min_s * factor**(n-2)`` (capped, jittered); a child that ran for
-  ``backoff_reset_s`` starts from scratch;
+  ``backoff_reset_s`` starts from scratch. The wait is a timer in the supervisor's
+  nursery, not a sleep: meanwhile the supervisor handles other exits and commands;
 - strategy: ``ONE_FOR_ONE`` restarts the child; ``ONE_FOR_ALL`` stops the others
   (reverse order) and restarts everyone (in order); ``REST_FOR_ONE`` does that for
-  the children started after the failed one.
+  the children started after the failed one. Temporary children stopped with the
+  group are not restarted (OTP): they are forgotten.
 
 Commands (add or remove a child, stop) reach the supervisor through its control
-channel, so its state has one owner and needs no lock.
+channel, so its state has one owner and needs no lock. When ``run`` ends, the channel
+closes: commands still queued, and any sent later, get ``ActorUnavailable``.
+
+A child gone for good (stopped finally, or forgotten) has its spec closed
+(``ChildSpec.close``), which refuses and answers its actors' messages, and leaves the
+registry. Children added with ``start_child`` belong to one ``Supervisor``: they are
+closed for good when its ``run`` ends (a restarted supervisor starts its static
+children only, as in OTP).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 from collections import deque
@@ -79,11 +89,23 @@ class SupervisorSpec:
 
     @property
     def shutdown_s(self) -> float:
-        """Enough for every child's own graceful budget, stopped one after another."""
-        return sum(child.shutdown_s for child in self.children)
+        """No budget of its own (OTP's ``infinity`` for supervisors).
+
+        A stopping supervisor stops its children one by one, each within that child's
+        own ``shutdown_s``, so its stop is bounded by its leaves, dynamic children
+        included; a budget here could only cut their graceful stops short.
+        """
+        return math.inf
 
     def create(self) -> Supervisor:
         return Supervisor(self)
+
+    def close(self) -> None:
+        """The subtree is gone for good: close every static child, leave the registry."""
+        for child in self.children:
+            child.close()
+            if self.registry is not None and isinstance(child, ActorSpec):
+                self.registry.discard(child.ref)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,12 +136,22 @@ class _Child:
     current: _Run | None = None
     current_handle: Any = None
     consecutive_restarts: int = 0
+    dynamic: bool = False  # added by start_child: lives as long as this Supervisor
 
 
 @dataclass(frozen=True, slots=True)
 class _Exited:
     child: _Child
     run: _Run
+
+
+@dataclass(frozen=True, slots=True)
+class _RestartDue:
+    """A backoff timer expired: start ``group`` again (``child`` caused the restart)."""
+
+    child: _Child
+    group: tuple[_Child, ...]
+    delay: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +171,7 @@ class _Stop:
     final: bool
 
 
-type _Control = _Exited | _StartChild | _TerminateChild | _Stop
+type _Control = _Exited | _RestartDue | _StartChild | _TerminateChild | _Stop
 
 
 class _ReadyProbe:
@@ -162,16 +194,17 @@ class Supervisor:
         self.name = spec.name
         self._settings = spec.restarts
         self._children: list[_Child] = [_Child(child) for child in spec.children]
-        # Unbounded on purpose: control traffic is one exit notice per running child
-        # plus rare admin commands, and exit notices are sent from sync code paths
-        # (a child's final ``finally``) that must never block or drop one.
+        # Unbounded on purpose: control traffic is one exit notice per running child,
+        # one timer per pending restart, plus rare admin commands; exit notices are
+        # sent from sync code paths (a child's final ``finally``) that must never
+        # block or drop one.
         self._control_send, self._control = trio.open_memory_channel[_Control](math.inf)
         self._restart_times: deque[float] = deque()
         self._restarts = 0
         self._escalations = 0
         self._stop_requested = False
-        self._backoff_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
+        self._timers: trio.Nursery | None = None
         self._log = structlog.get_logger("supervisors.supervisor").bind(supervisor=self.name)
         names = [child.spec.name for child in self._children]
         if len(set(names)) != len(names):
@@ -185,24 +218,19 @@ class Supervisor:
 
     async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
         """Start every child in order, report ready, supervise until stopped."""
-        failure: SupervisionError | None = None
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            for child in self._children:
-                self._register(child.spec)
-                error = await self._start(child)
-                if error is not None:
-                    await self._stop_all(final=False)
-                    failure = ChildStartFailed(
-                        f"child {child.spec.name!r} of {self.name!r} failed to start: {error!r}",
-                        supervisor=self.name,
-                        child=child.spec.name,
-                    )
-                    failure.__cause__ = error
-                    break
-            else:
-                task_status.started(self)
-                failure = await self._supervise()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                async with trio.open_nursery() as timers:
+                    self._timers = timers
+                    failure = await self._start_static_children()
+                    if failure is None:
+                        task_status.started(self)
+                        failure = await self._supervise()
+                    timers.cancel_scope.cancel()  # pending restarts will not happen
+        finally:
+            self._close_control()
+            self._close_dynamic_children()
         if failure is not None:
             raise failure
 
@@ -211,14 +239,15 @@ class Supervisor:
         if self._stop_requested:
             return
         self._stop_requested = True
-        self._control_send.send_nowait(_Stop(final=final))
-        if self._backoff_scope is not None:
-            self._backoff_scope.cancel()
+        with contextlib.suppress(trio.ClosedResourceError):  # run has ended already
+            self._control_send.send_nowait(_Stop(final=final))
 
     async def start_child(self, spec: ChildSpec) -> Any:
         """Add and start a child at the end of the start order; returns its handle.
 
-        The caller owns the deadline (the supervisor may be busy restarting).
+        The caller owns the deadline (the supervisor may be busy restarting). Raises
+        ``ActorUnavailable`` if the supervisor has stopped (or stops meanwhile), and
+        ``SupervisionError`` for an actor spec that was stopped for good.
         """
         reply: Reply[Any] = Reply()
         self._send(_StartChild(spec, reply))
@@ -235,16 +264,35 @@ class Supervisor:
             name=self.name,
             strategy=self.spec.strategy,
             children=tuple(child.spec.name for child in self._children),
-            running=tuple(c.spec.name for c in self._children if c.current is not None),
+            running=tuple(c.spec.name for c in self._children if _is_running(c)),
             restarts=self._restarts,
             escalations=self._escalations,
         )
 
     # -- the supervising task -------------------------------------------------
 
+    async def _start_static_children(self) -> SupervisionError | None:
+        for child in self._children:
+            refusal = self._refusal(child.spec)
+            if refusal is not None:
+                await self._stop_all(final=False)
+                return refusal
+            self._register(child.spec)
+            error = await self._start(child)
+            if error is not None:
+                await self._stop_all(final=False)
+                failure = ChildStartFailed(
+                    f"child {child.spec.name!r} of {self.name!r} failed to start: {error!r}",
+                    supervisor=self.name,
+                    child=child.spec.name,
+                )
+                failure.__cause__ = error
+                return failure
+        return None
+
     async def _supervise(self) -> SupervisionError | None:
-        async for message in self._control:
-            match message:
+        while True:
+            match await self._control.receive():
                 case _Stop(final=final):
                     await self._stop_all(final=final)
                     return None
@@ -253,11 +301,12 @@ class Supervisor:
                         escalation = await self._on_exit(child, run)
                         if escalation is not None:
                             return escalation
+                case _RestartDue(child=child, group=group, delay=delay):
+                    await self._restart(child, group, delay)
                 case _StartChild(spec=spec, reply=reply):
                     await self._add(spec, reply)
                 case _TerminateChild(name=name, reply=reply):
                     await self._terminate(name, reply)
-        return None  # pragma: no cover - the control channel is never closed
 
     async def _on_exit(self, child: _Child, run: _Run) -> SupervisionError | None:
         spec = child.spec
@@ -312,37 +361,54 @@ class Supervisor:
             case Strategy.REST_FOR_ONE:
                 group = self._children[index:]
         for sibling in reversed(group):
-            await self._stop_child(sibling, final=False)
+            # A temporary sibling is not restarted (OTP): it stops for good.
+            await self._stop_child(sibling, final=sibling.spec.restart is Restart.TEMPORARY)
+        for sibling in group:
+            if sibling.spec.restart is Restart.TEMPORARY:
+                self._forget(sibling)
+        restarting = tuple(m for m in group if m.spec.restart is not Restart.TEMPORARY)
 
-        if not self._stop_requested:
-            with trio.CancelScope() as backoff:
-                self._backoff_scope = backoff
-                await trio.sleep(delay)
-            self._backoff_scope = None
         if self._stop_requested:
             return None
+        if delay > 0:
+            assert self._timers is not None
+            self._timers.start_soon(self._restart_after, _RestartDue(child, restarting, delay))
+        else:
+            await self._restart(child, restarting, delay)
+        return None
 
+    async def _restart_after(self, due: _RestartDue) -> None:
+        await trio.sleep(due.delay)
+        self._send(due)
+
+    async def _restart(self, child: _Child, group: tuple[_Child, ...], delay: float) -> None:
+        """Start the members of ``group`` that are still ours and still down, in order."""
+        if self._stop_requested:
+            return
+        members = [m for m in group if m.current is None and m in self._children]
+        if not members:
+            return  # terminated, or restarted by a later group restart meanwhile
         self._restarts += 1
         self._log.warning(
             "child_restarted",
-            child=spec.name,
+            child=child.spec.name,
             strategy=str(self.spec.strategy),
-            restarted=[c.spec.name for c in group],
+            restarted=[m.spec.name for m in members],
             consecutive=child.consecutive_restarts,
             delay_s=round(delay, 6),
         )
-        for member in group:
+        for member in members:
             start_error = await self._start(member)
             if start_error is not None:
                 # A failed restart is a crash like any other: it counts against the
-                # intensity and goes through the strategy again.
+                # intensity and goes through the strategy again, which also starts
+                # the members after it.
                 failed = _Run(service=_NeverStarted(), crash=start_error)
                 failed.started_at = trio.current_time()
                 failed.exited.set()
                 member.current = failed
                 self._send(_Exited(member, failed))
-                break
-        return None
+                return
 
     def _backoff(self, consecutive: int) -> float:
         if consecutive <= 1:
@@ -361,7 +427,11 @@ class Supervisor:
                 )
             )
             return
-        child = _Child(spec)
+        refusal = self._refusal(spec)
+        if refusal is not None:
+            reply.set_error(refusal)
+            return
+        child = _Child(spec, dynamic=True)
         try:
             self._register(spec)
         except SupervisionError as taken:
@@ -396,6 +466,17 @@ class Supervisor:
         )
 
     # -- starting and stopping children ---------------------------------------
+
+    def _refusal(self, spec: ChildSpec) -> SupervisionError | None:
+        """An actor stopped for good cannot start again: its mailbox is closed."""
+        if isinstance(spec, ActorSpec) and spec.mailbox.closed:
+            return SupervisionError(
+                f"actor {spec.name!r} was stopped for good; create a new ActorSpec "
+                "to start it again",
+                supervisor=self.name,
+                child=spec.name,
+            )
+        return None
 
     async def _start(self, child: _Child) -> Exception | None:
         assert self._nursery is not None
@@ -452,9 +533,8 @@ class Supervisor:
                 )
             self._log.info("child_stopped", child=child.spec.name, final=final)
         child.current = None
-        if final and isinstance(child.spec, ActorSpec):
-            child.spec.mailbox.close_intake()
-            child.spec.fail_pending("stopped")
+        if final:
+            self._close(child.spec)
 
     async def _stop_all(self, *, final: bool) -> None:
         for child in reversed(self._children):
@@ -462,10 +542,29 @@ class Supervisor:
 
     def _forget(self, child: _Child) -> None:
         self._children.remove(child)
-        self._unregister(child.spec)
-        if isinstance(child.spec, ActorSpec):
-            child.spec.mailbox.close_intake()
-            child.spec.fail_pending("stopped")
+        self._close(child.spec)
+
+    def _close(self, spec: ChildSpec) -> None:
+        """The child is gone for good: close its spec, take it out of the registry."""
+        spec.close()
+        self._unregister(spec)
+
+    def _close_dynamic_children(self) -> None:
+        for child in [c for c in self._children if c.dynamic]:
+            self._forget(child)
+
+    def _close_control(self) -> None:
+        """``run`` has ended: refuse commands from now on, answer the queued ones."""
+        self._control_send.close()
+        while True:
+            try:
+                message = self._control.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+            match message:
+                case _StartChild(reply=reply) | _TerminateChild(reply=reply):
+                    reply.set_error(ActorUnavailable(self.name, reason="supervisor stopped"))
+        self._control.close()
 
     def _register(self, spec: ChildSpec) -> None:
         if self.spec.registry is not None and isinstance(spec, ActorSpec):
@@ -473,13 +572,17 @@ class Supervisor:
 
     def _unregister(self, spec: ChildSpec) -> None:
         if self.spec.registry is not None and isinstance(spec, ActorSpec):
-            self.spec.registry.unregister(spec.name)
+            self.spec.registry.discard(spec.ref)
 
     def _send(self, message: _Control) -> None:
         try:
             self._control_send.send_nowait(message)
         except trio.ClosedResourceError:
             raise ActorUnavailable(self.name, reason="supervisor stopped") from None
+
+
+def _is_running(child: _Child) -> bool:
+    return child.current is not None and not child.current.exited.is_set()
 
 
 class _NeverStarted:
@@ -494,10 +597,29 @@ class _NeverStarted:
 
 @asynccontextmanager
 async def open_supervisor(spec: SupervisorSpec) -> AsyncIterator[Supervisor]:
-    """Run a supervisor tree for the body; leaving the body stops it gracefully."""
-    async with trio.open_nursery() as nursery:
-        supervisor: Supervisor = await nursery.start(spec.create().run)
-        try:
-            yield supervisor
-        finally:
-            supervisor.request_stop(final=True)
+    """Run a supervisor tree for the body; leaving the body stops it gracefully.
+
+    - The body ends, or raises an ``Exception``: the tree stops for good (reverse
+      order, graceful first); then the body's exception, if any, propagates as itself.
+    - The body is cancelled: the tree is cancelled with it (brutal).
+    - The tree fails (an escalation from the root, a child failing to start): the
+      body is cancelled and the caller gets the tree's error in an ``ExceptionGroup``
+      (the nursery's).
+
+    However it ends, the root spec is then closed: no actor of the tree takes
+    messages any more, and none it held is left unanswered.
+    """
+    body_error: Exception | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            supervisor: Supervisor = await nursery.start(spec.create().run)
+            try:
+                yield supervisor
+            except Exception as error:
+                body_error = error  # re-raised once the tree has stopped gracefully
+            finally:
+                supervisor.request_stop(final=True)
+    finally:
+        spec.close()
+    if body_error is not None:
+        raise body_error

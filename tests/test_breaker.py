@@ -11,6 +11,7 @@ from trio.testing import wait_all_tasks_blocked
 from config import BreakerSettings, MailboxSettings
 from supervisors import (
     ActorRef,
+    ActorUnavailable,
     Breaker,
     BreakerState,
     ConnectionLost,
@@ -150,6 +151,30 @@ async def test_late_outcomes_from_before_a_transition_are_ignored(
     assert state(breaker) is BreakerState.OPEN
 
 
+async def test_a_stale_trial_failing_changes_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A trial permit from an older generation neither re-opens nor moves the breaker."""
+    breaker = Breaker("stripe", BreakerSettings(half_open_max_calls=2))
+    outcomes(breaker, True, True, True, True, True)
+    await trio.sleep(30.0)
+    stale, failing = breaker.acquire(), breaker.acquire()
+    breaker.record_failure(failing)  # re-opens at t=30: a new generation
+    await trio.sleep(10.0)
+    breaker.record_failure(stale)
+    with pytest.raises(ServiceUnavailable) as caught:
+        breaker.acquire()
+    assert caught.value.retry_after == 20.0  # still the opening of t=30
+    await trio.sleep(20.0)
+    assert state(breaker) is BreakerState.HALF_OPEN
+    breaker.record_failure(stale)
+    assert state(breaker) is BreakerState.HALF_OPEN
+    breaker.record_success(breaker.acquire())
+    breaker.record_success(breaker.acquire())  # both trial permits were free
+    assert state(breaker) is BreakerState.CLOSED
+    assert breaker.statistics().opened == 2
+
+
 def breaker_state(ref: ActorRef[Any, Any]) -> BreakerState:
     stats = ref.statistics().breaker
     assert stats is not None
@@ -214,18 +239,26 @@ async def test_a_trial_cancelled_mid_call_frees_the_permit_for_the_next_caller(
     workers = Workers(journal)
     spec = recorder_spec("stripe", journal, breaker=SPEC, shutdown_s=1.0)
     tree = SupervisorSpec("root", [spec, workers.spec("sibling")], strategy=Strategy.ONE_FOR_ALL)
+    trial: list[Any] = []
+
+    async def ask_trial() -> None:
+        trial.append(await outcome_of(spec.ref.ask(Echo("trial", delay_s=4.0))))
+
     async with open_supervisor(tree):
         for _ in range(5):
             with pytest.raises(ConnectionLost):
                 await spec.ref.ask(Echo("x", error=ConnectionLost("reset", dependency="stripe")))
         await trio.sleep(30.0)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(outcome_of, spec.ref.ask(Echo("trial", delay_s=4.0)))
+            nursery.start_soon(ask_trial)
             await wait_all_tasks_blocked()
             with pytest.raises(ServiceUnavailable):
                 await spec.ref.ask(Echo("second"))  # the one trial permit is taken
             workers.latest["sibling"].crash()  # one_for_all: the trial is cancelled at +1 s
         assert trio.current_time() == 31.0
+        [cancelled] = trial
+        assert isinstance(cancelled, ActorUnavailable)
+        assert cancelled.reason == "stopped while processing"
         assert breaker_state(spec.ref) is BreakerState.HALF_OPEN
         assert await spec.ref.ask(Echo("next trial")) == "next trial"
         assert breaker_state(spec.ref) is BreakerState.CLOSED

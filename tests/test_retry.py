@@ -12,6 +12,7 @@ import trio
 from config import BreakerSettings, MailboxSettings, RetrySettings
 from supervisors import (
     ActorSpec,
+    AskTimeout,
     ConnectionLost,
     DomainError,
     LomashError,
@@ -151,3 +152,29 @@ async def test_an_open_breaker_is_not_retried(autojump_clock: trio.testing.MockC
     result, journal = await run_one(IdempotentEcho("get", error=upstream(503)), breaker=breaker)
     assert isinstance(result, ServiceUnavailable)
     assert attempt_times(journal) == [0.0]
+
+
+async def test_retries_stop_once_the_asker_has_given_up(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """An asker gone at 0.15 s: the retry due at 0.3 s is not attempted."""
+    journal = Journal()
+    mailbox = MailboxSettings(ask_timeout_s=0.15)
+    spec = recorder_spec("provider", journal, retry=RETRY, jitter=no_jitter, mailbox=mailbox)
+    async with open_supervisor(SupervisorSpec("root", [spec])):
+        with pytest.raises(AskTimeout):
+            await spec.ref.ask(IdempotentEcho("get", error=upstream(503)))
+        assert trio.current_time() == 0.15
+        await trio.sleep(5.0)
+        assert spec.ref.statistics().retries == 1
+    assert attempt_times(journal) == pytest.approx([0.0, 0.1])
+
+
+async def test_tells_are_retried_to_the_end(autojump_clock: trio.testing.MockClock) -> None:
+    """Nobody waits on a tell, yet it is wanted: every retry is made."""
+    journal = Journal()
+    spec = recorder_spec("provider", journal, retry=RETRY, jitter=no_jitter)
+    async with open_supervisor(SupervisorSpec("root", [spec])):
+        await spec.ref.tell(IdempotentEcho("get", error=upstream(503)))
+        await trio.sleep(5.0)
+    assert attempt_times(journal) == pytest.approx([0.0, 0.1, 0.3, 0.7])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import trio
 
@@ -17,7 +19,7 @@ from supervisors import (
     SupervisorSpec,
     open_supervisor,
 )
-from tests._behaviours import Echo, Journal, recorder_spec
+from tests._behaviours import Echo, Journal, Workers, recorder_spec
 
 NO_RESTARTS = RestartSettings(max_restarts=0, within_s=60.0, backoff_min_s=0.0)
 SOME_RESTARTS = RestartSettings(max_restarts=3, within_s=60.0, backoff_min_s=0.0)
@@ -113,12 +115,27 @@ async def test_two_actors_cannot_share_a_name_in_one_registry() -> None:
         registry.register(recorder_spec("echo", journal).ref)
 
 
-async def test_a_nested_supervisor_is_a_child_with_the_sum_of_its_childrens_budgets() -> None:
-    """A subtree's shutdown budget covers its children stopped one after another."""
+async def test_a_nested_supervisor_has_no_budget_of_its_own_and_its_leaves_bound_its_stop(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A subtree's shutdown_s is infinite (OTP); its stop still ends within its leaves' budgets."""
     journal = Journal()
+    workers = Workers(journal)
     inner = SupervisorSpec(
         "inner",
-        [recorder_spec("a", journal, shutdown_s=2.0), recorder_spec("b", journal, shutdown_s=3.0)],
+        [
+            workers.spec("a", ignore_stop=True, shutdown_s=2.0),
+            workers.spec("b", ignore_stop=True, shutdown_s=3.0),
+        ],
     )
-    assert inner.shutdown_s == 5.0
+    assert inner.shutdown_s == math.inf
     assert isinstance(inner.create(), Supervisor)
+    async with open_supervisor(SupervisorSpec("root", [inner])):
+        pass
+    assert trio.current_time() == 5.0
+    assert journal.entries[2:] == [
+        (0.0, "b asked to stop"),
+        (3.0, "b cancelled"),
+        (3.0, "a asked to stop"),
+        (5.0, "a cancelled"),
+    ]

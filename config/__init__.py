@@ -12,13 +12,29 @@ from config._runtime import (
     RetrySettings,
     RuntimeSettings,
 )
+from config._settings import (
+    ConfigError,
+    DatabaseSettings,
+    HealthSettings,
+    LogFormat,
+    RedisSettings,
+    Settings,
+    environment_variables,
+)
 
 __all__ = [
     "RUNTIME_DEFAULTS",
     "BreakerSettings",
+    "ConfigError",
+    "DatabaseSettings",
+    "HealthSettings",
+    "LogFormat",
     "MailboxSettings",
     "Overflow",
+    "RedisSettings",
     "RestartSettings",
     "RetrySettings",
     "RuntimeSettings",
+    "Settings",
+    "environment_variables",
 ]

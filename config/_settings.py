@@ -1,0 +1,268 @@
+"""The service's settings: one object, read from ``LOMASH_*`` environment variables.
+
+Every field has a named default. The variable for a field is ``LOMASH_`` plus its
+path in upper case, nested groups joined by ``_`` (the ``runtime`` group adds no
+prefix of its own): ``database.url`` is ``LOMASH_DATABASE_URL``,
+``runtime.breaker.reset_timeout_s`` is ``LOMASH_BREAKER_RESET_TIMEOUT_S``, ``port`` is
+``LOMASH_PORT``. ``python -m gateway config`` prints them all.
+
+Invalid configuration raises ``ConfigError`` whose message is one line naming the
+variable, e.g. ``LOMASH_PORT: expected an integer, got 'eighty'``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import types
+import typing
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from config._runtime import RuntimeSettings
+
+__all__ = [
+    "ConfigError",
+    "DatabaseSettings",
+    "HealthSettings",
+    "LogFormat",
+    "RedisSettings",
+    "Settings",
+    "environment_variables",
+]
+
+PREFIX = "LOMASH_"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the variable."""
+
+
+class LogFormat(StrEnum):
+    AUTO = "auto"  # JSON unless stderr is a terminal
+    JSON = "json"
+    CONSOLE = "console"
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    """PostgreSQL. No URL means: start an embedded PostgreSQL under ``data_dir``."""
+
+    url: str | None = None
+    replica_url: str | None = None
+    pool_min_size: int = 1
+    pool_max_size: int = 10
+    connect_timeout_s: float = 2.0
+    # Server-side statement_timeout: a runaway query is cancelled by Postgres itself.
+    statement_timeout_s: float = 5.0
+    # After a connection failure the primary is refused fast and probed again after
+    # reconnect_min_s, doubling up to reconnect_max_s: a database that comes back is
+    # used again within reconnect_max_s, well inside the spec's 30 s reconnect window.
+    reconnect_min_s: float = 0.1
+    reconnect_max_s: float = 5.0
+    reconnect_window_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in ("url", "replica_url"):
+            url = getattr(self, name)
+            _check(
+                url is None or url.startswith(("postgres://", "postgresql://")),
+                f"{name}: expected a postgresql:// URL, got {url!r}",
+            )
+        _check(self.pool_min_size >= 0, "pool_min_size: must be >= 0")
+        _check(
+            self.pool_max_size >= max(1, self.pool_min_size),
+            "pool_max_size: must be >= 1 and >= pool_min_size",
+        )
+        for name in ("connect_timeout_s", "statement_timeout_s", "reconnect_min_s"):
+            _check(getattr(self, name) > 0, f"{name}: must be > 0")
+        _check(
+            self.reconnect_max_s >= self.reconnect_min_s,
+            "reconnect_max_s: must be >= reconnect_min_s",
+        )
+        _check(
+            self.reconnect_max_s <= self.reconnect_window_s,
+            "reconnect_max_s: must be <= reconnect_window_s (recovery must fit the window)",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    """Redis (or Sentinel). No URL means: start an embedded Redis under ``data_dir``."""
+
+    url: str | None = None
+    # Every key this process writes starts with this (tests use one per run).
+    prefix: str = "lomash:"
+    # Short on purpose: a dead Redis must be noticed in well under a second.
+    connect_timeout_s: float = 0.25
+    timeout_s: float = 0.5
+    # While Redis is down, calls are refused at once and it is probed again after
+    # reconnect_min_s, doubling up to reconnect_max_s.
+    reconnect_min_s: float = 0.1
+    reconnect_max_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        _check(
+            self.url is None
+            or self.url.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://")),
+            f"url: expected a redis://, rediss://, unix:// or redis+sentinel:// URL,"
+            f" got {self.url!r}",
+        )
+        _check(self.connect_timeout_s > 0, "connect_timeout_s: must be > 0")
+        _check(self.timeout_s > 0, "timeout_s: must be > 0")
+        _check(self.reconnect_min_s > 0, "reconnect_min_s: must be > 0")
+        _check(
+            self.reconnect_max_s >= self.reconnect_min_s,
+            "reconnect_max_s: must be >= reconnect_min_s",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSettings:
+    """Each /health check has its own deadline so /health always answers quickly."""
+
+    database_timeout_s: float = 1.0
+    redis_timeout_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        _check(self.database_timeout_s > 0, "database_timeout_s: must be > 0")
+        _check(self.redis_timeout_s > 0, "redis_timeout_s: must be > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    service: str = "lomash-backend"
+    version: str = "0.1.0"
+    environment: str = "development"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    # SIGTERM: in-flight requests get this long to finish. Below ECS's 30 s stop timeout.
+    drain_timeout_s: float = 25.0
+    # Bounded cleanup after the drain (closing pools) before the process gives up.
+    cleanup_timeout_s: float = 3.0
+    max_body_bytes: int = 64 * 1024
+    # Retry-After sent with a 503 when a dependency is down and no better hint exists.
+    unavailable_retry_after_s: float = 5.0
+    log_format: LogFormat = LogFormat.AUTO
+    log_level: str = "info"
+    data_dir: str = ".data"
+    # Extra routes the process-level tests drive (slow requests); never in production.
+    test_routes: bool = False
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.port <= 65535, "port: must be between 0 and 65535")
+        _check(self.workers >= 1, "workers: must be >= 1")
+        _check(0 < self.drain_timeout_s < 30, "drain_timeout_s: must be > 0 and below ECS's 30 s")
+        _check(self.cleanup_timeout_s > 0, "cleanup_timeout_s: must be > 0")
+        _check(self.max_body_bytes > 0, "max_body_bytes: must be > 0")
+        _check(
+            self.log_level in ("debug", "info", "warning", "error"),
+            "log_level: one of debug, info, warning, error",
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build settings from ``LOMASH_*`` variables; unknown ``LOMASH_*`` names are errors."""
+        known = {name for name, _ in environment_variables()}
+        unknown = sorted(k for k in environ if k.startswith(PREFIX) and k not in known)
+        if unknown:
+            raise ConfigError(f"{unknown[0]}: unknown setting (see `python -m gateway config`)")
+        built = _build(cls, "", environ)
+        assert isinstance(built, Settings)
+        return built
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def environment_variables() -> Iterator[tuple[str, object]]:
+    """(variable, default) for every setting."""
+    yield from _walk(Settings(), "")
+
+
+def _env_prefix(path: str, name: str) -> str:
+    return path if name == "runtime" else f"{path}{name.upper()}_"
+
+
+def _walk(instance: Any, path: str) -> Iterator[tuple[str, object]]:
+    for f in dataclasses.fields(instance):
+        value = getattr(instance, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _walk(value, _env_prefix(path, f.name))
+        else:
+            yield f"{PREFIX}{path}{f.name.upper()}", value
+
+
+def _build(cls: type[Any], path: str, environ: Mapping[str, str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    variables: dict[str, str] = {}
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            values[f.name] = _build(kind, _env_prefix(path, f.name), environ)  # type: ignore[arg-type]
+            continue
+        variable = f"{PREFIX}{path}{f.name.upper()}"
+        variables[f.name] = variable
+        if variable in environ:
+            try:
+                values[f.name] = _parse(kind, environ[variable].strip())
+            except ValueError as error:
+                raise ConfigError(f"{variable}: {error}") from None
+    try:
+        return cls(**values)
+    except ValueError as error:
+        name, _, message = str(error).partition(": ")
+        if name not in variables:
+            raise ConfigError(f"{PREFIX}{path}*: {error}") from None
+        raise ConfigError(f"{variables[name]}: {message or error}") from None
+
+
+def _parse(kind: Any, raw: str) -> Any:
+    origin = typing.get_origin(kind)
+    if origin in (types.UnionType, typing.Union):
+        options = [a for a in typing.get_args(kind) if a is not type(None)]
+        if raw == "" or raw.lower() == "none":
+            return None
+        return _parse(options[0], raw)
+    if origin is frozenset:
+        (item,) = typing.get_args(kind)
+        return frozenset(_parse(item, part.strip()) for part in raw.split(",") if part.strip())
+    if kind is bool:
+        lowered = raw.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected true or false, got {raw!r}")
+    if kind is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"expected an integer, got {raw!r}") from None
+    if kind is float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"expected a number, got {raw!r}") from None
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        try:
+            return kind(raw.lower())
+        except ValueError:
+            choices = ", ".join(str(m.value) for m in kind)
+            raise ValueError(f"expected one of {choices}, got {raw!r}") from None
+    if kind is str:
+        return raw
+    raise ValueError(f"unsupported setting type {kind!r}")  # pragma: no cover

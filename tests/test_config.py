@@ -1,0 +1,86 @@
+"""Settings from LOMASH_* variables: defaults from the spec, one clear line per error."""
+
+from __future__ import annotations
+
+import pytest
+
+from config import ConfigError, Overflow, Settings, environment_variables
+
+
+def test_defaults_carry_the_spec_numbers() -> None:
+    """Breaker, retry, drain and reconnect numbers default to the spec's values."""
+    settings = Settings.from_env({})
+    runtime = settings.runtime
+    assert runtime.mailbox.message_timeout_s == 5.0
+    assert (runtime.breaker.failure_ratio, runtime.breaker.min_calls) == (0.5, 5)
+    assert (runtime.breaker.window_s, runtime.breaker.reset_timeout_s) == (60.0, 30.0)
+    assert runtime.retry.delays() == pytest.approx((0.1, 0.2, 0.4))
+    assert settings.drain_timeout_s == 25.0
+    assert settings.database.reconnect_window_s == 30.0
+    assert settings.database.reconnect_max_s <= settings.database.reconnect_window_s
+
+
+def test_variables_override_nested_settings() -> None:
+    """LOMASH_DATABASE_URL, LOMASH_BREAKER_*, LOMASH_RETRY_* reach their fields."""
+    settings = Settings.from_env(
+        {
+            "LOMASH_DATABASE_URL": "postgresql://u@db:5432/app",
+            "LOMASH_DATABASE_REPLICA_URL": "postgres://u@replica/app",
+            "LOMASH_REDIS_URL": "redis+sentinel://s1:26379,s2:26379/main/0",
+            "LOMASH_PORT": "9000",
+            "LOMASH_WORKERS": "3",
+            "LOMASH_BREAKER_RESET_TIMEOUT_S": "10",
+            "LOMASH_RETRY_RETRY_STATUSES": "429, 503",
+            "LOMASH_MAILBOX_OVERFLOW": "WAIT",
+            "LOMASH_TEST_ROUTES": "yes",
+        }
+    )
+    assert settings.database.url == "postgresql://u@db:5432/app"
+    assert settings.database.replica_url == "postgres://u@replica/app"
+    assert settings.redis.url == "redis+sentinel://s1:26379,s2:26379/main/0"
+    assert (settings.port, settings.workers) == (9000, 3)
+    assert settings.runtime.breaker.reset_timeout_s == 10.0
+    assert settings.runtime.retry.retry_statuses == {429, 503}
+    assert settings.runtime.mailbox.overflow is Overflow.WAIT
+    assert settings.test_routes is True
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"LOMASH_PORT": "eighty"}, "LOMASH_PORT: expected an integer, got 'eighty'"),
+        ({"LOMASH_PORT": "70000"}, "LOMASH_PORT: must be between 0 and 65535"),
+        ({"LOMASH_DATABASE_URL": "mysql://x"}, "LOMASH_DATABASE_URL: expected a postgresql://"),
+        ({"LOMASH_REDIS_URL": "http://x"}, "LOMASH_REDIS_URL: expected a redis://"),
+        ({"LOMASH_BREAKER_FAILURE_RATIO": "1.5"}, "LOMASH_BREAKER_FAILURE_RATIO: must be in"),
+        ({"LOMASH_MAILBOX_CAPACITY": "0"}, "LOMASH_MAILBOX_CAPACITY: must be > 0"),
+        ({"LOMASH_DRAIN_TIMEOUT_S": "30"}, "LOMASH_DRAIN_TIMEOUT_S: must be > 0 and below"),
+        ({"LOMASH_TEST_ROUTES": "maybe"}, "LOMASH_TEST_ROUTES: expected true or false"),
+        ({"LOMASH_LOG_FORMAT": "xml"}, "LOMASH_LOG_FORMAT: expected one of auto, json, console"),
+        ({"LOMASH_DATABSE_URL": "postgresql://x"}, "LOMASH_DATABSE_URL: unknown setting"),
+    ],
+)
+def test_invalid_configuration_fails_with_one_line_naming_the_variable(
+    environ: dict[str, str], message: str
+) -> None:
+    """Each bad value is reported by variable name, on one line."""
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(environ)
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value)
+
+
+def test_every_setting_has_a_variable() -> None:
+    """`lomash config` lists a LOMASH_ variable for every field, defaults included."""
+    variables = dict(environment_variables())
+    assert variables["LOMASH_DATABASE_URL"] is None
+    assert variables["LOMASH_HEALTH_DATABASE_TIMEOUT_S"] == 1.0
+    assert variables["LOMASH_BREAKER_MIN_CALLS"] == 5
+    assert all(name.startswith("LOMASH_") and name.isupper() for name in variables)
+    Settings.from_env(
+        {
+            name: str(value)
+            for name, value in variables.items()
+            if value is not None and not isinstance(value, frozenset)
+        }
+    )

@@ -1,10 +1,108 @@
-"""Test-wide setup: structlog renders plainly so failures are readable."""
+"""Test-wide setup: readable logs, and real Postgres / Redis isolated per test run.
+
+Each test session creates its own database (``lomash_test_<random>``) on the
+machine's PostgreSQL and drops it at the end; Redis keys get a per-run prefix that
+is deleted at the end. ``LOMASH_TEST_POSTGRES_URL`` / ``LOMASH_TEST_REDIS_URL`` point
+them elsewhere (defaults: 127.0.0.1:5432 as the current user, 127.0.0.1:6379).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import secrets
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import redis
 import structlog
 
 structlog.configure(
     processors=[structlog.processors.KeyValueRenderer(key_order=["event"])],
     cache_logger_on_first_use=False,
 )
+
+ADMIN_URL = os.environ.get(
+    "LOMASH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("LOMASH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def database_url(name: str) -> str:
+    parts = urlsplit(ADMIN_URL)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+async def _admin(sql: str) -> None:
+    connection = await asyncpg.connect(ADMIN_URL)
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+def create_database() -> str:
+    """A fresh, empty database on the real server; returns its name."""
+    name = f"lomash_test_{secrets.token_hex(6)}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    return name
+
+
+def drop_database(name: str) -> None:
+    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of a database of this test session's own (dropped afterwards)."""
+    name = create_database()
+    try:
+        yield database_url(name)
+    finally:
+        drop_database(name)
+
+
+@pytest.fixture
+def fresh_database_url() -> Iterator[str]:
+    """URL of a brand-new database for one test (dropped afterwards)."""
+    name = create_database()
+    try:
+        yield database_url(name)
+    finally:
+        drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of this test session's own; its keys are deleted afterwards."""
+    prefix = f"lomash_test:{secrets.token_hex(6)}:"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def migrated_url(postgres_url: str) -> str:
+    """The session database with every migration applied."""
+    import trio_asyncio
+
+    from adapters import migrate_up
+
+    trio_asyncio.run(migrate_up, postgres_url)
+    return postgres_url
+
+
+def port_of(url: str) -> int:
+    return urlsplit(url).port or 5432

@@ -1,0 +1,170 @@
+"""Redis (or Sentinel) through redis.asyncio on trio-asyncio, with short timeouts.
+
+One bridge hop per operation: an operation is an asyncio coroutine function taking
+the client (use a pipeline inside it for several commands). Timeouts are short and
+redis-py's own retries are off, so a dead Redis costs one short timeout and then the
+reconnect gate answers at once; the service is built to run without Redis.
+
+Sentinel: ``redis+sentinel://[:password@]host:port[,host:port...]/service[/db]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
+
+import redis.asyncio as aioredis
+import redis.exceptions
+import structlog
+import trio
+import trio_asyncio
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
+
+from adapters._gate import GateStatistics, ReconnectGate
+from config import RedisSettings
+from supervisors import ConnectionLost, DependencyError, LomashError, OperationTimeout
+
+__all__ = ["Cache", "CacheOperation", "RedisCache", "open_redis", "sentinel_parts"]
+
+type Client = aioredis.Redis
+type CacheOperation[T] = Callable[[Client], Awaitable[T]]
+
+log = structlog.get_logger("adapters.redis")
+
+
+class Cache(Protocol):
+    def key(self, *parts: str) -> str:
+        """A key under this process's prefix."""
+        ...
+
+    async def run[T](self, operation: CacheOperation[T]) -> T: ...
+
+    async def ping(self) -> None: ...
+
+    def statistics(self) -> GateStatistics: ...
+
+
+def translate(error: BaseException, *, timeout_s: float) -> LomashError:
+    """The project's error for a redis-py / OS error (the one translation point)."""
+    if isinstance(error, redis.exceptions.TimeoutError | TimeoutError | asyncio.TimeoutError):
+        return OperationTimeout("redis timeout", dependency="redis", timeout_s=timeout_s)
+    if isinstance(
+        error,
+        redis.exceptions.ConnectionError
+        | redis.exceptions.BusyLoadingError
+        | redis.exceptions.ReadOnlyError
+        | OSError,
+    ):
+        return ConnectionLost(_describe(error), dependency="redis")
+    return DependencyError(f"{type(error).__name__}: {error}", dependency="redis")
+
+
+_TRANSLATED = (redis.exceptions.RedisError, OSError, asyncio.TimeoutError)
+_ERRNO = re.compile(r"Error (\d+) connecting")
+_REASONS = {errno.ECONNREFUSED: "connection refused", errno.ECONNRESET: "connection reset"}
+
+
+def _describe(error: BaseException) -> str:
+    """ "connection refused" rather than redis-py's "Error 111 connecting to ..."."""
+    number = getattr(error, "errno", None)
+    match = _ERRNO.search(str(error))
+    if number is None and match:
+        number = int(match[1])
+    if number in _REASONS:
+        return _REASONS[number]
+    if number is not None:
+        return os.strerror(number).lower()
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return text[:120]
+
+
+class RedisCache:
+    def __init__(self, settings: RedisSettings, client: Client) -> None:
+        self._settings = settings
+        self._client = client
+        self._gate = ReconnectGate(
+            "redis", min_s=settings.reconnect_min_s, max_s=settings.reconnect_max_s
+        )
+
+    def key(self, *parts: str) -> str:
+        return self._settings.prefix + ":".join(parts)
+
+    async def run[T](self, operation: CacheOperation[T]) -> T:
+        self._gate.check()
+        return await self._hop(operation)
+
+    async def ping(self) -> None:
+        await self._hop(_ping)
+
+    def statistics(self) -> GateStatistics:
+        return self._gate.statistics()
+
+    async def _hop[T](self, operation: CacheOperation[T]) -> T:
+        try:
+            result: T = await trio_asyncio.aio_as_trio(self._in_asyncio)(operation)
+        except (ConnectionLost, OperationTimeout) as lost:
+            self._gate.failed(lost.message)
+            raise
+        self._gate.succeeded()
+        return result
+
+    async def _in_asyncio[T](self, operation: CacheOperation[T]) -> T:
+        try:
+            return await operation(self._client)
+        except _TRANSLATED as error:
+            raise translate(error, timeout_s=self._settings.timeout_s) from error
+
+
+async def _ping(client: Client) -> None:
+    await client.ping()
+
+
+def sentinel_parts(url: str) -> tuple[list[tuple[str, int]], str, int, str | None]:
+    """(sentinel addresses, service name, db, password) from a redis+sentinel:// URL."""
+    parts = urlsplit(url)
+    hosts = parts.netloc.rpartition("@")[2]
+    addresses = []
+    for host in hosts.split(","):
+        name, _, port = host.partition(":")
+        addresses.append((name, int(port or 26379)))
+    path = [p for p in parts.path.split("/") if p]
+    if not path:
+        raise ValueError(f"sentinel URL needs a service name: {url!r}")
+    db = int(path[1]) if len(path) > 1 else 0
+    password = unquote(parts.password) if parts.password else None
+    return addresses, path[0], db, password
+
+
+def _client(settings: RedisSettings) -> Client:
+    assert settings.url is not None
+    options: dict[str, Any] = {
+        "socket_connect_timeout": settings.connect_timeout_s,
+        "socket_timeout": settings.timeout_s,
+        "retry": Retry(NoBackoff(), 0),
+        "retry_on_timeout": False,
+    }
+    if settings.url.startswith("redis+sentinel://"):
+        addresses, service, db, password = sentinel_parts(settings.url)
+        sentinel = Sentinel(addresses, password=password, db=db, **options)  # type: ignore[no-untyped-call]
+        client: Client = sentinel.master_for(service)
+        return client
+    return aioredis.Redis.from_url(settings.url, **options)
+
+
+@asynccontextmanager
+async def open_redis(settings: RedisSettings, *, cleanup_s: float) -> AsyncIterator[RedisCache]:
+    """A client (lazy: the service starts while Redis is down) closed on exit."""
+    client = _client(settings)
+    try:
+        yield RedisCache(settings, client)
+    finally:
+        with trio.move_on_after(cleanup_s, shield=True):
+            await trio_asyncio.aio_as_trio(client.aclose)()

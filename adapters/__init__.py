@@ -1,1 +1,55 @@
-"""Adapters: every conversation with the outside world (Postgres, Redis, providers)."""
+"""Adapters: every conversation with the outside world (Postgres, Redis, providers).
+
+Each is a ``typing.Protocol`` with a real implementation; vendor exceptions are
+translated into the project's error tree here and never leak further.
+"""
+
+from adapters._gate import GateStatistics, ReconnectGate
+from adapters._migrations import (
+    MIGRATIONS_DIR,
+    Migration,
+    MigrationError,
+    MigrationStatus,
+    PolicyViolation,
+    check_policy,
+    migrate_down,
+    migrate_up,
+    migration_status,
+)
+from adapters._postgres import (
+    Connection,
+    Database,
+    DatabaseStatistics,
+    Operation,
+    PostgresDatabase,
+    open_database,
+)
+from adapters._redis import Cache, CacheOperation, RedisCache, open_redis
+from adapters._showrooms import PostgresShowrooms, Showroom, ShowroomStore
+
+__all__ = [
+    "MIGRATIONS_DIR",
+    "Cache",
+    "CacheOperation",
+    "Connection",
+    "Database",
+    "DatabaseStatistics",
+    "GateStatistics",
+    "Migration",
+    "MigrationError",
+    "MigrationStatus",
+    "Operation",
+    "PolicyViolation",
+    "PostgresDatabase",
+    "PostgresShowrooms",
+    "ReconnectGate",
+    "RedisCache",
+    "Showroom",
+    "ShowroomStore",
+    "check_policy",
+    "migrate_down",
+    "migrate_up",
+    "migration_status",
+    "open_database",
+    "open_redis",
+]

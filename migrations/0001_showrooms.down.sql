@@ -1,0 +1,2 @@
+-- Rollback of 0001_showrooms.up.sql.
+DROP TABLE showrooms;

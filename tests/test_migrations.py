@@ -1,0 +1,430 @@
+"""Migrations: apply / roll back / status on real Postgres, the lock, the additive-only policy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import asyncpg
+import pytest
+import trio
+import trio_asyncio
+
+from adapters._migrations import (
+    MIGRATION_LOCK_KEY,
+    Migration,
+    MigrationError,
+    MigrationStatus,
+    check_policy,
+    load_migrations,
+    migrate_down,
+    migrate_up,
+    migration_status,
+)
+from supervisors import DatabaseError
+
+# Generous: a run is a handful of round trips to a local server.
+TIMEOUT_S = 30
+
+SHOWROOM_COLUMNS = {
+    "id": ("text", "NO", None),
+    "name": ("text", "NO", None),
+    "address": ("text", "NO", None),
+    "city": ("text", "NO", None),
+    "postcode": ("text", "NO", None),
+    "timezone": ("text", "NO", "'Europe/London'::text"),
+    "opening_hours": ("jsonb", "NO", "'{}'::jsonb"),
+    "created_at": ("timestamp with time zone", "NO", "now()"),
+}
+
+# Advisory locks in the test's database, granted ($1 = true) or waited for.
+ADVISORY_LOCKS = (
+    "SELECT 1 FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+    " WHERE l.locktype = 'advisory' AND l.granted = $1 AND d.datname = current_database()"
+)
+
+CREATE_X = ("0001_create_x", "CREATE TABLE x (y INT, note TEXT);", "DROP TABLE x;")
+ADD_Z = ("0002_add_z", "ALTER TABLE x ADD COLUMN z INT;", "ALTER TABLE x DROP COLUMN z;")
+CREATE_W = ("0003_create_w", "CREATE TABLE w (id INT PRIMARY KEY);", "DROP TABLE w;")
+
+
+def write(directory: Path, *migrations: tuple[str, str, str]) -> Path:
+    """Write (label, up SQL, down SQL) triples as migration files into ``directory``."""
+    directory.mkdir(exist_ok=True)
+    for label, up, down in migrations:
+        (directory / f"{label}.up.sql").write_text(up)
+        (directory / f"{label}.down.sql").write_text(down)
+    return directory
+
+
+async def fetch(url: str, sql: str, *args: object) -> list[asyncpg.Record]:
+    """Run one query on a connection of its own (one bridge hop)."""
+
+    async def run() -> list[asyncpg.Record]:
+        connection = await asyncpg.connect(url)
+        try:
+            return await connection.fetch(sql, *args)
+        finally:
+            await connection.close()
+
+    rows: list[asyncpg.Record] = await trio_asyncio.aio_as_trio(run)()
+    return rows
+
+
+async def exists(url: str, table: str) -> bool:
+    rows = await fetch(url, "SELECT to_regclass($1) IS NOT NULL AS found", table)
+    return bool(rows[0]["found"])
+
+
+async def history(url: str) -> list[tuple[int, str]]:
+    rows = await fetch(url, "SELECT version, name FROM schema_migrations ORDER BY version")
+    return [(row["version"], row["name"]) for row in rows]
+
+
+def versions(migrations: list[Migration]) -> list[int]:
+    return [m.version for m in migrations]
+
+
+# --- Against the database --------------------------------------------------------------
+
+
+async def test_up_applies_showrooms(fresh_database_url: str) -> None:
+    """migrate_up applies 0001 and creates showrooms with its columns and defaults."""
+    async with trio_asyncio.open_loop():
+        with trio.fail_after(TIMEOUT_S):
+            applied = await migrate_up(fresh_database_url)
+            rows = await fetch(
+                fresh_database_url,
+                "SELECT column_name, data_type, is_nullable, column_default"
+                " FROM information_schema.columns WHERE table_name = 'showrooms'",
+            )
+            recorded = await history(fresh_database_url)
+    assert [m.label for m in applied] == ["0001_showrooms"]
+    columns = {
+        r["column_name"]: (r["data_type"], r["is_nullable"], r["column_default"]) for r in rows
+    }
+    assert columns == SHOWROOM_COLUMNS
+    assert recorded == [(1, "showrooms")]
+
+
+async def test_status_before_and_after_up(fresh_database_url: str) -> None:
+    """Status lists 0001 as pending (creating nothing), then as applied with a matching sum."""
+    async with trio_asyncio.open_loop():
+        with trio.fail_after(TIMEOUT_S):
+            before = await migration_status(fresh_database_url)
+            history_table_made = await exists(fresh_database_url, "schema_migrations")
+            await migrate_up(fresh_database_url)
+            after = await migration_status(fresh_database_url)
+    assert before == [MigrationStatus(1, "showrooms", False, None, True)]
+    assert not history_table_made
+    [status] = after
+    assert (status.version, status.name, status.applied, status.checksum_matches) == (
+        1,
+        "showrooms",
+        True,
+        True,
+    )
+    assert status.applied_at is not None
+
+
+async def test_up_down_up_round_trip(fresh_database_url: str) -> None:
+    """Down removes showrooms and its history row; up again brings both back."""
+    async with trio_asyncio.open_loop():
+        with trio.fail_after(TIMEOUT_S):
+            await migrate_up(fresh_database_url)
+            rolled_back = await migrate_down(fresh_database_url)
+            gone = not await exists(fresh_database_url, "showrooms")
+            after_down = await history(fresh_database_url)
+            reapplied = await migrate_up(fresh_database_url)
+            back = await exists(fresh_database_url, "showrooms")
+            after_up = await history(fresh_database_url)
+    assert versions(rolled_back) == [1]
+    assert gone
+    assert after_down == []
+    assert versions(reapplied) == [1]
+    assert back
+    assert after_up == [(1, "showrooms")]
+
+
+async def test_target_and_steps(fresh_database_url: str, tmp_path: Path) -> None:
+    """Up stops at target; down rolls back the latest steps, newest first."""
+    directory = write(tmp_path, CREATE_X, ADD_Z, CREATE_W)
+    async with trio_asyncio.open_loop():
+        with trio.fail_after(TIMEOUT_S):
+            first = await migrate_up(fresh_database_url, directory, target=2)
+            rest = await migrate_up(fresh_database_url, directory)
+            rolled_back = await migrate_down(fresh_database_url, directory, steps=2)
+            recorded = await history(fresh_database_url)
+            with pytest.raises(MigrationError) as too_many:
+                await migrate_down(fresh_database_url, directory, steps=2)
+            with pytest.raises(MigrationError) as unknown_target:
+                await migrate_up(fresh_database_url, directory, target=4)
+    assert versions(first) == [1, 2]
+    assert versions(rest) == [3]
+    assert versions(rolled_back) == [3, 2]
+    assert recorded == [(1, "create_x")]
+    assert too_many.value.version is None
+    assert unknown_target.value.version == 4
+
+
+async def test_database_ahead_of_the_code(fresh_database_url: str, tmp_path: Path) -> None:
+    """Older code on a newer schema: up applies nothing, status flags it, down refuses."""
+    newer = write(tmp_path / "newer", CREATE_X, ADD_Z)
+    older = write(tmp_path / "older", CREATE_X)
+    async with trio_asyncio.open_loop():
+        with trio.fail_after(TIMEOUT_S):
+            await migrate_up(fresh_database_url, newer)
+            applied = await migrate_up(fresh_database_url, older)
+            statuses = await migration_status(fresh_database_url, older)
+            with pytest.raises(MigrationError) as refused:
+                await migrate_down(fresh_database_url, older)
+            recorded = await history(fresh_database_url)
+    assert applied == []
+    assert [(s.version, s.name, s.applied, s.checksum_matches) for s in statuses] == [
+        (1, "create_x", True, True),
+        (2, "add_z", True, False),
+    ]
+    assert refused.value.version == 2
+    assert recorded == [(1, "create_x"), (2, "add_z")]
+
+
+async def test_concurrent_runs_apply_each_migration_once(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    """Two runners started together: one applies everything, the other finds nothing."""
+    directory = write(tmp_path, CREATE_X, ADD_Z, CREATE_W)
+    results: list[list[Migration]] = []
+
+    async def run() -> None:
+        results.append(await migrate_up(fresh_database_url, directory))
+
+    async with trio_asyncio.open_loop():
+        with trio.fail_after(TIMEOUT_S):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(run)
+                nursery.start_soon(run)
+            recorded = await history(fresh_database_url)
+    assert sorted(versions(r) for r in results) == [[], [1, 2, 3]]
+    assert recorded == [(1, "create_x"), (2, "add_z"), (3, "create_w")]
+
+
+async def test_runner_waits_for_the_lock(fresh_database_url: str) -> None:
+    """While another session holds the migration lock, migrate_up waits and changes nothing."""
+    results: list[list[Migration]] = []
+
+    async def run() -> None:
+        results.append(await migrate_up(fresh_database_url))
+
+    async with trio_asyncio.open_loop():
+        with trio.fail_after(TIMEOUT_S):
+            holder = await trio_asyncio.aio_as_trio(asyncpg.connect)(fresh_database_url)
+            try:
+                lock = trio_asyncio.aio_as_trio(holder.execute)
+                await lock("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(run)
+                    while not await fetch(fresh_database_url, ADVISORY_LOCKS, False):
+                        pass
+                    created_while_waiting = await exists(fresh_database_url, "showrooms")
+                    await lock("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+            finally:
+                with trio.CancelScope(shield=True):
+                    await trio_asyncio.aio_as_trio(holder.close)()
+    assert not created_while_waiting
+    assert [versions(r) for r in results] == [[1]]
+
+
+async def test_failed_migration_is_rolled_back_and_lock_released(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    """A failing up file raises DatabaseError, records nothing, and leaves the lock free."""
+    directory = write(tmp_path, CREATE_X, ("0002_broken", "CREATE TABLE v (;", "DROP TABLE v;"))
+    async with trio_asyncio.open_loop():
+        with trio.fail_after(TIMEOUT_S):
+            with pytest.raises(DatabaseError) as raised:
+                await migrate_up(fresh_database_url, directory)
+            recorded = await history(fresh_database_url)
+            held = await fetch(fresh_database_url, ADVISORY_LOCKS, True)
+            (tmp_path / "0002_broken.up.sql").write_text("CREATE TABLE v (id INT);")
+            applied = await migrate_up(fresh_database_url, directory)
+    assert raised.value.sqlstate == "42601"
+    assert recorded == [(1, "create_x")]
+    assert held == []
+    assert versions(applied) == [2]
+
+
+async def test_up_refuses_when_policy_fails(fresh_database_url: str, tmp_path: Path) -> None:
+    """A policy violation stops migrate_up before anything is applied."""
+    directory = write(
+        tmp_path,
+        CREATE_X,
+        ("0002_drop_y", "ALTER TABLE x DROP COLUMN y;", "ALTER TABLE x ADD COLUMN y INT;"),
+    )
+    async with trio_asyncio.open_loop():
+        with trio.fail_after(TIMEOUT_S):
+            with pytest.raises(MigrationError) as raised:
+                await migrate_up(fresh_database_url, directory)
+            touched = [
+                await exists(fresh_database_url, table) for table in ("x", "schema_migrations")
+            ]
+    assert raised.value.version == 2
+    assert [v.file for v in raised.value.violations] == ["0002_drop_y.up.sql"]
+    assert touched == [False, False]
+
+
+async def test_edited_after_apply_is_refused(fresh_database_url: str, tmp_path: Path) -> None:
+    """An up file changed after it was applied: status flags it, up and down refuse."""
+    directory = write(tmp_path, CREATE_X, ADD_Z)
+    async with trio_asyncio.open_loop():
+        with trio.fail_after(TIMEOUT_S):
+            await migrate_up(fresh_database_url, directory, target=1)
+            (tmp_path / "0001_create_x.up.sql").write_text("CREATE TABLE x (y BIGINT);")
+            statuses = await migration_status(fresh_database_url, directory)
+            with pytest.raises(MigrationError) as up_refused:
+                await migrate_up(fresh_database_url, directory)
+            with pytest.raises(MigrationError) as down_refused:
+                await migrate_down(fresh_database_url, directory)
+            recorded = await history(fresh_database_url)
+            still_there = await exists(fresh_database_url, "x")
+    assert [(s.version, s.applied, s.checksum_matches) for s in statuses] == [
+        (1, True, False),
+        (2, False, True),
+    ]
+    assert up_refused.value.version == 1
+    assert down_refused.value.version == 1
+    assert recorded == [(1, "create_x")]
+    assert still_there
+
+
+# --- Files and the additive-only policy ------------------------------------------------
+
+
+def test_repository_migrations_pass_the_policy() -> None:
+    """The repository's own migrations load and satisfy the additive-only policy."""
+    assert [m.label for m in load_migrations()] == ["0001_showrooms"]
+    assert check_policy() == []
+
+
+def test_drop_column_without_marker_is_a_violation(tmp_path: Path) -> None:
+    """ALTER TABLE ... DROP COLUMN in an up file, with no phase-2 marker, is reported."""
+    write(tmp_path, CREATE_X, ("0002_drop_y", "ALTER TABLE x DROP COLUMN y;", "SELECT 1;"))
+    [violation] = check_policy(tmp_path)
+    assert (violation.version, violation.file, violation.statement) == (
+        2,
+        "0002_drop_y.up.sql",
+        "ALTER TABLE x DROP COLUMN y",
+    )
+    assert "DROP" in violation.reason
+
+
+def test_phase_2_marker_naming_an_earlier_migration_allows_it(tmp_path: Path) -> None:
+    """A header '-- lomash: phase 2 of <earlier>' makes a destructive up file acceptable."""
+    up = "-- Second phase: the code no longer reads y.\n-- lomash: phase 2 of 0001_create_x\n"
+    write(tmp_path, CREATE_X, ("0002_drop_y", up + "ALTER TABLE x DROP COLUMN y;", "SELECT 1;"))
+    assert check_policy(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "marker",
+    [
+        "-- lomash: phase 2 of 0009_missing",  # no such migration
+        "-- lomash: phase 2 of 0001_create_z",  # right version, wrong name
+        "-- lomash: phase 2 of 0002_drop_y",  # itself, not an earlier one
+        "-- lomash: phase 2 of 0003_create_w",  # a later one
+        "-- lomash: phase two of 0001_create_x",  # not the exact form
+    ],
+)
+def test_invalid_phase_2_marker_is_a_violation(tmp_path: Path, marker: str) -> None:
+    """A marker that does not name an earlier migration exactly allows nothing."""
+    up = f"{marker}\nALTER TABLE x DROP COLUMN y;"
+    write(tmp_path, CREATE_X, ("0002_drop_y", up, "SELECT 1;"), CREATE_W)
+    violations = check_policy(tmp_path)
+    assert [(v.version, v.statement) for v in violations] == [
+        (2, marker),
+        (2, "ALTER TABLE x DROP COLUMN y"),
+    ]
+
+
+def test_marker_below_the_first_statement_is_not_a_header(tmp_path: Path) -> None:
+    """Only the comment lines before the first statement can declare phase 2."""
+    up = "ALTER TABLE x DROP COLUMN y;\n-- lomash: phase 2 of 0001_create_x\n"
+    write(tmp_path, CREATE_X, ("0002_drop_y", up, "SELECT 1;"))
+    assert [v.statement for v in check_policy(tmp_path)] == ["ALTER TABLE x DROP COLUMN y"]
+
+
+def test_drop_inside_comments_and_strings_is_ignored(tmp_path: Path) -> None:
+    """Destructive words in comments, literals, quoted names and function bodies don't count."""
+    up = """
+        -- drop table x; we will not
+        /* DROP TABLE x; /* nested */ TRUNCATE x; */
+        INSERT INTO x (note) VALUES ('DROP TABLE x; it''s -- DELETE FROM x');
+        INSERT INTO x (note) VALUES (E'\\' DROP TABLE x');
+        CREATE TABLE "drop table" ("delete from" TEXT);
+        CREATE FUNCTION purge() RETURNS void LANGUAGE sql AS $body$ DELETE FROM x $body$;
+        ALTER TABLE x ALTER COLUMN y DROP NOT NULL, ALTER COLUMN y DROP DEFAULT;
+        ALTER TABLE x ADD COLUMN type TEXT;
+        ALTER TABLE x ALTER COLUMN type SET DEFAULT 'a';
+    """
+    write(tmp_path, CREATE_X, ("0002_harmless", up, 'DROP TABLE "drop table";'))
+    assert check_policy(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "DROP TABLE x",
+        "drop index if exists x_y",
+        "DROP TYPE mood",
+        "DROP SCHEMA s CASCADE",
+        "DROP VIEW v",
+        "DROP FUNCTION f()",
+        "ALTER TABLE x DROP CONSTRAINT x_y_check",
+        "ALTER TABLE ONLY x ADD COLUMN z INT, DROP y",
+        "TRUNCATE x",
+        "DELETE FROM x WHERE y = 1",
+        "WITH gone AS (DELETE FROM x RETURNING y) SELECT count(*) FROM gone",
+        "ALTER TABLE x RENAME TO x2",
+        "ALTER TABLE x RENAME COLUMN y TO y2",
+        "ALTER TABLE x RENAME y TO y2",
+        'ALTER INDEX "x_y" RENAME TO x_y2',
+        "ALTER TABLE x ALTER COLUMN y TYPE BIGINT",
+        "ALTER TABLE x ALTER y SET DATA TYPE BIGINT",
+        'ALTER TABLE x ALTER COLUMN "y" TYPE BIGINT',
+        "ALTER TABLE x ALTER COLUMN y SET NOT NULL",
+        "ALTER TABLE x\n  ALTER COLUMN\n  y SET   NOT NULL",
+        "DO $$ BEGIN DROP TABLE x; END $$",
+        "DO LANGUAGE plpgsql $do$ BEGIN IF true THEN DELETE FROM x; END IF; END $do$",
+    ],
+)
+def test_destructive_statements_are_violations(tmp_path: Path, statement: str) -> None:
+    """Each destructive form in an up file is reported."""
+    write(tmp_path, CREATE_X, ("0002_change", f"{statement};", "SELECT 1;"))
+    violations = check_policy(tmp_path)
+    assert violations
+    assert {v.version for v in violations} == {2}
+
+
+def test_destructive_statements_in_down_files_are_allowed(tmp_path: Path) -> None:
+    """Down files are rollbacks: DROP, DELETE and TRUNCATE there are fine."""
+    down = "DELETE FROM x; TRUNCATE x; ALTER TABLE x DROP COLUMN z; DROP TABLE x;"
+    write(tmp_path, CREATE_X, ("0002_add_z", "ALTER TABLE x ADD COLUMN z INT;", down))
+    assert check_policy(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("files", "version"),
+    [
+        (["0001_a.up.sql"], 1),  # no down file
+        (["0001_a.down.sql"], 1),  # no up file
+        (["0001_a.up.sql", "0001_a.down.sql", "0001_b.up.sql", "0001_b.down.sql"], 1),
+        (["0001_a.up.sql", "0001_a.down.sql", "0003_c.up.sql", "0003_c.down.sql"], 3),
+        (["0002_b.up.sql", "0002_b.down.sql"], 2),  # does not start at 0001
+        (["0001_a.sql"], None),  # not an up or down file
+    ],
+)
+def test_malformed_sets_are_refused(tmp_path: Path, files: list[str], version: int | None) -> None:
+    """Missing halves, duplicated or non-contiguous versions and bad names are refused."""
+    for name in files:
+        (tmp_path / name).write_text("SELECT 1;")
+    with pytest.raises(MigrationError) as raised:
+        load_migrations(tmp_path)
+    assert raised.value.version == version

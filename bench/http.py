@@ -1,0 +1,216 @@
+"""HTTP benchmark: this service vs a FastAPI+uvicorn+asyncpg peer, side by side.
+
+    python -m bench.http [--seconds 8] [--connections 50] [--workers 1]
+
+Both serve ``GET /health/live`` (no dependencies) and ``GET /v1/showrooms`` (one
+Postgres read, the same SQL) from the same database with 20 seeded showrooms; wrk
+drives each for the same duration with the same connections on loopback. Prints
+requests/s, p50 and p99 for each, and the ratio ours / peer. Needs ``wrk`` (Debian
+package) and the ``bench`` extra (fastapi, uvicorn, uvloop, httptools).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+REPO = Path(__file__).resolve().parent.parent
+ADMIN_URL = os.environ.get(
+    "LOMASH_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("LOMASH_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+ROUTES = ("/health/live", "/v1/showrooms")
+START_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _database_url(name: str) -> str:
+    return urlunsplit(urlsplit(ADMIN_URL)._replace(path=f"/{name}"))
+
+
+async def _admin(sql: str) -> None:
+    connection = await asyncpg.connect(ADMIN_URL)
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+async def _seed(url: str) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.executemany(
+            "INSERT INTO showrooms (id, name, address, city, postcode) VALUES ($1, $2, $3, $4, $5)",
+            [
+                (f"sr-{n:02d}", f"Showroom {n:02d}", f"{n} High St", "Leeds", "LS1 1AA")
+                for n in range(20)
+            ],
+        )
+    finally:
+        await connection.close()
+
+
+@contextmanager
+def bench_database() -> Iterator[str]:
+    name = f"lomash_bench_{secrets.token_hex(4)}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    url = _database_url(name)
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "gateway", "migrate", "up"],
+            cwd=REPO,
+            env={**os.environ, "LOMASH_DATABASE_URL": url},
+            check=True,
+            capture_output=True,
+        )
+        asyncio.run(_seed(url))
+        yield url
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
+                conn.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                if conn.recv(16).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("server did not become ready")
+
+
+@contextmanager
+def server(command: list[str], env: dict[str, str], port: int) -> Iterator[None]:
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_ready(port, process)
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+_LATENCY = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def wrk(url: str, seconds: int, connections: int) -> Result:
+    output = subprocess.run(
+        ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1])  # type: ignore[index]
+    latency = {q: float(v) * _UNITS[u] for q, v, u in _LATENCY.findall(output)}
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    return Result(
+        rate, latency.get("50", 0.0), latency.get("99", 0.0), int(errors[1]) if errors else 0
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="HTTP benchmark vs a FastAPI peer")
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (apt-get install wrk)")
+    ours_port, peer_port = _free_port(), _free_port()
+    with bench_database() as url:
+        ours_env = {
+            "LOMASH_DATABASE_URL": url,
+            "LOMASH_REDIS_URL": REDIS_URL,
+            "LOMASH_REDIS_PREFIX": f"lomash_bench:{secrets.token_hex(4)}:",
+            "LOMASH_LOG_LEVEL": "warning",
+            "LOMASH_WORKERS": str(args.workers),
+        }
+        ours = [sys.executable, "-m", "gateway", "serve", "--port", str(ours_port)]
+        peer = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.peers.fastapi_app:app",
+            "--port",
+            str(peer_port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--workers",
+            str(args.workers),
+        ]
+        results: dict[tuple[str, str], Result] = {}
+        with server(ours, ours_env, ours_port), server(peer, {"DATABASE_URL": url}, peer_port):
+            for route in ROUTES:
+                for name, port in (("ours", ours_port), ("peer", peer_port)):
+                    wrk(f"http://127.0.0.1:{port}{route}", 2, args.connections)  # warm-up
+                    results[(route, name)] = wrk(
+                        f"http://127.0.0.1:{port}{route}", args.seconds, args.connections
+                    )
+    print(
+        f"HTTP benchmark: {args.seconds}s per run, {args.connections} connections, "
+        f"{args.workers} worker(s) each, wrk on loopback, 2 cores shared"
+    )
+    print(f"{'route':<16} {'impl':<6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    for route in ROUTES:
+        for name in ("ours", "peer"):
+            r = results[(route, name)]
+            print(
+                f"{route:<16} {name:<6} {r.requests_per_s:>9.0f} {r.p50_ms:>8.2f} "
+                f"{r.p99_ms:>8.2f} {r.errors:>8}"
+            )
+        ratio = results[(route, "ours")].requests_per_s / results[(route, "peer")].requests_per_s
+        print(f"{route:<16} ratio ours/peer throughput: {ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

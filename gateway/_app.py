@@ -1,0 +1,187 @@
+"""The Quart-Trio app: request ids, one log line per request, errors as JSON.
+
+Routes:
+
+- ``GET /health``: the spec's health document (database, redis), 200 healthy,
+  200 degraded (Redis down: the service runs without it), 503 unhealthy (database down).
+- ``GET /health/live``: the process answers; no dependencies (container health check).
+- ``GET /health/ready``: 503 while draining or while the database is down (load balancer).
+- ``GET /v1/showrooms``: the showrooms, through the catalogue actor.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+import trio
+from quart import Response, g, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from actors import ListShowrooms
+from adapters import Cache, Database, Showroom
+from config import Settings
+from gateway._http_errors import error_response
+from gateway._json import json_response
+from gateway._test_routes import register_test_routes
+from supervisors import ActorRef, LomashError
+
+__all__ = ["Lifecycle", "Services", "create_app"]
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+log = structlog.get_logger("gateway")
+
+
+@dataclass
+class Lifecycle:
+    """Process-wide state the health routes report."""
+
+    draining: bool = False
+    started_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    database: Database
+    cache: Cache
+    catalogue: ActorRef[ListShowrooms, list[Showroom]]
+    lifecycle: Lifecycle
+
+
+def _request_id() -> str:
+    given = request.headers.get("X-Request-ID", "")
+    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def _timestamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def create_app(services: Services) -> QuartTrio:
+    settings = services.settings
+    app = QuartTrio("lomash")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+
+    def error_json(error: BaseException) -> Response:
+        mapped = error_response(error, default_retry_after_s=settings.unavailable_retry_after_s)
+        return json_response(
+            mapped.body(getattr(g, "request_id", "")), mapped.status, mapped.headers()
+        )
+
+    @app.before_request
+    async def start_request() -> None:
+        g.request_id = _request_id()
+        g.started = time.perf_counter()
+        structlog.contextvars.bind_contextvars(request_id=g.request_id)
+
+    @app.after_request
+    async def finish_request(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.request_id
+        if services.lifecycle.draining:
+            # Keep-alive connections would otherwise hold the drain open until its
+            # deadline: ask the client to reconnect (to another task) next time.
+            response.headers["Connection"] = "close"
+        log.info(
+            "request",
+            method=request.method,
+            path=request.path,
+            status=response.status_code,
+            duration_ms=round((time.perf_counter() - g.started) * 1000, 3),
+        )
+        structlog.contextvars.unbind_contextvars("request_id")
+        return response
+
+    @app.errorhandler(LomashError)
+    async def lomash_error(error: LomashError) -> Response:
+        if error_response(error, default_retry_after_s=0).status >= 500:
+            log.warning("request_failed", error_type=type(error).__name__, error=error.message)
+        return error_json(error)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        code = _HTTP_CODES.get(status, "bad_request" if status < 500 else "internal_error")
+        body = {"error": {"code": code, "message": error.description or code}}
+        body["error"]["request_id"] = getattr(g, "request_id", "")
+        return json_response(body, status)
+
+    @app.errorhandler(Exception)
+    async def unexpected_error(error: Exception) -> Response:
+        log.error("unhandled_error", error_type=type(error).__name__, exc_info=error)
+        return error_json(error)
+
+    async def check(probe: Any, timeout_s: float) -> str:
+        with trio.move_on_after(timeout_s):
+            try:
+                await probe()
+            except LomashError as error:
+                return f"error: {error.message}"
+            return "ok"
+        return "error: connection timeout"
+
+    @app.get("/health")
+    async def health() -> Response:
+        checks: dict[str, str] = {}
+
+        async def run(name: str, probe: Any, timeout_s: float) -> None:
+            checks[name] = await check(probe, timeout_s)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                run, "database", services.database.ping, settings.health.database_timeout_s
+            )
+            nursery.start_soon(run, "redis", services.cache.ping, settings.health.redis_timeout_s)
+        if checks["database"] != "ok":
+            status, code = "unhealthy", 503
+        elif checks["redis"] != "ok":
+            status, code = "degraded", 200
+        else:
+            status, code = "healthy", 200
+        return json_response(
+            {
+                "status": status,
+                "timestamp": _timestamp(),
+                "service": settings.service,
+                "version": settings.version,
+                "checks": {"database": checks["database"], "redis": checks["redis"]},
+            },
+            code,
+        )
+
+    @app.get("/health/live")
+    async def live() -> Response:
+        return json_response({"status": "alive"})
+
+    @app.get("/health/ready")
+    async def ready() -> Response:
+        if services.lifecycle.draining:
+            return json_response({"status": "draining"}, 503)
+        database = await check(services.database.ping, settings.health.database_timeout_s)
+        if database != "ok":
+            return json_response({"status": "unready", "checks": {"database": database}}, 503)
+        return json_response({"status": "ready"})
+
+    @app.get("/v1/showrooms")
+    async def showrooms() -> Response:
+        rows = await services.catalogue.ask(ListShowrooms())
+        return json_response({"showrooms": rows})
+
+    if settings.test_routes:
+        register_test_routes(app)
+
+    return app

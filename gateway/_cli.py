@@ -1,0 +1,159 @@
+"""The ``lomash`` command: serve, migrate, config.
+
+    lomash serve [--host H] [--port P] [--workers N] [--migrate]
+    lomash migrate up|down|status|check [--steps N]
+    lomash config
+
+Settings come from ``LOMASH_*`` variables (see ``lomash config``); flags override
+them. Without ``LOMASH_DATABASE_URL`` / ``LOMASH_REDIS_URL``, ``serve`` starts an
+embedded PostgreSQL / Redis under ``LOMASH_DATA_DIR`` and applies the migrations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from collections.abc import Sequence
+from contextlib import ExitStack
+from functools import partial
+from pathlib import Path
+
+import structlog
+import trio
+import trio_asyncio
+
+from adapters import MIGRATIONS_DIR, check_policy, migrate_down, migrate_up, migration_status
+from config import ConfigError, DatabaseSettings, RedisSettings, Settings, environment_variables
+from gateway._embedded import EmbeddedError, embedded_postgres, embedded_redis
+from gateway._logging import configure_logging
+from gateway._serve import serve
+from gateway._workers import run_workers
+from supervisors import LomashError
+
+__all__ = ["main"]
+
+EXIT_CONFIG = 2
+
+log = structlog.get_logger("gateway")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lomash", description="Lomash Wood backend")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", help="run the service")
+    serve_cmd.add_argument("--host", help="listen address (LOMASH_HOST)")
+    serve_cmd.add_argument("--port", type=int, help="listen port, 0 for any (LOMASH_PORT)")
+    serve_cmd.add_argument("--workers", type=int, help="worker processes (LOMASH_WORKERS)")
+    serve_cmd.add_argument("--migrate", action="store_true", help="apply migrations first")
+    serve_cmd.add_argument("--fd", type=int, help=argparse.SUPPRESS)  # a worker's socket
+    migrate = commands.add_parser("migrate", help="database migrations")
+    migrate.add_argument("action", choices=["up", "down", "status", "check"])
+    migrate.add_argument("--steps", type=int, default=1, help="how many to roll back (down)")
+    commands.add_parser("config", help="print every setting's variable and default")
+    return parser
+
+
+def _settings(arguments: argparse.Namespace) -> Settings:
+    settings = Settings.from_env(os.environ)
+    overrides = {
+        name: getattr(arguments, name)
+        for name in ("host", "port", "workers")
+        if getattr(arguments, name, None) is not None
+    }
+    try:
+        return settings.with_overrides(**overrides)
+    except ValueError as error:
+        name, _, message = str(error).partition(": ")
+        raise ConfigError(f"--{name}: {message}") from None
+
+
+def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
+    with ExitStack() as stack:
+        embedded = False
+        data_dir = Path(settings.data_dir)
+        wait_s = settings.drain_timeout_s
+        if settings.database.url is None:
+            url = stack.enter_context(embedded_postgres(data_dir, wait_s=wait_s))
+            settings = settings.with_overrides(database=_with_url(settings.database, url))
+            embedded = True
+        if settings.redis.url is None:
+            url = stack.enter_context(embedded_redis(data_dir, wait_s=wait_s))
+            settings = settings.with_overrides(redis=_with_url(settings.redis, url))
+        migrations = MIGRATIONS_DIR if (arguments.migrate or embedded) else None
+        if settings.workers > 1 and arguments.fd is None:
+            if migrations is not None:
+                assert settings.database.url is not None
+                trio_asyncio.run(migrate_up, settings.database.url, migrations)
+            environment = {
+                **os.environ,
+                "LOMASH_DATABASE_URL": settings.database.url or "",
+                "LOMASH_REDIS_URL": settings.redis.url or "",
+            }
+            return trio.run(run_workers, settings, environment)
+        bind = f"fd://{arguments.fd}" if arguments.fd is not None else _bind(settings)
+        status: int = trio.run(partial(serve, settings, bind=bind, migrations=migrations))
+        return status
+
+
+def _with_url[S: (DatabaseSettings, RedisSettings)](section: S, url: str) -> S:
+    return dataclasses.replace(section, url=url)
+
+
+def _bind(settings: Settings) -> str:
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return f"{host}:{settings.port}"
+
+
+async def _migrate(url: str, action: str, steps: int) -> None:
+    if action == "up":
+        applied = await migrate_up(url)
+        print(f"applied: {[m.version for m in applied] or 'nothing pending'}")
+    elif action == "down":
+        rolled_back = await migrate_down(url, steps=steps)
+        print(f"rolled back: {[m.version for m in rolled_back] or 'nothing applied'}")
+    else:
+        for row in await migration_status(url):
+            mark = "applied" if row.applied else "pending"
+            print(f"{row.version:04d} {row.name:<40} {mark}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = _parser().parse_args(argv)
+    try:
+        settings = _settings(arguments)
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(settings.log_format, settings.log_level)
+    try:
+        if arguments.command == "config":
+            for variable, default in environment_variables():
+                print(f"{variable}={default}")
+            return 0
+        if arguments.command == "migrate":
+            if arguments.action == "check":
+                violations = check_policy()
+                for violation in violations:
+                    print(f"{violation.file}: {violation.reason}: {violation.statement}")
+                return 1 if violations else 0
+            if settings.database.url is None:
+                print("configuration error: LOMASH_DATABASE_URL is not set", file=sys.stderr)
+                return EXIT_CONFIG
+            trio_asyncio.run(_migrate, settings.database.url, arguments.action, arguments.steps)
+            return 0
+        return _serve(settings, arguments)
+    except EmbeddedError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except LomashError as error:
+        log.error("fatal_error", error_type=type(error).__name__, error=error.message)
+        return 1
+    except ExceptionGroup as group:
+        fatal, rest = group.split(LomashError)
+        if rest is not None or fatal is None:
+            raise
+        for leaf in fatal.exceptions:
+            log.error("fatal_error", error_type=type(leaf).__name__, error=str(leaf))
+        return 1

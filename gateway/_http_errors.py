@@ -34,6 +34,7 @@ from supervisors import (
     OperationTimeout,
     PayloadTooLarge,
     ServiceUnavailable,
+    Unauthorized,
     Unavailable,
     UpstreamError,
 )
@@ -79,6 +80,7 @@ _TABLE: dict[type[LomashError], _Entry] = {
     InvalidRequest: _Entry(_invalid_status, _own_code, None),
     InvalidData: _Entry(422, "invalid_data", None),
     NotFound: _Entry(404, "not_found", None),
+    Unauthorized: _Entry(401, "unauthorized", None),
     Conflict: _Entry(409, _own_code, None),
     PayloadTooLarge: _Entry(413, "payload_too_large", None),
     DomainError: _Entry(400, "bad_request", None),

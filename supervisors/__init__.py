@@ -32,6 +32,7 @@ from supervisors._errors import (
     RestartIntensityExceeded,
     ServiceUnavailable,
     SupervisionError,
+    Unauthorized,
     Unavailable,
     UpstreamError,
 )
@@ -88,6 +89,7 @@ __all__ = [
     "SupervisorSpec",
     "SupervisorStatistics",
     "TaskSpec",
+    "Unauthorized",
     "Unavailable",
     "UpstreamError",
     "open_supervisor",

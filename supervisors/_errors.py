@@ -10,6 +10,7 @@ adapter boundary; the gateway maps it to HTTP in one table.
     │   ├── InvalidRequest            the request is malformed (400) or a field is wrong (422)
     │   ├── InvalidData               the database refused a value (check / not-null / type)
     │   ├── NotFound                  no such resource (404)
+    │   ├── Unauthorized              missing or wrong credentials (401)
     │   ├── Conflict                  the write collides with existing state (409)
     │   └── PayloadTooLarge           the body is over the limit (413)
     ├── DependencyError               something we depend on failed
@@ -58,6 +59,7 @@ __all__ = [
     "RestartIntensityExceeded",
     "ServiceUnavailable",
     "SupervisionError",
+    "Unauthorized",
     "Unavailable",
     "UpstreamError",
 ]
@@ -101,6 +103,10 @@ class InvalidData(DomainError):
 
 class NotFound(DomainError):
     """No such resource (or the caller may not know whether it exists)."""
+
+
+class Unauthorized(DomainError):
+    """Missing or wrong credentials."""
 
 
 class Conflict(DomainError):

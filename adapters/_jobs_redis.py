@@ -1,0 +1,673 @@
+"""``RedisJobQueue``: the job-queue contract on Redis Streams, sorted sets and Lua.
+
+Key layout, every name made by ``cache.key(prefix, queue, ...)``::
+
+    <prefix>:<queue>:stream      Stream of deliverable jobs: one entry {id: <job id>} per
+                                 waiting or leased job. Consumer group ``workers`` with one
+                                 consumer, ``leases``: its pending list is exactly the
+                                 leased entries (who holds one is in the job's hash, so the
+                                 group never collects consumers of dead workers).
+    <prefix>:<queue>:job:<id>    Hash: kind, payload (JSON), attempt, state, token, worker,
+                                 started_at, expires_at, enqueued_at, ended_at, entry (its
+                                 stream entry id), history and previous (JSON arrays).
+    <prefix>:<queue>:delayed     ZSET of job ids by due time (enqueue delay or backoff).
+    <prefix>:<queue>:leases      ZSET of leased job ids by lease expiry: the stall detector.
+    <prefix>:<queue>:completed   ZSET of job ids by completion time (retention).
+    <prefix>:<queue>:dead        ZSET of job ids by death time: the DLQ (and its retention).
+    <prefix>:<queue>:stalled     Counter of expired leases, ever.
+
+Times in Redis are integer microseconds of the server's ``TIME``: the queue's clock.
+
+**Why Lua.** Every move touches a hash, the stream and one or two sorted sets, and
+a fenced move must check the token and move in one step. A script runs atomically,
+so no crash, cancelled call or racing worker ever sees a job in two places (or in
+none), and a stale worker can never complete a job another worker holds. Scripts
+are registered once (redis-py ``Script`` objects: EVALSHA, SCRIPT LOAD on NOSCRIPT).
+
+**Leasing.** One script promotes due delayed jobs, turns expired leases into
+``stalled`` attempts (dead-lettering a last attempt), then delivers with a
+non-blocking ``XREADGROUP`` and marks each job active, all atomically. A blocking
+``XREADGROUP`` outside the script would move an entry into the pending list before
+the hash says "active", and a cancellation in between would strand it. So when
+nothing is ready the caller parks on ``XREAD BLOCK`` after the stream's last id
+(returned by the same script: no ``XADD`` slips between), for at most what is left
+of ``wait_s``, the time until the next due job or lease expiry, and half the
+client's socket timeout (so a block never trips the short timeouts), then runs the
+script again. Each round is one bridge hop; trio's cancellation cancels the block.
+A script runs to completion even when its caller is cancelled: a lease reply lost
+that way expires and is redelivered as a stalled attempt (at least once).
+
+Scripts build job hash names from the ids they read, so this needs a standalone
+Redis or Sentinel, not Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from functools import partial
+from types import MappingProxyType
+from typing import Any
+
+import msgspec
+import trio
+from redis.commands.core import AsyncScript
+
+from adapters._jobs import (
+    AttemptRecord,
+    DeadJob,
+    FailOutcome,
+    Job,
+    JobState,
+    Lease,
+    LeaseLost,
+    Payload,
+    QueuePolicy,
+    QueueStatistics,
+)
+from adapters._redis import Cache, Client
+from supervisors import NotFound
+
+__all__ = ["RedisJobQueue"]
+
+_NO_POLICIES: Mapping[str, QueuePolicy] = MappingProxyType({})
+_DEFAULT_POLICY = QueuePolicy()
+_US = 1_000_000  # microseconds per second: the unit of every time stored in Redis
+_MS = 1_000  # milliseconds per second: XREAD's BLOCK unit
+_BLOCK_SHARE = 0.5  # of the socket timeout, at most, per blocking read
+_BATCH = 500  # jobs forgotten per trim / purge script run
+
+_PRELUDE = """
+local STREAM, DELAYED, LEASES = KEYS[1], KEYS[2], KEYS[3]
+local COMPLETED, DEAD, STALLED = KEYS[4], KEYS[5], KEYS[6]
+local PREFIX = ARGV[1]
+local GROUP, CONSUMER = 'workers', 'leases'
+
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+local function int(x) return string.format('%.0f', x) end
+
+local function ensure_group()
+  if redis.call('EXISTS', STREAM) == 0 then
+    redis.call('XGROUP', 'CREATE', STREAM, GROUP, '0', 'MKSTREAM')
+  end
+end
+
+local function make_ready(key, id)
+  ensure_group()
+  local entry = redis.call('XADD', STREAM, '*', 'id', id)
+  redis.call('HSET', key, 'state', 'waiting', 'entry', entry, 'token', '')
+end
+
+local function drop_entry(key)
+  local entry = redis.call('HGET', key, 'entry')
+  if entry and entry ~= '' then
+    redis.call('XACK', STREAM, GROUP, entry)
+    redis.call('XDEL', STREAM, entry)
+    redis.call('HSET', key, 'entry', '')
+  end
+end
+
+local function append(list, item)
+  if not list or list == '' or list == '[]' then return '[' .. item .. ']' end
+  return string.sub(list, 1, -2) .. ',' .. item .. ']'
+end
+
+local function record(key, ended, outcome, error_type, error_message)
+  local h = redis.call('HMGET', key, 'attempt', 'started_at', 'history')
+  local item = cjson.encode({attempt = h[1], started_at = h[2], ended_at = int(ended),
+    outcome = outcome, error_type = error_type, error_message = error_message})
+  redis.call('HSET', key, 'history', append(h[3], item))
+end
+
+local function bury(key, id, now)
+  redis.call('HSET', key, 'state', 'dead', 'token', '', 'ended_at', int(now))
+  redis.call('ZADD', DEAD, int(now), id)
+end
+
+local function held(key, token)
+  local h = redis.call('HMGET', key, 'state', 'token')
+  return h[1] == 'active' and h[2] == token
+end
+"""
+
+# ARGV: prefix, id, kind, payload, delay_us
+_ENQUEUE = """
+local key, id = KEYS[7], ARGV[2]
+if redis.call('EXISTS', key) == 1 then return 0 end
+local now = now_us()
+redis.call('HSET', key, 'kind', ARGV[3], 'payload', ARGV[4], 'attempt', 0,
+  'enqueued_at', int(now), 'history', '[]', 'previous', '[]')
+local delay = tonumber(ARGV[5])
+if delay > 0 then
+  redis.call('HSET', key, 'state', 'delayed')
+  redis.call('ZADD', DELAYED, int(now + delay), id)
+else
+  make_ready(key, id)
+end
+return 1
+"""
+
+# ARGV: prefix, lease_us, attempts, worker, stall error type, stall message, tokens...
+_LEASE = """
+local lease_us, attempts, worker = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local now = now_us()
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', DELAYED, '-inf', int(now))) do
+  redis.call('ZREM', DELAYED, id)
+  make_ready(PREFIX .. id, id)
+end
+local expired = redis.call('ZRANGEBYSCORE', LEASES, '-inf', int(now), 'WITHSCORES')
+for i = 1, #expired, 2 do
+  local id = expired[i]
+  local key = PREFIX .. id
+  redis.call('ZREM', LEASES, id)
+  redis.call('INCR', STALLED)
+  record(key, tonumber(expired[i + 1]), 'stalled', ARGV[5], ARGV[6])
+  drop_entry(key)
+  if tonumber(redis.call('HGET', key, 'attempt')) >= attempts then
+    bury(key, id, now)
+  else
+    make_ready(key, id)
+  end
+end
+ensure_group()
+local leased, wanted = {}, #ARGV - 6
+while #leased < wanted do
+  local reply = redis.call('XREADGROUP', 'GROUP', GROUP, CONSUMER, 'COUNT', wanted - #leased,
+    'STREAMS', STREAM, '>')
+  if not reply then break end
+  for _, e in ipairs(reply[1][2]) do
+    local id = e[2][2]
+    local key = PREFIX .. id
+    local h = redis.call('HMGET', key, 'state', 'entry', 'kind', 'payload', 'enqueued_at')
+    if h[1] ~= 'waiting' or h[2] ~= e[1] then
+      redis.call('XACK', STREAM, GROUP, e[1])
+      redis.call('XDEL', STREAM, e[1])
+    else
+      local token = ARGV[7 + #leased]
+      local attempt = redis.call('HINCRBY', key, 'attempt', 1)
+      local expires = int(now + lease_us)
+      redis.call('HSET', key, 'state', 'active', 'token', token, 'worker', worker,
+        'started_at', int(now), 'expires_at', expires)
+      redis.call('ZADD', LEASES, expires, id)
+      table.insert(leased, {id, h[3], h[4], attempt, h[5], token, expires})
+    end
+  end
+end
+local next_due = -1
+for _, set in ipairs({DELAYED, LEASES}) do
+  local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
+  if #first > 0 and (next_due < 0 or tonumber(first[2]) < next_due) then
+    next_due = tonumber(first[2])
+  end
+end
+local info, last = redis.call('XINFO', 'STREAM', STREAM), '0-0'
+for i = 1, #info, 2 do
+  if info[i] == 'last-generated-id' then last = info[i + 1] end
+end
+return {leased, int(now), int(next_due), last}
+"""
+
+# ARGV: prefix, id, token, lease_us
+_HEARTBEAT = """
+local key = KEYS[7]
+if not held(key, ARGV[3]) then return '' end
+local expires = int(now_us() + tonumber(ARGV[4]))
+redis.call('HSET', key, 'expires_at', expires)
+redis.call('ZADD', LEASES, expires, ARGV[2])
+return expires
+"""
+
+# ARGV: prefix, id, token
+_COMPLETE = """
+local key, id = KEYS[7], ARGV[2]
+if not held(key, ARGV[3]) then return 0 end
+local now = int(now_us())
+drop_entry(key)
+redis.call('ZREM', LEASES, id)
+redis.call('HSET', key, 'state', 'completed', 'token', '', 'ended_at', now)
+redis.call('ZADD', COMPLETED, now, id)
+return 1
+"""
+
+# ARGV: prefix, id, token, attempts, delay_us, error type, error message
+_FAIL = """
+local key, id = KEYS[7], ARGV[2]
+if not held(key, ARGV[3]) then return -1 end
+local now = now_us()
+record(key, now, 'failed', ARGV[6], ARGV[7])
+drop_entry(key)
+redis.call('ZREM', LEASES, id)
+if tonumber(redis.call('HGET', key, 'attempt')) >= tonumber(ARGV[4]) then
+  bury(key, id, now)
+  return 1
+end
+redis.call('HSET', key, 'state', 'delayed', 'token', '')
+redis.call('ZADD', DELAYED, int(now + tonumber(ARGV[5])), id)
+return 0
+"""
+
+# ARGV: prefix, id, token
+_RELEASE = """
+local key, id = KEYS[7], ARGV[2]
+if not held(key, ARGV[3]) then return 0 end
+drop_entry(key)
+redis.call('ZREM', LEASES, id)
+redis.call('HINCRBY', key, 'attempt', -1)
+make_ready(key, id)
+return 1
+"""
+
+# ARGV: prefix, id
+_REQUEUE = """
+local key, id = KEYS[7], ARGV[2]
+local h = redis.call('HMGET', key, 'state', 'history', 'previous')
+if h[1] ~= 'dead' then return 0 end
+redis.call('ZREM', DEAD, id)
+redis.call('HSET', key, 'attempt', 0, 'history', '[]', 'previous', append(h[3], h[2]),
+  'ended_at', '')
+make_ready(key, id)
+return 1
+"""
+
+# ARGV: prefix, id ('' for a batch of all), batch
+_PURGE = """
+local ids = {}
+if ARGV[2] ~= '' then
+  if redis.call('ZSCORE', DEAD, ARGV[2]) then ids = {ARGV[2]} end
+else
+  ids = redis.call('ZRANGE', DEAD, 0, tonumber(ARGV[3]) - 1)
+end
+for _, id in ipairs(ids) do
+  redis.call('DEL', PREFIX .. id)
+  redis.call('ZREM', DEAD, id)
+end
+return #ids
+"""
+
+# ARGV: prefix, keep_completed_us, keep_dead_us, batch
+_TRIM = """
+local now = now_us()
+local function forget(set, keep)
+  local ids = redis.call('ZRANGEBYSCORE', set, '-inf', int(now - keep), 'LIMIT', 0, ARGV[4])
+  for _, id in ipairs(ids) do
+    redis.call('DEL', PREFIX .. id)
+    redis.call('ZREM', set, id)
+  end
+  return #ids
+end
+return {forget(COMPLETED, tonumber(ARGV[2])), forget(DEAD, tonumber(ARGV[3]))}
+"""
+
+# ARGV: prefix
+_STATISTICS = """
+local waiting = 0
+if redis.call('EXISTS', STREAM) == 1 then
+  waiting = redis.call('XLEN', STREAM) - redis.call('XPENDING', STREAM, GROUP)[1]
+end
+return {waiting, redis.call('ZCARD', DELAYED), redis.call('ZCARD', LEASES),
+  redis.call('ZCARD', COMPLETED), redis.call('ZCARD', DEAD),
+  tonumber(redis.call('GET', STALLED) or '0')}
+"""
+
+# ARGV: prefix, limit
+_DEAD = """
+local out = {}
+for _, id in ipairs(redis.call('ZREVRANGE', DEAD, 0, tonumber(ARGV[2]) - 1)) do
+  table.insert(out, {id, redis.call('HGETALL', PREFIX .. id)})
+end
+return out
+"""
+
+STALL_ERROR_TYPE = "LeaseExpired"
+STALL_ERROR_MESSAGE = "the lease expired before the job was completed"
+
+
+@dataclass(frozen=True, slots=True)
+class _Scripts:
+    enqueue: AsyncScript
+    lease: AsyncScript
+    heartbeat: AsyncScript
+    complete: AsyncScript
+    fail: AsyncScript
+    release: AsyncScript
+    requeue: AsyncScript
+    purge: AsyncScript
+    trim: AsyncScript
+    statistics: AsyncScript
+    dead: AsyncScript
+
+
+_SOURCES = {
+    "enqueue": _ENQUEUE,
+    "lease": _LEASE,
+    "heartbeat": _HEARTBEAT,
+    "complete": _COMPLETE,
+    "fail": _FAIL,
+    "release": _RELEASE,
+    "requeue": _REQUEUE,
+    "purge": _PURGE,
+    "trim": _TRIM,
+    "statistics": _STATISTICS,
+    "dead": _DEAD,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Keys:
+    queue: str
+    sets: tuple[str, ...]  # stream, delayed, leases, completed, dead, stalled
+    job_prefix: str
+
+    def job(self, job_id: str) -> list[str]:
+        """KEYS for a script on one job: the queue's keys, then the job's hash."""
+        return [*self.sets, self.job_prefix + job_id]
+
+
+@dataclass(frozen=True, slots=True)
+class _Round:
+    leases: list[Lease]
+    now_us: int
+    next_due_us: int  # -1: nothing delayed or leased
+    last_id: str
+
+
+class _Attempt(msgspec.Struct):
+    attempt: str
+    started_at: str
+    ended_at: str
+    outcome: str
+    error_type: str
+    error_message: str
+
+
+class RedisJobQueue:
+    def __init__(
+        self,
+        cache: Cache,
+        *,
+        prefix: str,
+        policies: Mapping[str, QueuePolicy] = _NO_POLICIES,
+        default: QueuePolicy = _DEFAULT_POLICY,
+        jitter: Callable[[float, float], float] = random.uniform,
+    ) -> None:
+        self._cache = cache
+        self._prefix = prefix
+        self._policies = dict(policies)
+        self._default = default
+        self._jitter = jitter
+        self._registered: _Scripts | None = None
+
+    def _policy(self, queue: str) -> QueuePolicy:
+        return self._policies.get(queue, self._default)
+
+    def _keys(self, queue: str) -> _Keys:
+        names = ("stream", "delayed", "leases", "completed", "dead", "stalled")
+        return _Keys(
+            queue,
+            tuple(self._cache.key(self._prefix, queue, n) for n in names),
+            self._cache.key(self._prefix, queue, "job", ""),
+        )
+
+    def _scripts(self, client: Client) -> _Scripts:
+        if self._registered is None:
+            scripts = {n: client.register_script(_PRELUDE + s) for n, s in _SOURCES.items()}
+            self._registered = _Scripts(**scripts)
+        return self._registered
+
+    async def _run(self, script: str, keys: Sequence[str], *args: str | int | bytes) -> Any:
+        """One script call, in one bridge hop."""
+
+        async def operation(client: Client) -> Any:
+            call: AsyncScript = getattr(self._scripts(client), script)
+            return await call(keys=list(keys), args=list(args), client=client)
+
+        return await self._cache.run(operation)
+
+    async def enqueue(
+        self,
+        queue: str,
+        kind: str,
+        payload: Payload,
+        *,
+        job_id: str | None = None,
+        delay_s: float = 0.0,
+    ) -> str:
+        keys = self._keys(queue)
+        job_id = job_id if job_id is not None else uuid.uuid4().hex
+        body = msgspec.json.encode(payload)
+        delay_us = max(0, round(delay_s * _US))
+        await self._run("enqueue", keys.job(job_id), keys.job_prefix, job_id, kind, body, delay_us)
+        return job_id
+
+    async def lease(self, queue: str, *, worker: str, limit: int, wait_s: float) -> list[Lease]:
+        if limit < 1:
+            raise ValueError("limit: must be >= 1")
+        keys = self._keys(queue)
+        policy = self._policy(queue)
+        deadline = trio.current_time() + wait_s
+        block_ms, after = 0, "0-0"
+        while True:
+            tokens = [uuid.uuid4().hex for _ in range(limit)]
+            round_ = await self._cache.run(
+                partial(self._lease_round, keys, policy, worker, tokens, block_ms, after)
+            )
+            remaining_s = deadline - trio.current_time()
+            if round_.leases or remaining_s <= 0:
+                return round_.leases
+            if round_.next_due_us >= 0:
+                remaining_s = min(remaining_s, (round_.next_due_us - round_.now_us) / _US)
+            block_ms, after = max(1, math.ceil(remaining_s * _MS)), round_.last_id
+
+    async def _lease_round(
+        self,
+        keys: _Keys,
+        policy: QueuePolicy,
+        worker: str,
+        tokens: list[str],
+        block_ms: int,
+        after: str,
+        client: Client,
+    ) -> _Round:
+        """Runs on the asyncio side: wait for a new entry (if asked), then lease."""
+        if block_ms > 0:
+            timeout_s = client.connection_pool.connection_kwargs.get("socket_timeout")
+            if timeout_s is not None:
+                block_ms = max(1, min(block_ms, math.floor(timeout_s * _BLOCK_SHARE * _MS)))
+            await client.xread({keys.sets[0]: after}, count=1, block=block_ms)
+        reply = await self._scripts(client).lease(
+            keys=list(keys.sets),
+            args=[
+                keys.job_prefix,
+                round(policy.lease_s * _US),
+                policy.attempts,
+                worker,
+                STALL_ERROR_TYPE,
+                STALL_ERROR_MESSAGE,
+                *tokens,
+            ],
+            client=client,
+        )
+        leased, now_us, next_due_us, last_id = reply
+        leases = [
+            Lease(
+                Job(
+                    id=_text(job_id),
+                    queue=keys.queue,
+                    kind=_text(kind),
+                    payload=msgspec.json.decode(payload),
+                    attempt=int(attempt),
+                    enqueued_at=_seconds(enqueued_at),
+                ),
+                token=_text(token),
+                expires_at=_seconds(expires),
+            )
+            for job_id, kind, payload, attempt, enqueued_at, token, expires in leased
+        ]
+        return _Round(leases, int(now_us), int(next_due_us), _text(last_id))
+
+    async def heartbeat(self, lease: Lease) -> Lease:
+        keys = self._keys(lease.job.queue)
+        lease_us = round(self._policy(lease.job.queue).lease_s * _US)
+        expires = await self._run(
+            "heartbeat",
+            keys.job(lease.job.id),
+            keys.job_prefix,
+            lease.job.id,
+            lease.token,
+            lease_us,
+        )
+        if not expires:
+            raise LeaseLost(lease.job.id)
+        return replace(lease, expires_at=_seconds(expires))
+
+    async def complete(self, lease: Lease) -> None:
+        keys = self._keys(lease.job.queue)
+        args = (keys.job_prefix, lease.job.id, lease.token)
+        if not await self._run("complete", keys.job(lease.job.id), *args):
+            raise LeaseLost(lease.job.id)
+
+    async def fail(self, lease: Lease, *, error_type: str, error_message: str) -> FailOutcome:
+        keys = self._keys(lease.job.queue)
+        policy = self._policy(lease.job.queue)
+        retry_in_s = 0.0
+        if lease.job.attempt < policy.attempts:
+            j = policy.backoff_jitter
+            retry_in_s = policy.backoff_s(lease.job.attempt) * (1 + self._jitter(-j, j))
+        dead = await self._run(
+            "fail",
+            keys.job(lease.job.id),
+            keys.job_prefix,
+            lease.job.id,
+            lease.token,
+            policy.attempts,
+            round(retry_in_s * _US),
+            error_type,
+            error_message,
+        )
+        if dead < 0:
+            raise LeaseLost(lease.job.id)
+        return FailOutcome(dead=True, retry_in_s=None) if dead else FailOutcome(False, retry_in_s)
+
+    async def release(self, lease: Lease) -> None:
+        keys = self._keys(lease.job.queue)
+        args = (keys.job_prefix, lease.job.id, lease.token)
+        if not await self._run("release", keys.job(lease.job.id), *args):
+            raise LeaseLost(lease.job.id)
+
+    async def dead(self, queue: str, *, limit: int) -> list[DeadJob]:
+        keys = self._keys(queue)
+        if limit < 1:
+            return []
+        reply = await self._run("dead", keys.sets, keys.job_prefix, limit)
+        found = [(_text(job_id), _pairs(fields)) for job_id, fields in reply]
+        # A job requeued or purged between the script and here is not dead any more.
+        return [_dead_job(queue, i, f) for i, f in found if f.get("state") == JobState.DEAD]
+
+    async def dead_job(self, queue: str, job_id: str) -> DeadJob:
+        key = self._keys(queue).job(job_id)[-1]
+
+        async def operation(client: Client) -> dict[str, str]:
+            fields = await client.hgetall(key)
+            return {_text(k): _text(v) for k, v in fields.items()}
+
+        fields = await self._cache.run(operation)
+        if fields.get("state") != JobState.DEAD:
+            raise NotFound(f"no dead job {job_id!r} in queue {queue!r}")
+        return _dead_job(queue, job_id, fields)
+
+    async def requeue_dead(self, queue: str, job_id: str) -> None:
+        keys = self._keys(queue)
+        if not await self._run("requeue", keys.job(job_id), keys.job_prefix, job_id):
+            raise NotFound(f"no dead job {job_id!r} in queue {queue!r}")
+
+    async def purge_dead(self, queue: str, job_id: str | None = None) -> int:
+        keys = self._keys(queue)
+        if job_id is not None:
+            return int(await self._run("purge", keys.sets, keys.job_prefix, job_id, _BATCH))
+        total = 0
+        while True:
+            purged = int(await self._run("purge", keys.sets, keys.job_prefix, "", _BATCH))
+            total += purged
+            if purged < _BATCH:
+                return total
+
+    async def trim(self, queue: str) -> int:
+        keys = self._keys(queue)
+        policy = self._policy(queue)
+        keep_completed_us = round(policy.keep_completed_s * _US)
+        keep_dead_us = round(policy.keep_dead_s * _US)
+        total = 0
+        while True:
+            completed, dead = await self._run(
+                "trim", keys.sets, keys.job_prefix, keep_completed_us, keep_dead_us, _BATCH
+            )
+            total += completed + dead
+            if max(completed, dead) < _BATCH:
+                return int(total)
+
+    async def statistics(self, queue: str) -> QueueStatistics:
+        keys = self._keys(queue)
+        reply = await self._run("statistics", keys.sets, keys.job_prefix)
+        waiting, delayed, active, completed, dead, stalled = (int(n) for n in reply)
+        return QueueStatistics(queue, waiting, delayed, active, completed, dead, stalled)
+
+    async def state(self, queue: str, job_id: str) -> JobState | None:
+        key = self._keys(queue).job(job_id)[-1]
+
+        async def operation(client: Client) -> bytes | str | None:
+            state: bytes | str | None = await client.hget(key, "state")
+            return state
+
+        state = await self._cache.run(operation)
+        return None if state is None else JobState(_text(state))
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _seconds(us: object) -> float:
+    return int(_text(us)) / _US
+
+
+def _pairs(flat: Sequence[object]) -> dict[str, str]:
+    """A hash from the flat [field, value, ...] list a script returns."""
+    return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+def _history(raw: str) -> tuple[AttemptRecord, ...]:
+    return tuple(
+        AttemptRecord(
+            int(a.attempt),
+            _seconds(a.started_at),
+            _seconds(a.ended_at),
+            a.outcome,
+            a.error_type,
+            a.error_message,
+        )
+        for a in msgspec.json.decode(raw, type=list[_Attempt])
+    )
+
+
+def _dead_job(queue: str, job_id: str, fields: Mapping[str, str]) -> DeadJob:
+    previous = msgspec.json.decode(fields.get("previous", "[]"), type=list[msgspec.Raw])
+    return DeadJob(
+        Job(
+            id=job_id,
+            queue=queue,
+            kind=fields["kind"],
+            payload=msgspec.json.decode(fields["payload"]),
+            attempt=int(fields["attempt"]),
+            enqueued_at=_seconds(fields["enqueued_at"]),
+        ),
+        history=_history(fields.get("history", "[]")),
+        died_at=_seconds(fields["ended_at"]),
+        previous=tuple(_history(bytes(p).decode()) for p in previous),
+    )

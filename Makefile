@@ -64,6 +64,7 @@ bench: $(STAMP)
 	@command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 	$(BIN)/python -m bench.runtime
 	$(BIN)/python -m bench.http
+	$(BIN)/python -m bench.jobs
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -19,6 +19,8 @@ from adapters._jobs import (
     QueuePolicy,
     QueueStatistics,
 )
+from adapters._jobs_memory import MemoryJobQueue
+from adapters._jobs_redis import RedisJobQueue
 from adapters._migrations import (
     MIGRATIONS_DIR,
     Migration,
@@ -30,6 +32,7 @@ from adapters._migrations import (
     migrate_up,
     migration_status,
 )
+from adapters._outbox import OutboxRelay, add_to_outbox, record_effect_once
 from adapters._postgres import (
     Connection,
     Database,
@@ -58,10 +61,12 @@ __all__ = [
     "JobState",
     "Lease",
     "LeaseLost",
+    "MemoryJobQueue",
     "Migration",
     "MigrationError",
     "MigrationStatus",
     "Operation",
+    "OutboxRelay",
     "Payload",
     "PolicyViolation",
     "PostgresDatabase",
@@ -70,12 +75,15 @@ __all__ = [
     "QueueStatistics",
     "ReconnectGate",
     "RedisCache",
+    "RedisJobQueue",
     "Showroom",
     "ShowroomStore",
+    "add_to_outbox",
     "check_policy",
     "migrate_down",
     "migrate_up",
     "migration_status",
     "open_database",
     "open_redis",
+    "record_effect_once",
 ]

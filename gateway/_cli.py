@@ -2,6 +2,7 @@
 
     lomash serve [--host H] [--port P] [--workers N] [--migrate]
     lomash migrate up|down|status|check [--steps N]
+    lomash dlq list|show|requeue|purge QUEUE [JOB_ID] [--limit N] [--all]
     lomash config
 
 Settings come from ``LOMASH_*`` variables (see ``lomash config``); flags override
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -24,11 +26,20 @@ import structlog
 import trio
 import trio_asyncio
 
-from adapters import MIGRATIONS_DIR, check_policy, migrate_down, migrate_up, migration_status
+from adapters import (
+    MIGRATIONS_DIR,
+    RedisJobQueue,
+    check_policy,
+    migrate_down,
+    migrate_up,
+    migration_status,
+    open_redis,
+)
 from config import ConfigError, DatabaseSettings, RedisSettings, Settings, environment_variables
 from gateway._embedded import EmbeddedError, embedded_postgres, embedded_redis
 from gateway._logging import configure_logging
 from gateway._serve import serve
+from gateway._tree import queue_policy
 from gateway._workers import run_workers
 from supervisors import LomashError
 
@@ -51,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="database migrations")
     migrate.add_argument("action", choices=["up", "down", "status", "check"])
     migrate.add_argument("--steps", type=int, default=1, help="how many to roll back (down)")
+    dlq = commands.add_parser("dlq", help="the dead-letter queue")
+    dlq.add_argument("action", choices=["list", "show", "requeue", "purge"])
+    dlq.add_argument("queue")
+    dlq.add_argument("job_id", nargs="?")
+    dlq.add_argument("--limit", type=int, default=50, help="how many to list")
+    dlq.add_argument("--all", action="store_true", help="purge every dead job of the queue")
     commands.add_parser("config", help="print every setting's variable and default")
     return parser
 
@@ -119,6 +136,36 @@ async def _migrate(url: str, action: str, steps: int) -> None:
             print(f"{row.version:04d} {row.name:<40} {mark}")
 
 
+async def _dlq(settings: Settings, arguments: argparse.Namespace) -> int:
+    async with open_redis(settings.redis, cleanup_s=settings.cleanup_timeout_s) as cache:
+        jobs = RedisJobQueue(cache, prefix="jobs", default=queue_policy(settings.jobs))
+        queue, job_id = arguments.queue, arguments.job_id
+        if arguments.action == "list":
+            for dead in await jobs.dead(queue, limit=arguments.limit):
+                last = dead.history[-1] if dead.history else None
+                error = f"{last.error_type}: {last.error_message}" if last else ""
+                print(f"{dead.job.id}  {dead.job.kind}  attempts={dead.job.attempt}  {error}")
+            return 0
+        if arguments.action == "purge" and job_id is None:
+            if not arguments.all:
+                print("purge needs a JOB_ID, or --all for every dead job", file=sys.stderr)
+                return EXIT_CONFIG
+            print(f"purged {await jobs.purge_dead(queue)}")
+            return 0
+        if job_id is None:
+            print(f"{arguments.action} needs a JOB_ID", file=sys.stderr)
+            return EXIT_CONFIG
+        if arguments.action == "show":
+            dead = await jobs.dead_job(queue, job_id)
+            print(json.dumps(dataclasses.asdict(dead), indent=2, default=str))
+        elif arguments.action == "requeue":
+            await jobs.requeue_dead(queue, job_id)
+            print(f"requeued {job_id}")
+        else:
+            print(f"purged {await jobs.purge_dead(queue, job_id)}")
+        return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
     try:
@@ -143,6 +190,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return EXIT_CONFIG
             trio_asyncio.run(_migrate, settings.database.url, arguments.action, arguments.steps)
             return 0
+        if arguments.command == "dlq":
+            if settings.redis.url is None:
+                print("configuration error: LOMASH_REDIS_URL is not set", file=sys.stderr)
+                return EXIT_CONFIG
+            status: int = trio_asyncio.run(_dlq, settings, arguments)
+            return status
         return _serve(settings, arguments)
     except EmbeddedError as error:
         print(f"error: {error}", file=sys.stderr)

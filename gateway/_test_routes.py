@@ -4,9 +4,15 @@
   so a test knows it is in flight before it sends SIGTERM).
 - ``POST /_test/echo``: decodes a typed JSON body and echoes it (the 400/422 paths).
 - ``GET /_test/crash``: raises an unexpected error (the 500 path: no traceback leaks).
+
+Also a job kind, ``test.effect``, handled by the ``EffectRecorder`` actor, for the job
+worker's process tests (SIGKILL mid-job, SIGTERM during a job).
 """
 
 from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
 
 import msgspec
 import structlog
@@ -14,10 +20,13 @@ import trio
 from quart import Response, request
 from quart_trio import QuartTrio
 
+from actors import RunJob
+from adapters import Connection, Database, record_effect_once
+from config import RuntimeSettings
 from gateway._json import json_response, read_json
-from supervisors import InvalidRequest
+from supervisors import ActorSpec, DependencyError, InvalidRequest
 
-__all__ = ["register_test_routes"]
+__all__ = ["TEST_JOB_KIND", "EffectRecorder", "effect_recorder_spec", "register_test_routes"]
 
 log = structlog.get_logger("gateway.test_routes")
 
@@ -52,3 +61,47 @@ def register_test_routes(app: QuartTrio) -> None:
     @app.get("/_test/crash")
     async def crash() -> Response:
         raise RuntimeError("a bug with a secret in it: hunter2")
+
+
+# -- a job kind for the process-level job tests ---------------------------------------
+
+TEST_JOB_KIND = "test.effect"
+
+
+async def _record(connection: Connection, job_id: str) -> bool:
+    async with connection.transaction():
+        return await record_effect_once(connection, job_id, TEST_JOB_KIND)
+
+
+class EffectRecorder:
+    """Records the job's effect once (Postgres), then sleeps as the payload says.
+
+    Payload: ``sleep_s`` (every time), ``first_time_sleep_s`` (only when the effect was
+    recorded by this run, so a test can kill the worker after the effect and before
+    completion, and the redelivery finishes at once), ``fail``.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    async def handle(self, message: RunJob) -> bool:
+        job = message.job
+        first = await self._database.run(lambda c: _record(c, job.id))
+        log.info("test_job_effect", job_id=job.id, attempt=job.attempt, first=first)
+        seconds = float(job.payload.get("sleep_s", 0.0))
+        if first:
+            seconds += float(job.payload.get("first_time_sleep_s", 0.0))
+        await trio.sleep(seconds)
+        if job.payload.get("fail"):
+            raise DependencyError("failing on purpose", dependency="test")
+        return first
+
+
+def effect_recorder_spec(
+    database: Callable[[], Database], runtime: RuntimeSettings
+) -> ActorSpec[RunJob, bool]:
+    return ActorSpec(
+        "test-effects",
+        lambda: EffectRecorder(database()),
+        mailbox=dataclasses.replace(runtime.mailbox, concurrency=8, message_timeout_s=None),
+    )

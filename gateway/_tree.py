@@ -4,6 +4,7 @@
     ├── postgres   Resource: the pools (open_database)
     ├── redis      Resource: the client (open_redis)
     ├── domain     one_for_one: catalogue, ... (the domain actors)
+    ├── jobs       one_for_one: outbox relay, trimmer, scheduler, a worker per queue
     └── http       HttpServer: hypercorn on trio, stopped first on shutdown
 
 rest_for_one: whatever depends on a resource started after it, so if a resource is
@@ -15,6 +16,7 @@ server drains first, then the actors, then Redis and Postgres close.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from functools import partial
@@ -26,11 +28,23 @@ import structlog
 import trio
 from quart_trio import QuartTrio
 
-from actors import catalogue_spec
-from adapters import Cache, Database, PostgresShowrooms, open_database, open_redis
-from config import BreakerSettings, Settings
+from actors import JobWorker, QueueTrimmer, RunJob, Scheduler, catalogue_spec, spec_schedules
+from adapters import (
+    Cache,
+    Database,
+    DeadLetterAlerts,
+    JobQueue,
+    OutboxRelay,
+    PostgresShowrooms,
+    QueuePolicy,
+    RedisJobQueue,
+    open_database,
+    open_redis,
+)
+from config import BreakerSettings, JobSettings, Settings
 from gateway._app import Lifecycle, Services, create_app
-from supervisors import Restart, Strategy, SupervisorSpec, TaskSpec
+from gateway._test_routes import TEST_JOB_KIND, effect_recorder_spec
+from supervisors import ActorRef, ChildSpec, Restart, Strategy, SupervisorSpec, TaskSpec
 
 __all__ = ["Holder", "HttpServer", "Resource", "build_tree", "database_breaker"]
 
@@ -115,10 +129,76 @@ def database_breaker(settings: Settings) -> BreakerSettings:
     )
 
 
+def queue_policy(jobs: JobSettings) -> QueuePolicy:
+    return QueuePolicy(
+        attempts=jobs.attempts,
+        backoff_base_s=jobs.backoff_base_s,
+        backoff_jitter=jobs.backoff_jitter,
+        lease_s=jobs.lease_s,
+        keep_completed_s=jobs.keep_completed_s,
+        keep_dead_s=jobs.keep_dead_s,
+    )
+
+
+def jobs_tree(
+    settings: Settings,
+    database: Holder[Database],
+    queue: Callable[[], JobQueue],
+    handlers: dict[str, ActorRef[RunJob, Any]],
+) -> SupervisorSpec:
+    """Workers for this process's queues, the outbox relay, the scheduler, trimming."""
+    jobs = settings.jobs
+    alerts = DeadLetterAlerts(jobs.alert_webhook_url, timeout_s=jobs.alert_timeout_s)
+    schedules = [s for s in spec_schedules() if s.kind in handlers]
+    children: list[ChildSpec] = [
+        TaskSpec("outbox-relay", lambda: OutboxRelay(database.value, queue(), settings.outbox)),
+        TaskSpec(
+            "trimmer",
+            lambda: QueueTrimmer(queue(), jobs.queue_names(), every_s=jobs.trim_every_s),
+        ),
+    ]
+    if schedules:
+        children.append(
+            TaskSpec(
+                "scheduler", lambda: Scheduler(schedules, queue(), settings=settings.scheduler)
+            )
+        )
+
+    def worker(name: str) -> TaskSpec:
+        return TaskSpec(
+            f"worker-{name}",
+            lambda: JobWorker(
+                f"{name}@{os.getpid()}",
+                queue(),
+                name,
+                lambda: handlers,
+                jobs,
+                alerts,
+                cleanup_s=settings.cleanup_timeout_s,
+            ),
+            # Running jobs get the drain budget; then they are handed back.
+            shutdown_s=settings.drain_timeout_s,
+        )
+
+    children.extend(worker(name) for name in jobs.queue_names())
+    return SupervisorSpec("jobs", children, restarts=settings.runtime.restart)
+
+
 def build_tree(settings: Settings, lifecycle: Lifecycle, *, bind: str) -> SupervisorSpec:
     database: Holder[Database] = Holder("postgres")
     cache: Holder[Cache] = Holder("redis")
     cleanup_s = settings.cleanup_timeout_s
+    policy = queue_policy(settings.jobs)
+
+    def queue() -> JobQueue:
+        return RedisJobQueue(cache.value, prefix="jobs", default=policy)
+
+    handlers: dict[str, ActorRef[RunJob, Any]] = {}
+    test_actors: list[ChildSpec] = []
+    if settings.test_routes:
+        effects = effect_recorder_spec(lambda: database.value, settings.runtime)
+        handlers[TEST_JOB_KIND] = effects.ref
+        test_actors.append(effects)
     catalogue = catalogue_spec(
         lambda: PostgresShowrooms(database.value),
         settings.runtime,
@@ -134,11 +214,15 @@ def build_tree(settings: Settings, lifecycle: Lifecycle, *, bind: str) -> Superv
                 cache=cache.value,
                 catalogue=catalogue.ref,
                 lifecycle=lifecycle,
+                jobs=queue(),
             )
         )
 
     domain = SupervisorSpec(
-        "domain", [catalogue], strategy=Strategy.ONE_FOR_ONE, restarts=settings.runtime.restart
+        "domain",
+        [catalogue, *test_actors],
+        strategy=Strategy.ONE_FOR_ONE,
+        restarts=settings.runtime.restart,
     )
     return SupervisorSpec(
         "root",
@@ -159,6 +243,7 @@ def build_tree(settings: Settings, lifecycle: Lifecycle, *, bind: str) -> Superv
                 shutdown_s=cleanup_s,
             ),
             domain,
+            jobs_tree(settings, database, queue, handlers),
             TaskSpec(
                 "http",
                 lambda: HttpServer(app, settings, bind),

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from quart_trio import QuartTrio
 
 from actors import catalogue_spec
-from adapters import PostgresShowrooms, open_database, open_redis
+from adapters import JobQueue, PostgresShowrooms, open_database, open_redis
 from config import DatabaseSettings, HealthSettings, RedisSettings, Settings
 from gateway._app import Lifecycle, Services, create_app
 from gateway._tree import database_breaker
@@ -32,7 +32,9 @@ def service_settings(database_url: str, redis_url: str, redis_prefix: str) -> Se
 
 
 @asynccontextmanager
-async def running_service(settings: Settings) -> AsyncIterator[tuple[QuartTrio, Services]]:
+async def running_service(
+    settings: Settings, jobs: JobQueue | None = None
+) -> AsyncIterator[tuple[QuartTrio, Services]]:
     """The app wired to real adapters and a supervised catalogue actor."""
     async with (
         open_database(settings.database, application="tests", cleanup_s=2.0) as database,
@@ -51,6 +53,7 @@ async def running_service(settings: Settings) -> AsyncIterator[tuple[QuartTrio, 
                 cache=cache,
                 catalogue=catalogue.ref,
                 lifecycle=Lifecycle(),
+                jobs=jobs,
             )
             yield create_app(services), services
 

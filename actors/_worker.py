@@ -134,16 +134,20 @@ class JobWorker:
         self._running += 1
         try:
             with structlog.contextvars.bound_contextvars(job_id=job.id, kind=job.kind):
+                holder = [lease]
+                failure: list[tuple[str, str] | None] = []
                 async with trio.open_nursery() as guard:
-                    holder = [lease]
                     guard.start_soon(self._heartbeat, holder, guard.cancel_scope)
                     try:
-                        await self._dispatch(holder)
+                        failure.append(await self._ask(job))
                     except trio.Cancelled:
                         if holder:  # not fenced off: give it to another worker now
                             await self._hand_back(holder[0])
                         raise
                     guard.cancel_scope.cancel()
+                # The heartbeat has stopped: it cannot race the outcome being recorded.
+                if failure and holder:
+                    await self._record(holder[0], failure[0])
         finally:
             self._running -= 1
             slots.release()
@@ -162,19 +166,23 @@ class JobWorker:
             except LomashError as error:  # the queue is unreachable: keep trying
                 log.warning("job_heartbeat_failed", error=error.message)
 
-    async def _dispatch(self, holder: list[Lease]) -> None:
-        lease = holder[0]
-        job = lease.job
+    async def _ask(self, job: Job) -> tuple[str, str] | None:
+        """Have the owning actor do the job: None if it did, else (error type, message)."""
         handler = self._handlers().get(job.kind)
         try:
             if handler is None:
                 raise ActorCrashed(f"no-handler:{job.kind}", error_type="UnknownJobKind")
             await handler.ask(RunJob(job))
         except LomashError as error:
-            await self._fail(holder, type(error).__name__, error.message)
+            return type(error).__name__, error.message
+        return None
+
+    async def _record(self, lease: Lease, failure: tuple[str, str] | None) -> None:
+        if failure is not None:
+            await self._fail(lease, *failure)
             return
         try:
-            await self._queue.complete(holder[0])
+            await self._queue.complete(lease)
         except LeaseLost:
             self._lost += 1
             log.warning("job_lease_lost_at_completion", queue=self._queue_name)
@@ -184,14 +192,12 @@ class JobWorker:
             log.warning("job_completion_not_recorded", error=error.message)
         else:
             self._completed += 1
-            log.info("job_completed", queue=self._queue_name, attempt=job.attempt)
+            log.info("job_completed", queue=self._queue_name, attempt=lease.job.attempt)
 
-    async def _fail(self, holder: list[Lease], error_type: str, message: str) -> None:
-        job = holder[0].job
+    async def _fail(self, lease: Lease, error_type: str, message: str) -> None:
+        job = lease.job
         try:
-            outcome = await self._queue.fail(
-                holder[0], error_type=error_type, error_message=message
-            )
+            outcome = await self._queue.fail(lease, error_type=error_type, error_message=message)
         except LeaseLost:
             self._lost += 1
             log.warning("job_lease_lost_at_failure", queue=self._queue_name)

@@ -164,7 +164,8 @@ class JobQueue(Protocol):
     async def lease(self, queue: str, *, worker: str, limit: int, wait_s: float) -> list[Lease]:
         """Up to ``limit`` jobs leased to ``worker``, waiting up to ``wait_s`` for the first.
 
-        Delayed jobs that are due and jobs whose lease expired are delivered first."""
+        Before reading, delayed jobs that are due and jobs whose lease expired are made
+        deliverable again (behind the jobs already waiting)."""
         ...
 
     async def heartbeat(self, lease: Lease) -> Lease:

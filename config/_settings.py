@@ -151,8 +151,9 @@ class JobSettings:
     # A worker that stops heartbeating loses its jobs after lease_s (then: a stall).
     lease_s: float = 30.0
     heartbeat_s: float = 10.0
-    # How long one lease call waits for work before looking again.
-    poll_s: float = 1.0
+    # How long one lease call waits for work before looking again (also how long a
+    # stopping worker may take to notice).
+    poll_s: float = 0.25
     concurrency: int = 8
     keep_completed_s: float = 24 * 3600.0
     keep_dead_s: float = 7 * 24 * 3600.0

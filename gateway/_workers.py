@@ -58,6 +58,9 @@ class WorkerProcess:
             raise RuntimeError(f"worker {self._index} exited with status {status}")
 
     def request_stop(self, *, final: bool) -> None:
+        # Once only: a second SIGTERM makes a worker exit at once instead of draining.
+        if self._stopping:
+            return
         self._stopping = True
         if self._process is not None and self._process.returncode is None:
             self._process.send_signal(signal.SIGTERM)
@@ -80,10 +83,14 @@ async def run_workers(settings: Settings, environment: Mapping[str, str]) -> int
     budget = settings.drain_timeout_s + 2 * settings.cleanup_timeout_s
     env = {**environment, "LOMASH_WORKERS": "1"}
 
+    live: dict[int, WorkerProcess] = {}
+
     def worker(n: int) -> TaskSpec:
-        return TaskSpec(
-            f"worker-{n}", lambda: WorkerProcess(n, sock.fileno(), env), shutdown_s=budget
-        )
+        def start() -> WorkerProcess:
+            live[n] = WorkerProcess(n, sock.fileno(), env)
+            return live[n]
+
+        return TaskSpec(f"worker-{n}", start, shutdown_s=budget)
 
     tree = SupervisorSpec(
         "workers",
@@ -96,6 +103,10 @@ async def run_workers(settings: Settings, environment: Mapping[str, str]) -> int
 
     def closing(signal_name: str) -> None:
         sock.close()  # our copy of the listener: new connections are refused from now on
+        # Every worker drains at once; the supervisor then waits for them in reverse
+        # order (a worker stopped one after another would keep accepting meanwhile).
+        for process in live.values():
+            process.request_stop(final=True)
 
     try:
         return await run_until_signalled(

@@ -82,6 +82,11 @@ async def service(
             running.url = ready["url"] if "url" in ready else ready["urls"][0]
             yield running
             nursery.cancel_scope.cancel()
+    except BaseException:
+        # Shown by pytest with the failure: what the process(es) said.
+        for line in logs.lines[-60:]:
+            print(json.dumps(line))
+        raise
     finally:
         if process.returncode is None:
             process.kill()
@@ -208,6 +213,7 @@ async def test_workers_share_the_port_and_each_drains_on_sigterm(
             status = await running.process.wait()
     assert statuses == [200] * 6
     assert status == 0
+    assert not running.logs.named("shutdown_forced")
     pids = {line.get("pid") for line in running.logs.named("worker_started")}
     assert len(pids) == 2
     assert len(running.logs.named("worker_exited")) == 2

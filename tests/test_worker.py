@@ -218,3 +218,48 @@ async def test_a_crashed_worker_is_restarted_and_its_job_redelivered_after_the_l
     assert len(workers) == 2
     assert [(job, attempt) for _, job, attempt in calls] == [("j1", 2)]
     assert calls[0][0] == pytest.approx(30.0, abs=1.01)  # after the 30 s lease expired
+
+
+class SlowAlerts(DeadLetterAlerts):
+    """Takes 0.5 s to alert, as a webhook might."""
+
+    def __init__(self) -> None:
+        super().__init__(None, timeout_s=1.0)
+        self.delivered = 0
+
+    async def dead_lettered(self, job: Any, *, error_type: str, error_message: str) -> None:
+        await trio.sleep(0.5)
+        self.delivered += 1
+
+
+async def test_a_heartbeat_due_during_the_dead_letter_alert_does_not_cancel_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The last attempt fails 0.2 s before a heartbeat: the alert still goes out, no 'lost'."""
+    queue = MemoryJobQueue(default=dataclasses.replace(POLICY, attempts=1))
+    calls: list[tuple[float, str, int]] = []
+    alerts = SlowAlerts()
+    spec, workers = tree(queue, calls)
+    worker_spec = spec.children[1]
+    assert isinstance(worker_spec, TaskSpec)
+
+    def worker() -> JobWorker:
+        made = JobWorker(
+            "w1",
+            queue,
+            "q",
+            lambda: {"work": spec.children[0].ref},  # type: ignore[attr-defined]
+            JOBS,
+            alerts,
+            cleanup_s=1.0,
+        )
+        workers.append(made)
+        return made
+
+    spec = dataclasses.replace(spec, children=[spec.children[0], TaskSpec("worker", worker)])
+    async with open_supervisor(spec):
+        await queue.enqueue("q", "work", {"sleep_s": 9.8, "fail": True}, job_id="j1")
+        await trio.sleep(30)
+        assert await queue.state("q", "j1") is JobState.DEAD
+    assert alerts.delivered == 1
+    assert workers[-1].statistics().lost == 0

@@ -96,7 +96,9 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
             settings = settings.with_overrides(database=_with_url(settings.database, url))
             embedded = True
         if settings.redis.url is None:
-            url = stack.enter_context(embedded_redis(data_dir, wait_s=wait_s))
+            url = stack.enter_context(
+                embedded_redis(data_dir, wait_s=wait_s, probe_s=settings.redis.connect_timeout_s)
+            )
             settings = settings.with_overrides(redis=_with_url(settings.redis, url))
         migrations = MIGRATIONS_DIR if (arguments.migrate or embedded) else None
         if settings.workers > 1 and arguments.fd is None:

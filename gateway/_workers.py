@@ -31,8 +31,11 @@ log = structlog.get_logger("gateway.workers")
 class WorkerProcess:
     """One worker process; a crash (non-zero exit) is reported to the supervisor."""
 
-    def __init__(self, index: int, fd: int, environment: Mapping[str, str]) -> None:
+    def __init__(
+        self, index: int, fd: int, environment: Mapping[str, str], *, cleanup_s: float
+    ) -> None:
         self._index = index
+        self._cleanup_s = cleanup_s
         self._fd = fd
         self._environment = environment
         self._process: trio.Process | None = None
@@ -51,7 +54,7 @@ class WorkerProcess:
         finally:
             if process.returncode is None:  # cancelled: the stop budget ran out
                 process.kill()
-                with trio.move_on_after(1.0, shield=True):
+                with trio.move_on_after(self._cleanup_s, shield=True):
                     await process.wait()
         log.info("worker_exited", worker=self._index, pid=process.pid, status=status)
         if status != 0 and not self._stopping:
@@ -87,7 +90,7 @@ async def run_workers(settings: Settings, environment: Mapping[str, str]) -> int
 
     def worker(n: int) -> TaskSpec:
         def start() -> WorkerProcess:
-            live[n] = WorkerProcess(n, sock.fileno(), env)
+            live[n] = WorkerProcess(n, sock.fileno(), env, cleanup_s=settings.cleanup_timeout_s)
             return live[n]
 
         return TaskSpec(f"worker-{n}", start, shutdown_s=budget)

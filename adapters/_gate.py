@@ -9,6 +9,9 @@ whenever they run (``probe=True``), so recovery is noticed even without traffic.
 
 from __future__ import annotations
 
+import errno
+import os
+import re
 from dataclasses import dataclass
 
 import structlog
@@ -16,7 +19,27 @@ import trio
 
 from supervisors import ConnectionLost
 
-__all__ = ["GateStatistics", "ReconnectGate"]
+__all__ = ["GateStatistics", "ReconnectGate", "describe_outage"]
+
+_ERRNO = re.compile(r"Error (\d+) connecting")  # redis-py's wording
+_REASONS = {errno.ECONNREFUSED: "connection refused", errno.ECONNRESET: "connection reset"}
+
+
+def describe_outage(error: BaseException) -> str:
+    """A short reason for a connection failure ("connection refused", "connection
+    timeout", ...), whichever driver raised it; shown in /health and logs."""
+    if isinstance(error, TimeoutError):
+        return "connection timeout"
+    number = getattr(error, "errno", None)
+    match = _ERRNO.search(str(error))
+    if number is None and match:
+        number = int(match[1])
+    if number in _REASONS:
+        return _REASONS[number]
+    if number is not None:
+        return os.strerror(number).lower()
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text[:120]
 
 
 @dataclass(frozen=True, slots=True)

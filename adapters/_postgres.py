@@ -23,7 +23,7 @@ import trio
 import trio_asyncio
 from asyncpg.pool import PoolConnectionProxy
 
-from adapters._gate import GateStatistics, ReconnectGate
+from adapters._gate import GateStatistics, ReconnectGate, describe_outage
 from config import DatabaseSettings
 from supervisors import (
     Conflict,
@@ -80,25 +80,12 @@ _CONFLICT_SQLSTATES = {"23505": "duplicate", "23P01": "overlap", "23503": "refer
 _BAD_DATA_SQLSTATES = {"23502", "23514"}
 
 
-def _describe_outage(error: BaseException) -> str:
-    if isinstance(error, TimeoutError | asyncio.TimeoutError):
-        return "connection timeout"
-    if isinstance(error, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(error, ConnectionResetError):
-        return "connection reset"
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror.lower()
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return text[:120]
-
-
 def translate(error: BaseException, *, target: str, statement_timeout_s: float) -> LomashError:
     """The project's error for an asyncpg / OS error (the one translation point)."""
     if isinstance(error, asyncpg.PostgresError):
         state = error.sqlstate or ""
         if state in _OUTAGE_SQLSTATES or state.startswith("08"):
-            return ConnectionLost(_describe_outage(error), dependency=target)
+            return ConnectionLost(describe_outage(error), dependency=target)
         if state == "57014":
             return OperationTimeout(
                 "statement timeout", dependency=target, timeout_s=statement_timeout_s
@@ -116,7 +103,7 @@ def translate(error: BaseException, *, target: str, statement_timeout_s: float) 
             return InvalidData(str(error).splitlines()[0], constraint=constraint)
         return DatabaseError(f"{type(error).__name__}: {error}", sqlstate=state or None)
     if isinstance(error, OSError | TimeoutError | asyncio.TimeoutError | asyncpg.InterfaceError):
-        return ConnectionLost(_describe_outage(error), dependency=target)
+        return ConnectionLost(describe_outage(error), dependency=target)
     return DatabaseError(f"{type(error).__name__}: {error}", sqlstate=None)
 
 
@@ -232,7 +219,7 @@ async def _create_pool(settings: DatabaseSettings, url: str, application: str) -
     try:
         pool = await trio_asyncio.aio_as_trio(create)(settings.pool_min_size)
     except TRANSLATED_ERRORS as error:
-        log.error("database_unavailable_at_start", reason=_describe_outage(error))
+        log.error("database_unavailable_at_start", reason=describe_outage(error))
         pool = await trio_asyncio.aio_as_trio(create)(0)
     return pool
 

@@ -11,9 +11,6 @@ Sentinel: ``redis+sentinel://[:password@]host:port[,host:port...]/service[/db]``
 from __future__ import annotations
 
 import asyncio
-import errno
-import os
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
@@ -28,7 +25,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
-from adapters._gate import GateStatistics, ReconnectGate
+from adapters._gate import GateStatistics, ReconnectGate, describe_outage
 from config import RedisSettings
 from supervisors import ConnectionLost, DependencyError, LomashError, OperationTimeout
 
@@ -63,27 +60,11 @@ def translate(error: BaseException, *, timeout_s: float) -> LomashError:
         | redis.exceptions.ReadOnlyError
         | OSError,
     ):
-        return ConnectionLost(_describe(error), dependency="redis")
+        return ConnectionLost(describe_outage(error), dependency="redis")
     return DependencyError(f"{type(error).__name__}: {error}", dependency="redis")
 
 
 _TRANSLATED = (redis.exceptions.RedisError, OSError, asyncio.TimeoutError)
-_ERRNO = re.compile(r"Error (\d+) connecting")
-_REASONS = {errno.ECONNREFUSED: "connection refused", errno.ECONNRESET: "connection reset"}
-
-
-def _describe(error: BaseException) -> str:
-    """ "connection refused" rather than redis-py's "Error 111 connecting to ..."."""
-    number = getattr(error, "errno", None)
-    match = _ERRNO.search(str(error))
-    if number is None and match:
-        number = int(match[1])
-    if number in _REASONS:
-        return _REASONS[number]
-    if number is not None:
-        return os.strerror(number).lower()
-    text = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return text[:120]
 
 
 class RedisCache:

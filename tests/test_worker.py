@@ -47,6 +47,7 @@ def tree(
     settings: JobSettings = JOBS,
     shutdown_s: float = 25.0,
     handlers: Any = None,
+    alerts: DeadLetterAlerts | None = None,
 ) -> tuple[SupervisorSpec, list[JobWorker]]:
     spec: ActorSpec[RunJob, None] = ActorSpec(
         "handler",
@@ -68,7 +69,7 @@ def tree(
             "q",
             handlers or (lambda: routes),
             settings,
-            DeadLetterAlerts(None, timeout_s=1.0),
+            alerts or DeadLetterAlerts(None, timeout_s=1.0),
             cleanup_s=1.0,
         )
         workers.append(made)
@@ -239,24 +240,7 @@ async def test_a_heartbeat_due_during_the_dead_letter_alert_does_not_cancel_it(
     queue = MemoryJobQueue(default=dataclasses.replace(POLICY, attempts=1))
     calls: list[tuple[float, str, int]] = []
     alerts = SlowAlerts()
-    spec, workers = tree(queue, calls)
-    worker_spec = spec.children[1]
-    assert isinstance(worker_spec, TaskSpec)
-
-    def worker() -> JobWorker:
-        made = JobWorker(
-            "w1",
-            queue,
-            "q",
-            lambda: {"work": spec.children[0].ref},  # type: ignore[attr-defined]
-            JOBS,
-            alerts,
-            cleanup_s=1.0,
-        )
-        workers.append(made)
-        return made
-
-    spec = dataclasses.replace(spec, children=[spec.children[0], TaskSpec("worker", worker)])
+    spec, workers = tree(queue, calls, alerts=alerts)
     async with open_supervisor(spec):
         await queue.enqueue("q", "work", {"sleep_s": 9.8, "fail": True}, job_id="j1")
         await trio.sleep(30)

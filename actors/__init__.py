@@ -1,21 +1,69 @@
 """Domain actors: one per domain (catalogue, slot booker, payment, notifier, ...),
 plus the services that run background work (job workers, scheduler, trimming)."""
 
-from actors._catalogue import Catalogue, ListShowrooms, catalogue_spec
+from actors._availability import Availability, FindSlots
+from actors._booker import (
+    BOOKINGS_QUEUE,
+    REPLAY_KIND,
+    Book,
+    BookingRequest,
+    BookReply,
+    Cancel,
+    Customer,
+    Lookup,
+    Reschedule,
+    SlotBooker,
+    appointment_view,
+    booker_mailbox,
+)
+from actors._calendar import LONDON, AppointmentType, Category, Roster, Slot, local_iso
+from actors._catalogue import (
+    Catalogue,
+    CatalogueMessage,
+    CatalogueReply,
+    ListShowrooms,
+    catalogue_spec,
+)
+from actors._replayer import BookingReplayer
+from actors._roster import RosterSource
 from actors._scheduler import MissedTicks, Schedule, Scheduler, spec_schedules
 from actors._trimmer import QueueTrimmer
 from actors._worker import JobWorker, RunJob, WorkerStatistics
 
 __all__ = [
+    "BOOKINGS_QUEUE",
+    "LONDON",
+    "REPLAY_KIND",
+    "AppointmentType",
+    "Availability",
+    "Book",
+    "BookReply",
+    "BookingReplayer",
+    "BookingRequest",
+    "Cancel",
     "Catalogue",
+    "CatalogueMessage",
+    "CatalogueReply",
+    "Category",
+    "Customer",
+    "FindSlots",
     "JobWorker",
     "ListShowrooms",
+    "Lookup",
     "MissedTicks",
     "QueueTrimmer",
+    "Reschedule",
+    "Roster",
+    "RosterSource",
     "RunJob",
     "Schedule",
     "Scheduler",
+    "Slot",
+    "SlotBooker",
     "WorkerStatistics",
+    "appointment_view",
+    "booker_mailbox",
     "catalogue_spec",
+    "local_iso",
     "spec_schedules",
 ]

@@ -1,4 +1,4 @@
-"""The catalogue actor: read-only views of showrooms (later: availability, cached).
+"""The catalogue actor: read-only views: showrooms and free slots (cached).
 
 Reads are idempotent, so its mailbox retries them on transient failures; its breaker
 guards the database so an outage answers 503 at once instead of piling up timeouts;
@@ -11,11 +11,13 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from actors._availability import Availability, FindSlots
+from actors._calendar import Slot
 from adapters import Showroom, ShowroomStore
 from config import BreakerSettings, RuntimeSettings
 from supervisors import ActorSpec, Idempotent
 
-__all__ = ["Catalogue", "ListShowrooms", "catalogue_spec"]
+__all__ = ["Catalogue", "CatalogueMessage", "CatalogueReply", "ListShowrooms", "catalogue_spec"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,14 +25,20 @@ class ListShowrooms(Idempotent):
     """All showrooms, by name."""
 
 
-type CatalogueMessage = ListShowrooms
+type CatalogueMessage = ListShowrooms | FindSlots
+type CatalogueReply = list[Showroom] | list[Slot]
 
 
 class Catalogue:
-    def __init__(self, showrooms: ShowroomStore) -> None:
+    def __init__(self, showrooms: ShowroomStore, availability: Availability | None = None) -> None:
         self._showrooms = showrooms
+        self._availability = availability
 
-    async def handle(self, message: CatalogueMessage) -> list[Showroom]:
+    async def handle(self, message: CatalogueMessage) -> CatalogueReply:
+        if isinstance(message, FindSlots):
+            if self._availability is None:
+                raise RuntimeError("this catalogue has no availability")
+            return await self._availability.find(message)
         return await self._showrooms.list_showrooms()
 
 
@@ -40,11 +48,12 @@ def catalogue_spec(
     *,
     concurrency: int,
     breaker: BreakerSettings,
-) -> ActorSpec[CatalogueMessage, list[Showroom]]:
-    """The catalogue's child spec; ``showrooms`` gives the current store at each start."""
+    availability: Callable[[], Availability] | None = None,
+) -> ActorSpec[CatalogueMessage, CatalogueReply]:
+    """The catalogue's child spec; the factories give the current stores at each start."""
     return ActorSpec(
         "catalogue",
-        lambda: Catalogue(showrooms()),
+        lambda: Catalogue(showrooms(), availability() if availability else None),
         mailbox=dataclasses.replace(runtime.mailbox, concurrency=concurrency),
         breaker=breaker,
         retry=runtime.retry,

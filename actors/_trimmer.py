@@ -1,8 +1,9 @@
-"""Retention: every ``trim_every_s`` forget completed jobs past 24 h and dead ones past 7 d."""
+"""Retention: every ``trim_every_s`` forget completed jobs past 24 h and dead ones past 7 d,
+and whatever else is given (idempotency keys past ``idempotency_keep_s``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
@@ -19,9 +20,16 @@ log = structlog.get_logger("actors.trimmer")
 class QueueTrimmer:
     """A supervised service; several processes trimming at once is harmless."""
 
-    def __init__(self, queue: JobQueue, queues: Sequence[str], *, every_s: float) -> None:
+    def __init__(
+        self,
+        queue: JobQueue,
+        queues: Sequence[str],
+        *,
+        every_s: float,
+        also: Sequence[tuple[str, Callable[[], Awaitable[int]]]] = (),
+    ) -> None:
         self._queue = queue
-        self._queues = tuple(queues)
+        self._trims = [(name, _queue_trim(queue, name)) for name in queues] + list(also)
         self._every_s = every_s
         self._stop = trio.Event()
         self.trimmed = 0
@@ -29,15 +37,15 @@ class QueueTrimmer:
     async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started(self)
         while True:
-            for name in self._queues:
+            for name, trim in self._trims:
                 try:
-                    removed = await self._queue.trim(name)
-                except LomashError as error:  # the queue is down: next round
-                    log.warning("trim_failed", queue=name, error=error.message)
+                    removed = await trim()
+                except LomashError as error:  # the store is down: next round
+                    log.warning("trim_failed", target=name, error=error.message)
                     continue
                 self.trimmed += removed
                 if removed:
-                    log.info("queue_trimmed", queue=name, removed=removed)
+                    log.info("trimmed", target=name, removed=removed)
             with trio.move_on_after(self._every_s):
                 await self._stop.wait()
             if self._stop.is_set():
@@ -45,3 +53,10 @@ class QueueTrimmer:
 
     def request_stop(self, *, final: bool) -> None:
         self._stop.set()
+
+
+def _queue_trim(queue: JobQueue, name: str) -> Callable[[], Awaitable[int]]:
+    async def trim() -> int:
+        return await queue.trim(name)
+
+    return trim

@@ -5,7 +5,35 @@ translated into the project's error tree here and never leak further.
 """
 
 from adapters._alerts import DeadLetterAlerts
+from adapters._appointments import (
+    ACTIVE_STATUSES,
+    Appointment,
+    BatchOutcome,
+    Booked,
+    KeyReplay,
+    NewBooking,
+    ScheduleRows,
+    SlotTaken,
+    book_batch,
+    booked_between,
+    cancel,
+    fetch_appointment,
+    load_schedule_rows,
+    replay_pending,
+    reschedule,
+    trim_idempotency_keys,
+)
 from adapters._gate import GateStatistics, ReconnectGate
+from adapters._holds import (
+    LockReply,
+    LockRequest,
+    acquire_locks,
+    cached_values,
+    delete_keys,
+    hold_pending,
+    release_pending,
+    store_values,
+)
 from adapters._jobs import (
     AttemptRecord,
     DeadJob,
@@ -42,11 +70,18 @@ from adapters._postgres import (
     open_database,
 )
 from adapters._redis import Cache, CacheOperation, RedisCache, open_redis
+from adapters._redis import Client as RedisClient
+from adapters._seed import DEMO_SEED, load_seed
 from adapters._showrooms import PostgresShowrooms, Showroom, ShowroomStore
 
 __all__ = [
+    "ACTIVE_STATUSES",
+    "DEMO_SEED",
     "MIGRATIONS_DIR",
+    "Appointment",
     "AttemptRecord",
+    "BatchOutcome",
+    "Booked",
     "Cache",
     "CacheOperation",
     "Connection",
@@ -59,12 +94,16 @@ __all__ = [
     "Job",
     "JobQueue",
     "JobState",
+    "KeyReplay",
     "Lease",
     "LeaseLost",
+    "LockReply",
+    "LockRequest",
     "MemoryJobQueue",
     "Migration",
     "MigrationError",
     "MigrationStatus",
+    "NewBooking",
     "Operation",
     "OutboxRelay",
     "Payload",
@@ -75,15 +114,33 @@ __all__ = [
     "QueueStatistics",
     "ReconnectGate",
     "RedisCache",
+    "RedisClient",
     "RedisJobQueue",
+    "ScheduleRows",
     "Showroom",
     "ShowroomStore",
+    "SlotTaken",
+    "acquire_locks",
     "add_to_outbox",
+    "book_batch",
+    "booked_between",
+    "cached_values",
+    "cancel",
     "check_policy",
+    "delete_keys",
+    "fetch_appointment",
+    "hold_pending",
+    "load_schedule_rows",
+    "load_seed",
     "migrate_down",
     "migrate_up",
     "migration_status",
     "open_database",
     "open_redis",
     "record_effect_once",
+    "release_pending",
+    "replay_pending",
+    "reschedule",
+    "store_values",
+    "trim_idempotency_keys",
 ]

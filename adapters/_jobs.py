@@ -71,6 +71,9 @@ class QueuePolicy:
     backoff_factor: float = 2.0
     backoff_jitter: float = 0.1
     lease_s: float = 30.0
+    # Longest single backoff (None: no cap); with many attempts it spreads retries
+    # evenly over a long outage instead of doubling into hours.
+    backoff_max_s: float | None = None
     keep_completed_s: float = 24 * 3600.0
     keep_dead_s: float = 7 * 24 * 3600.0
 
@@ -84,7 +87,8 @@ class QueuePolicy:
 
     def backoff_s(self, failed_attempt: int) -> float:
         """Un-jittered wait after failed attempt ``failed_attempt`` (1-based): 1, 2, 4, 8 s."""
-        return self.backoff_base_s * self.backoff_factor ** (failed_attempt - 1)
+        wait = self.backoff_base_s * self.backoff_factor ** (failed_attempt - 1)
+        return wait if self.backoff_max_s is None else min(wait, self.backoff_max_s)
 
 
 class JobState(StrEnum):

@@ -13,6 +13,7 @@ from config._runtime import (
     RuntimeSettings,
 )
 from config._settings import (
+    BookingSettings,
     ConfigError,
     DatabaseSettings,
     HealthSettings,
@@ -27,6 +28,7 @@ from config._settings import (
 
 __all__ = [
     "RUNTIME_DEFAULTS",
+    "BookingSettings",
     "BreakerSettings",
     "ConfigError",
     "DatabaseSettings",

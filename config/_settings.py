@@ -143,8 +143,11 @@ class HealthSettings:
 class JobSettings:
     """Background jobs (the spec's BullMQ settings, per queue where it matters)."""
 
-    # Queues this process works on, comma-separated; empty: no workers here.
-    queues: str = "notifications,payments,bookings"
+    # Queues this process works on, comma-separated; empty: no workers here. Only
+    # queues whose job kinds have a handler here: a worker would fail the others'
+    # jobs into the DLQ. notifications and payments join when their actors land;
+    # until then their jobs wait in Redis.
+    queues: str = "bookings"
     attempts: int = 5
     backoff_base_s: float = 1.0
     backoff_jitter: float = 0.1
@@ -226,6 +229,60 @@ class SchedulerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class BookingSettings:
+    """Slot booking: locks, holds, caches, batching, idempotency (actors/_booker.py)."""
+
+    # A consultant-slot lock in Redis: concurrent attempts at the slot fail fast.
+    lock_s: float = 10.0
+    # A slot held for a booking accepted (202 PENDING) while Postgres is down: until
+    # the replay confirms it, at most this long.
+    pending_hold_s: float = 24 * 3600.0
+    # The replay job waits out a Postgres outage: this many attempts, backing off
+    # from backoff_base_s doubling up to replay_backoff_max_s (~10 min in all).
+    replay_attempts: int = 120
+    replay_backoff_max_s: float = 5.0
+    # Idempotency keys (and the first response) are kept at least this long.
+    idempotency_keep_s: float = 48 * 3600.0
+    # Availability in Redis: fresh for this long, and a stale copy served (minus
+    # held slots) while Postgres is down.
+    availability_fresh_s: float = 30.0
+    availability_stale_s: float = 24 * 3600.0
+    # Longest availability range, in days, and how far ahead a booking may be.
+    max_range_days: int = 31
+    horizon_days: int = 180
+    # How often the consultants' hours are reloaded from Postgres.
+    schedule_refresh_s: float = 60.0
+    # Group commit: up to this many bookings in one database round trip, with this
+    # many round trips in flight at once.
+    batch_max: int = 64
+    flushers: int = 2
+    # Bookings waiting in the SlotBooker's mailbox before new ones get 503.
+    mailbox_capacity: int = 1024
+    # A ConnectionLost write is retried in place this often before the pending path.
+    write_retries: int = 1
+
+    def __post_init__(self) -> None:
+        for name in (
+            "lock_s",
+            "pending_hold_s",
+            "replay_backoff_max_s",
+            "idempotency_keep_s",
+            "availability_fresh_s",
+            "availability_stale_s",
+            "schedule_refresh_s",
+        ):
+            _check(getattr(self, name) > 0, f"{name}: must be > 0")
+        for name in ("replay_attempts", "max_range_days", "horizon_days", "batch_max", "flushers"):
+            _check(getattr(self, name) >= 1, f"{name}: must be >= 1")
+        _check(self.mailbox_capacity >= 1, "mailbox_capacity: must be >= 1")
+        _check(self.write_retries >= 0, "write_retries: must be >= 0")
+        _check(
+            self.idempotency_keep_s >= 24 * 3600,
+            "idempotency_keep_s: must be at least 24 h (86400)",
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     service: str = "lomash-backend"
     version: str = "0.1.0"
@@ -253,6 +310,7 @@ class Settings:
     jobs: JobSettings = field(default_factory=JobSettings)
     outbox: OutboxSettings = field(default_factory=OutboxSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    booking: BookingSettings = field(default_factory=BookingSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
 
     def __post_init__(self) -> None:

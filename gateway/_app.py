@@ -7,6 +7,7 @@ Routes:
 - ``GET /health/live``: the process answers; no dependencies (container health check).
 - ``GET /health/ready``: 503 while draining or while the database is down (load balancer).
 - ``GET /v1/showrooms``: the showrooms, through the catalogue actor.
+- ``/v1/appointments...``: availability and bookings (gateway/_appointments.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import structlog
 import trio
@@ -24,10 +25,11 @@ from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from actors import ListShowrooms
+from actors import CatalogueMessage, CatalogueReply, ListShowrooms
 from adapters import Cache, Database, JobQueue, Showroom
 from config import Settings
 from gateway._admin import register_admin_routes
+from gateway._appointments import register_appointment_routes
 from gateway._http_errors import error_response
 from gateway._json import json_response
 from gateway._test_routes import register_test_routes
@@ -60,9 +62,11 @@ class Services:
     settings: Settings
     database: Database
     cache: Cache
-    catalogue: ActorRef[ListShowrooms, list[Showroom]]
+    catalogue: ActorRef[CatalogueMessage, CatalogueReply]
     lifecycle: Lifecycle
     jobs: JobQueue | None = None
+    # The SlotBooker; without it the appointment routes are not served.
+    booker: ActorRef[Any, Any] | None = None
 
 
 def _request_id() -> str:
@@ -180,8 +184,11 @@ def create_app(services: Services) -> QuartTrio:
 
     @app.get("/v1/showrooms")
     async def showrooms() -> Response:
-        rows = await services.catalogue.ask(ListShowrooms())
+        rows = cast(list[Showroom], await services.catalogue.ask(ListShowrooms()))
         return json_response({"showrooms": rows})
+
+    if services.booker is not None:
+        register_appointment_routes(app, services.booker, services.catalogue, settings.booking)
 
     if settings.test_routes:
         register_test_routes(app)

@@ -1,6 +1,6 @@
 """The ``lomash`` command: serve, migrate, config.
 
-    lomash serve [--host H] [--port P] [--workers N] [--migrate]
+    lomash serve [--host H] [--port P] [--workers N] [--migrate] [--seed]
     lomash migrate up|down|status|check [--steps N]
     lomash dlq list|show|requeue|purge QUEUE [JOB_ID] [--limit N] [--all]
     lomash config
@@ -30,6 +30,7 @@ from adapters import (
     MIGRATIONS_DIR,
     RedisJobQueue,
     check_policy,
+    load_seed,
     migrate_down,
     migrate_up,
     migration_status,
@@ -58,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--port", type=int, help="listen port, 0 for any (LOMASH_PORT)")
     serve_cmd.add_argument("--workers", type=int, help="worker processes (LOMASH_WORKERS)")
     serve_cmd.add_argument("--migrate", action="store_true", help="apply migrations first")
+    serve_cmd.add_argument(
+        "--seed", action="store_true", help="load the demo showrooms and consultants"
+    )
     serve_cmd.add_argument("--fd", type=int, help=argparse.SUPPRESS)  # a worker's socket
     migrate = commands.add_parser("migrate", help="database migrations")
     migrate.add_argument("action", choices=["up", "down", "status", "check"])
@@ -105,6 +109,9 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
             if migrations is not None:
                 assert settings.database.url is not None
                 trio_asyncio.run(migrate_up, settings.database.url, migrations)
+            if arguments.seed:
+                assert settings.database.url is not None
+                trio_asyncio.run(load_seed, settings.database.url)
             environment = {
                 **os.environ,
                 "LOMASH_DATABASE_URL": settings.database.url or "",
@@ -112,7 +119,10 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
             }
             return trio.run(run_workers, settings, environment)
         bind = f"fd://{arguments.fd}" if arguments.fd is not None else _bind(settings)
-        status: int = trio.run(partial(serve, settings, bind=bind, migrations=migrations))
+        seed = arguments.seed and arguments.fd is None  # workers: the parent seeded
+        status: int = trio.run(
+            partial(serve, settings, bind=bind, migrations=migrations, seed=seed)
+        )
         return status
 
 

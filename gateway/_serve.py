@@ -15,7 +15,7 @@ from pathlib import Path
 import structlog
 import trio_asyncio
 
-from adapters import migrate_up
+from adapters import load_seed, migrate_up
 from config import Settings
 from gateway._app import Lifecycle
 from gateway._signals import run_until_signalled
@@ -27,13 +27,19 @@ __all__ = ["serve"]
 log = structlog.get_logger("gateway")
 
 
-async def serve(settings: Settings, *, bind: str, migrations: Path | None) -> int:
+async def serve(
+    settings: Settings, *, bind: str, migrations: Path | None, seed: bool = False
+) -> int:
     """Run the service until a signal stops it; returns the exit status."""
     async with trio_asyncio.open_loop():
         if migrations is not None:
             assert settings.database.url is not None
             applied = await migrate_up(settings.database.url, migrations)
             log.info("migrations_applied", versions=[m.version for m in applied])
+        if seed:
+            assert settings.database.url is not None
+            await load_seed(settings.database.url)
+            log.info("demo_data_loaded")
         lifecycle = Lifecycle()
 
         def started(supervisor: Supervisor) -> None:

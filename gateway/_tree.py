@@ -3,7 +3,7 @@
     root (rest_for_one)
     ├── postgres   Resource: the pools (open_database)
     ├── redis      Resource: the client (open_redis)
-    ├── domain     one_for_one: catalogue, ... (the domain actors)
+    ├── domain     one_for_one: catalogue, slot-booker, booking-replayer, ...
     ├── jobs       one_for_one: outbox relay, trimmer, scheduler, a worker per queue
     └── http       HttpServer: hypercorn on trio, stopped first on shutdown
 
@@ -28,7 +28,21 @@ import structlog
 import trio
 from quart_trio import QuartTrio
 
-from actors import JobWorker, QueueTrimmer, RunJob, Scheduler, catalogue_spec, spec_schedules
+from actors import (
+    BOOKINGS_QUEUE,
+    REPLAY_KIND,
+    Availability,
+    BookingReplayer,
+    JobWorker,
+    QueueTrimmer,
+    RosterSource,
+    RunJob,
+    Scheduler,
+    SlotBooker,
+    booker_mailbox,
+    catalogue_spec,
+    spec_schedules,
+)
 from adapters import (
     Cache,
     Database,
@@ -40,11 +54,20 @@ from adapters import (
     RedisJobQueue,
     open_database,
     open_redis,
+    trim_idempotency_keys,
 )
 from config import BreakerSettings, JobSettings, Settings
 from gateway._app import Lifecycle, Services, create_app
 from gateway._test_routes import TEST_JOB_KIND, effect_recorder_spec
-from supervisors import ActorRef, ChildSpec, Restart, Strategy, SupervisorSpec, TaskSpec
+from supervisors import (
+    ActorRef,
+    ActorSpec,
+    ChildSpec,
+    Restart,
+    Strategy,
+    SupervisorSpec,
+    TaskSpec,
+)
 
 __all__ = ["Holder", "HttpServer", "Resource", "build_tree", "database_breaker"]
 
@@ -140,6 +163,17 @@ def queue_policy(jobs: JobSettings) -> QueuePolicy:
     )
 
 
+def queue_policies(settings: Settings) -> dict[str, QueuePolicy]:
+    """Per-queue policies: booking replays wait out a Postgres outage (~10 min)."""
+    return {
+        BOOKINGS_QUEUE: dataclasses.replace(
+            queue_policy(settings.jobs),
+            attempts=settings.booking.replay_attempts,
+            backoff_max_s=settings.booking.replay_backoff_max_s,
+        )
+    }
+
+
 def jobs_tree(
     settings: Settings,
     database: Holder[Database],
@@ -150,11 +184,21 @@ def jobs_tree(
     jobs = settings.jobs
     alerts = DeadLetterAlerts(jobs.alert_webhook_url, timeout_s=jobs.alert_timeout_s)
     schedules = [s for s in spec_schedules() if s.kind in handlers]
+    keep_s = settings.booking.idempotency_keep_s
+
+    async def trim_keys() -> int:
+        return await database.value.run(trim_idempotency_keys(keep_s))
+
     children: list[ChildSpec] = [
         TaskSpec("outbox-relay", lambda: OutboxRelay(database.value, queue(), settings.outbox)),
         TaskSpec(
             "trimmer",
-            lambda: QueueTrimmer(queue(), jobs.queue_names(), every_s=jobs.trim_every_s),
+            lambda: QueueTrimmer(
+                queue(),
+                jobs.queue_names(),
+                every_s=jobs.trim_every_s,
+                also=[("idempotency_keys", trim_keys)],
+            ),
         ),
     ]
     if schedules:
@@ -189,9 +233,10 @@ def build_tree(settings: Settings, lifecycle: Lifecycle, *, bind: str) -> Superv
     cache: Holder[Cache] = Holder("redis")
     cleanup_s = settings.cleanup_timeout_s
     policy = queue_policy(settings.jobs)
+    policies = queue_policies(settings)
 
     def queue() -> JobQueue:
-        return RedisJobQueue(cache.value, prefix="jobs", default=policy)
+        return RedisJobQueue(cache.value, prefix="jobs", default=policy, policies=policies)
 
     handlers: dict[str, ActorRef[RunJob, Any]] = {}
     test_actors: list[ChildSpec] = []
@@ -199,12 +244,32 @@ def build_tree(settings: Settings, lifecycle: Lifecycle, *, bind: str) -> Superv
         effects = effect_recorder_spec(lambda: database.value, settings.runtime)
         handlers[TEST_JOB_KIND] = effects.ref
         test_actors.append(effects)
+    roster = RosterSource(
+        lambda: database.value, lambda: cache.value, refresh_s=settings.booking.schedule_refresh_s
+    )
     catalogue = catalogue_spec(
         lambda: PostgresShowrooms(database.value),
         settings.runtime,
         concurrency=settings.database.pool_max_size,
         breaker=database_breaker(settings),
+        availability=lambda: Availability(database.value, cache.value, roster, settings.booking),
     )
+    booker: ActorSpec[Any, Any] = ActorSpec(
+        "slot-booker",
+        lambda: SlotBooker(database.value, cache.value, queue(), roster, settings.booking),
+        mailbox=booker_mailbox(settings.booking, settings.runtime),
+        breaker=database_breaker(settings),
+        shutdown_s=settings.runtime.child_shutdown_s,
+    )
+    replayer: ActorSpec[Any, Any] = ActorSpec(
+        "booking-replayer",
+        lambda: BookingReplayer(database.value, cache.value, roster),
+        mailbox=dataclasses.replace(
+            settings.runtime.mailbox, concurrency=settings.jobs.concurrency
+        ),
+        shutdown_s=settings.runtime.child_shutdown_s,
+    )
+    handlers[REPLAY_KIND] = replayer.ref
 
     def app() -> QuartTrio:
         return create_app(
@@ -215,12 +280,13 @@ def build_tree(settings: Settings, lifecycle: Lifecycle, *, bind: str) -> Superv
                 catalogue=catalogue.ref,
                 lifecycle=lifecycle,
                 jobs=queue(),
+                booker=booker.ref,
             )
         )
 
     domain = SupervisorSpec(
         "domain",
-        [catalogue, *test_actors],
+        [catalogue, booker, replayer, *test_actors],
         strategy=Strategy.ONE_FOR_ONE,
         restarts=settings.runtime.restart,
     )

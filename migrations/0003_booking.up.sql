@@ -42,7 +42,8 @@ CREATE TABLE consultant_blocked_days (
 
 CREATE TABLE appointments (
     id UUID PRIMARY KEY,
-    reference TEXT NOT NULL UNIQUE,
+    -- For people (support calls, emails): 40 random bits, so not a key; the id is.
+    reference TEXT NOT NULL,
     type TEXT NOT NULL CHECK (type IN ('HOME_MEASUREMENT', 'ONLINE', 'SHOWROOM')),
     category TEXT NOT NULL CHECK (category IN ('KITCHEN', 'BEDROOM', 'BOTH')),
     status TEXT NOT NULL CHECK (
@@ -86,3 +87,4 @@ CREATE TABLE idempotency_keys (
     created_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+CREATE INDEX appointments_reference ON appointments (reference);

@@ -1,0 +1,159 @@
+"""Free slots, cached per (type, showroom, local day) in Redis.
+
+A day's free slots are computed from the roster and the active bookings (one
+Postgres read for all missing days), then cached twice: a fresh copy for
+``availability_fresh_s``, deleted by every booking change of that day, and a stale
+copy kept ``availability_stale_s``. While Postgres is down the stale copy is served
+minus the slots held in Redis (locked or pending); a day with no copy at all is a
+503. Without Redis everything is computed from Postgres.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+import structlog
+
+from actors._calendar import LONDON, AppointmentType, Category, Roster, Slot, days
+from actors._roster import RosterSource
+from adapters import Cache, Database, booked_between, cached_values, store_values
+from config import BookingSettings
+from supervisors import ConnectionLost, Idempotent, LomashError, OperationTimeout
+
+__all__ = ["Availability", "FindSlots"]
+
+log = structlog.get_logger("actors.availability")
+
+
+@dataclass(frozen=True, slots=True)
+class FindSlots(Idempotent):
+    """Free slots of local days ``first_day``..``last_day`` (validated by the gateway)."""
+
+    kind: AppointmentType
+    showroom_id: str | None
+    category: Category | None
+    first_day: date
+    last_day: date
+
+
+type _DaySlots = list[tuple[int, str]]  # (UTC epoch seconds, consultant id)
+
+
+class Availability:
+    def __init__(
+        self,
+        database: Database,
+        cache: Cache,
+        roster: RosterSource,
+        settings: BookingSettings,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._database = database
+        self._cache = cache
+        self._roster = roster
+        self._settings = settings
+        self._clock = clock
+
+    async def find(self, message: FindSlots) -> list[Slot]:
+        roster = await self._roster.current()
+        wanted = list(days(message.first_day, message.last_day))
+        showroom = message.showroom_id if message.kind is AppointmentType.SHOWROOM else None
+        fresh_keys = [self._key("avail", message.kind, showroom, d) for d in wanted]
+        cached = await self._read(fresh_keys)
+        missing = [d for d, value in zip(wanted, cached, strict=True) if value is None]
+        by_day = {d: _decode(v) for d, v in zip(wanted, cached, strict=True) if v is not None}
+        if missing:
+            try:
+                by_day.update(await self._compute(roster, message.kind, showroom, missing))
+            except (ConnectionLost, OperationTimeout) as down:
+                by_day.update(await self._stale(message.kind, showroom, missing, down))
+        now = self._clock()
+        slots = [
+            Slot(datetime.fromtimestamp(epoch, UTC), consultant_id, showroom)
+            for d in wanted
+            for epoch, consultant_id in by_day[d]
+        ]
+        return [s for s in slots if s.start > now and _fits(roster, s, message.category)]
+
+    def _key(self, name: str, kind: AppointmentType, showroom: str | None, day: date) -> str:
+        return self._cache.key(name, kind, showroom or "-", day.isoformat())
+
+    async def _read(self, keys: list[str]) -> list[bytes | None]:
+        try:
+            return await self._cache.run(cached_values(keys))
+        except LomashError as error:
+            log.info("availability_cache_unavailable", error=error.message)
+            return [None] * len(keys)
+
+    async def _compute(
+        self, roster: Roster, kind: AppointmentType, showroom: str | None, missing: list[date]
+    ) -> dict[date, _DaySlots]:
+        first = _local_midnight(missing[0])
+        last = _local_midnight(missing[-1] + timedelta(days=1))
+        booked = await self._database.run(booked_between(first, last), readonly=True)
+        booked_utc = {(c, s.astimezone(UTC)) for c, s in booked}
+        computed: dict[date, _DaySlots] = {}
+        for day in missing:
+            # Past slots are dropped when served, so a cached day stays right all day.
+            free = roster.free_slots(kind, showroom, None, day, day, booked=booked_utc, now=_EPOCH)
+            computed[day] = [(int(s.start.timestamp()), s.consultant_id) for s in free]
+        items: list[tuple[str, bytes | str, float]] = []
+        fresh_s = self._settings.availability_fresh_s
+        stale_s = self._settings.availability_stale_s
+        for day, slots in computed.items():
+            text = json.dumps(slots)
+            items.append((self._key("avail", kind, showroom, day), text, fresh_s))
+            items.append((self._key("avail-stale", kind, showroom, day), text, stale_s))
+        try:
+            await self._cache.run(store_values(items))
+        except LomashError as error:
+            log.info("availability_not_cached", error=error.message)
+        return computed
+
+    async def _stale(
+        self, kind: AppointmentType, showroom: str | None, missing: list[date], down: LomashError
+    ) -> dict[date, _DaySlots]:
+        """Postgres is down: the stale copies, minus slots held in Redis."""
+        try:
+            stale = await self._cache.run(
+                cached_values([self._key("avail-stale", kind, showroom, d) for d in missing])
+            )
+        except LomashError:
+            raise down from None
+        if any(value is None for value in stale):
+            raise down
+        by_day = {d: _decode(v) for d, v in zip(missing, stale, strict=True) if v is not None}
+        everything = [(d, slot) for d in missing for slot in by_day[d]]
+        locks = [self._cache.key("slot", c, str(epoch)) for _, (epoch, c) in everything]
+        try:
+            held = await self._cache.run(cached_values(locks))
+        except LomashError:
+            raise down from None
+        served: dict[date, _DaySlots] = {d: [] for d in missing}
+        for (day, slot), lock in zip(everything, held, strict=True):
+            if lock is None:
+                served[day].append(slot)
+        log.info("availability_served_stale", days=len(missing), error=down.message)
+        return served
+
+
+def _decode(value: bytes) -> _DaySlots:
+    return [(int(epoch), str(consultant)) for epoch, consultant in json.loads(value)]
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _local_midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0, 0), tzinfo=LONDON).astimezone(UTC)
+
+
+def _fits(roster: Roster, slot: Slot, category: Category | None) -> bool:
+    if category is None:
+        return True
+    consultant = roster.consultant(slot.consultant_id)
+    return consultant is not None and category.needs() <= consultant.specialisations

@@ -1,0 +1,798 @@
+"""The SlotBooker: the one writer of appointments, with group commit.
+
+Messages: ``Book`` (POST /v1/appointments), ``Lookup``, ``Cancel``, ``Reschedule``
+(the ``booking.replay`` job is the BookingReplayer's: actors/_replayer.py). Its
+mailbox handles many messages at once (each ``Book`` handler only waits for its
+batch), so its policies apply per booking: bounded mailbox -> 503 ``overloaded``
+when full; the breaker opens when bookings fail outright (both Postgres and Redis
+down), answering 503 at the door.
+
+A ``Book`` goes through a batch (``flushers`` batches in flight, up to ``batch_max``
+bookings each):
+
+1. Redis, one script for the batch: a retry of a key answered while Postgres was
+   down gets that answer again; every other booking takes the lock of its
+   consultant-slot (or of the first free candidate when any consultant will do). A
+   slot locked by another request is ``409 slot_taken`` at once. Redis down: skipped.
+2. Postgres, one transaction for the batch (``adapters.book_batch``): idempotency
+   keys, appointments under the EXCLUDE constraint, stored responses, outbox jobs.
+3. Postgres down (``ConnectionLost``): a booking whose slot lock is held is accepted
+   as ``202 PENDING``: the slot is held for ``pending_hold_s`` and a ``booking.replay``
+   job is queued (Redis); the replay writes it CONFIRMED, or CANCELLED with a reason
+   if the slot was lost meanwhile, and the customer is notified either way. Without
+   a lock (Redis down too) the booking is refused with 503: nothing half-written.
+
+Idempotency: a key is scoped to the route; the same key and body gets the first
+response again (status and body), a different body 422 ``idempotency_key_reused``;
+a concurrent duplicate in this process waits for the first and shares its answer,
+one in another process waits on the key's row in Postgres.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import json
+import math
+import secrets
+import uuid
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+import trio
+
+from actors._calendar import (
+    LONDON,
+    SLOT,
+    AppointmentType,
+    Category,
+    Consultant,
+    Roster,
+    local_iso,
+)
+from actors._roster import RosterSource
+from adapters import (
+    Appointment,
+    Booked,
+    Cache,
+    Database,
+    JobQueue,
+    KeyReplay,
+    LockReply,
+    LockRequest,
+    NewBooking,
+    RedisClient,
+    SlotTaken,
+    acquire_locks,
+    book_batch,
+    cancel,
+    delete_keys,
+    fetch_appointment,
+    hold_pending,
+    release_pending,
+    reschedule,
+)
+from config import BookingSettings, MailboxSettings, RuntimeSettings
+from supervisors import (
+    Conflict,
+    ConnectionLost,
+    Contention,
+    InvalidRequest,
+    LomashError,
+    NotFound,
+    OperationTimeout,
+    ServiceUnavailable,
+)
+
+__all__ = [
+    "BOOKINGS_QUEUE",
+    "REPLAY_KIND",
+    "Book",
+    "BookReply",
+    "BookingRequest",
+    "Cancel",
+    "Customer",
+    "Lookup",
+    "Reschedule",
+    "SlotBooker",
+    "appointment_view",
+    "availability_keys",
+    "booker_mailbox",
+    "booking_from_record",
+    "check_token",
+    "lock_key",
+]
+
+log = structlog.get_logger("actors.booker")
+
+BOOKINGS_QUEUE = "bookings"
+REPLAY_KIND = "booking.replay"
+
+_CONTENTION_RETRIES = 3
+_REFERENCE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    name: str
+    email: str
+    phone: str
+    postcode: str
+    address: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BookingRequest:
+    """A well-formed booking request (shape checked by the gateway)."""
+
+    kind: AppointmentType
+    category: Category
+    start: datetime  # aware
+    customer: Customer
+    showroom_id: str | None = None
+    consultant_id: str | None = None
+    notes: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Book:
+    request: BookingRequest
+    idempotency_key: str  # the client's key
+    request_hash: bytes  # of the canonical request body
+
+
+@dataclass(frozen=True, slots=True)
+class BookReply:
+    """The HTTP answer, stored with the key so a retry gets exactly this again."""
+
+    status: int
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    appointment_id: str
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    appointment_id: str
+    token: str
+    reason: str = "cancelled_by_customer"
+
+
+@dataclass(frozen=True, slots=True)
+class Reschedule:
+    appointment_id: str
+    token: str
+    start: datetime
+    consultant_id: str | None = None
+
+
+type BookerMessage = Book | Lookup | Cancel | Reschedule
+
+
+def _hash_token(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def check_token(appointment: Appointment, token: str) -> bool:
+    return hmac.compare_digest(appointment.token_hash, _hash_token(token))
+
+
+def _reference() -> str:
+    chars = "".join(secrets.choice(_REFERENCE_ALPHABET) for _ in range(8))
+    return f"LW-{chars[:4]}-{chars[4:]}"
+
+
+def appointment_view(a: Appointment) -> dict[str, Any]:
+    """The JSON shape of an appointment (never the token or its hash)."""
+    view: dict[str, Any] = {
+        "id": a.id,
+        "reference": a.reference,
+        "status": a.status,
+        "type": a.kind,
+        "category": a.category,
+        "start": local_iso(a.start),
+        "end": local_iso(a.end),
+        "consultant_id": a.consultant_id,
+        "showroom_id": a.showroom_id,
+        "customer": {
+            "name": a.customer_name,
+            "email": a.customer_email,
+            "phone": a.customer_phone,
+            "postcode": a.customer_postcode,
+            "address": a.customer_address,
+        },
+        "notes": a.notes,
+    }
+    if a.status_reason is not None:
+        view["status_reason"] = a.status_reason
+    if a.previous_start is not None:
+        view["previous_start"] = local_iso(a.previous_start)
+    return view
+
+
+def availability_keys(cache: Cache, consultant: Consultant, start: datetime) -> list[str]:
+    """The cached availability entries a change to this consultant-slot makes stale."""
+    day = start.astimezone(LONDON).date().isoformat()
+    return [
+        cache.key("avail", AppointmentType.ONLINE, "-", day),
+        cache.key("avail", AppointmentType.HOME_MEASUREMENT, "-", day),
+        cache.key("avail", AppointmentType.SHOWROOM, consultant.showroom_id, day),
+    ]
+
+
+def lock_key(cache: Cache, consultant_id: str, start: datetime) -> str:
+    return cache.key("slot", consultant_id, str(int(start.timestamp())))
+
+
+@dataclass(slots=True)
+class _Item:
+    message: Book
+    booking: NewBooking
+    token: str
+    done: trio.Event = field(default_factory=trio.Event)
+    reply: BookReply | None = None
+    error: LomashError | None = None
+    lock: str | None = None  # the slot lock this booking holds
+    consultant: str | None = None  # the consultant of that lock
+
+    def finish(self, reply: BookReply) -> None:
+        self.reply = reply
+        self.done.set()
+
+    def fail(self, error: LomashError) -> None:
+        self.error = error
+        self.done.set()
+
+    async def result(self) -> BookReply:
+        await self.done.wait()
+        if self.error is not None:
+            raise self.error
+        assert self.reply is not None
+        return self.reply
+
+
+def _error_body(code: str, message: str, field: str | None = None) -> str:
+    error: dict[str, str] = {"code": code, "message": message}
+    if field is not None:
+        error["field"] = field
+    return json.dumps({"error": error})
+
+
+_INTERRUPTED = ConnectionLost("the booking was interrupted: please retry", dependency="booker")
+_SLOT_TAKEN = BookReply(409, _error_body("slot_taken", "that slot has just been taken", "start"))
+
+
+class SlotBooker:
+    """The behaviour; ``SlotBooker.spec`` builds the supervised actor."""
+
+    def __init__(
+        self,
+        database: Database,
+        cache: Cache,
+        jobs: JobQueue,
+        roster: RosterSource,
+        settings: BookingSettings,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._database = database
+        self._cache = cache
+        self._jobs = jobs
+        self._roster = roster
+        self._settings = settings
+        self._clock = clock
+        self._inflight: dict[str, _Item] = {}
+        self._stack = AsyncExitStack()
+        self._send, self._receive = trio.open_memory_channel[_Item](math.inf)
+
+    async def __aenter__(self) -> SlotBooker:
+        nursery = await self._stack.enter_async_context(trio.open_nursery())
+        for _ in range(self._settings.flushers):
+            nursery.start_soon(self._flusher, self._receive.clone())
+        self._receive.close()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> bool | None:
+        # Bookings already in a batch finish; the flushers end when the queue is empty.
+        self._send.close()
+        return await self._stack.__aexit__(*exc_info)  # type: ignore[arg-type]
+
+    async def handle(self, message: BookerMessage) -> Any:
+        match message:
+            case Book():
+                return await self._book(message)
+            case Lookup():
+                return await self._lookup(message)
+            case Cancel():
+                return await self._cancel(message)
+            case Reschedule():
+                return await self._reschedule(message)
+
+    # -- booking ------------------------------------------------------------------
+
+    async def _book(self, message: Book) -> BookReply:
+        key = f"appointments:{message.idempotency_key}"
+        first = self._inflight.get(key)
+        if first is not None:  # a concurrent duplicate: share the first one's answer
+            if first.message.request_hash != message.request_hash:
+                raise _key_reused()
+            return await first.result()
+        roster = await self._roster.current()
+        booking, token = self._prepare(message, key, roster)
+        item = _Item(message, booking, token)
+        self._inflight[key] = item
+        try:
+            self._send.send_nowait(item)
+            return await item.result()
+        finally:
+            if self._inflight.get(key) is item and item.done.is_set():
+                del self._inflight[key]
+
+    def _prepare(self, message: Book, key: str, roster: Roster) -> tuple[NewBooking, str]:
+        request = message.request
+        start = request.start.astimezone(UTC)
+        _check_start(start, self._clock(), self._settings.horizon_days)
+        candidates = _candidates(roster, request, start, spread=hash(key))
+        token = secrets.token_urlsafe(24)
+        booking = NewBooking(
+            id=str(uuid.uuid4()),
+            reference=_reference(),
+            kind=request.kind.value,
+            category=request.category.value,
+            candidates=tuple(c.id for c in candidates),
+            showroom_id=request.showroom_id if request.kind is AppointmentType.SHOWROOM else None,
+            start=start,
+            end=start + SLOT,
+            customer_name=request.customer.name,
+            customer_email=request.customer.email,
+            customer_phone=request.customer.phone,
+            customer_postcode=request.customer.postcode,
+            customer_address=request.customer.address,
+            notes=request.notes,
+            token_hash=_hash_token(token),
+            idempotency_key=key,
+            request_hash=message.request_hash,
+        )
+        return booking, token
+
+    async def _flusher(self, receive: trio.MemoryReceiveChannel[_Item]) -> None:
+        async with receive:
+            async for item in receive:
+                batch = [item]
+                while len(batch) < self._settings.batch_max:
+                    try:
+                        batch.append(receive.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                try:
+                    await self._flush(batch)
+                finally:
+                    for unanswered in batch:
+                        if not unanswered.done.is_set():
+                            unanswered.fail(_INTERRUPTED)
+                        self._inflight.pop(unanswered.booking.idempotency_key, None)
+
+    async def _flush(self, batch: list[_Item]) -> None:
+        ready = await self._lock_slots(batch)
+        if not ready:
+            return
+        try:
+            outcomes = await self._write(ready)
+        except (ConnectionLost, OperationTimeout) as lost:
+            await self._accept_pending(ready, lost)
+            return
+        except LomashError as error:
+            await self._release(ready)
+            for item in ready:
+                item.fail(error)
+            return
+        stale: list[str] = []
+        roster = await self._roster.current()
+        for item, outcome in zip(ready, outcomes, strict=True):
+            if isinstance(outcome, KeyReplay):
+                if outcome.request_hash != item.booking.request_hash:
+                    item.fail(_key_reused())
+                else:
+                    item.finish(BookReply(outcome.status, outcome.response))
+            elif isinstance(outcome, Booked):
+                consultant = roster.consultant(outcome.consultant_id)
+                if consultant is not None:
+                    stale += availability_keys(self._cache, consultant, item.booking.start)
+        await self._forget(stale)
+        for item, outcome in zip(ready, outcomes, strict=True):
+            if not item.done.is_set():
+                item.finish(self._render(item, outcome))
+
+    async def _lock_slots(self, batch: list[_Item]) -> list[_Item]:
+        """Take each booking's slot lock; answer the replays and the fast refusals.
+        The bookings still to write, with their candidates in lock-first order."""
+        cache = self._cache
+        requests = [
+            LockRequest(
+                idempotency_key=cache.key("idem", item.booking.idempotency_key),
+                value=item.booking.idempotency_key,
+                locks=tuple(
+                    lock_key(cache, c, item.booking.start) for c in item.booking.candidates
+                ),
+            )
+            for item in batch
+        ]
+        replies: Sequence[LockReply | None]
+        try:
+            replies = await cache.run(acquire_locks(requests, self._settings.lock_s))
+        except LomashError as error:
+            log.info("slot_locks_unavailable", error=error.message)
+            replies = [None] * len(batch)
+        ready: list[_Item] = []
+        for item, request, reply in zip(batch, requests, replies, strict=True):
+            if reply is None:
+                ready.append(item)
+            elif reply.replay is not None:
+                stored = json.loads(reply.replay)
+                if bytes.fromhex(stored["request_hash"]) != item.booking.request_hash:
+                    item.fail(_key_reused())
+                else:
+                    item.finish(BookReply(stored["status"], stored["body"]))
+            elif reply.locked is None:
+                item.finish(_SLOT_TAKEN)
+            else:
+                chosen = item.booking.candidates[reply.locked]
+                others = tuple(c for c in item.booking.candidates if c != chosen)
+                item.booking = _with_candidates(item.booking, (chosen, *others))
+                item.lock = request.locks[reply.locked]
+                item.consultant = chosen
+                ready.append(item)
+        return ready
+
+    async def _write(self, ready: list[_Item]) -> list[Any]:
+        by_id = {item.booking.id: item for item in ready}
+
+        def render(booking: NewBooking, outcome: Booked | SlotTaken) -> tuple[int, str]:
+            reply = self._render(by_id[booking.id], outcome)
+            return reply.status, reply.body
+
+        operation = book_batch([item.booking for item in ready], render)
+        for attempt in range(_CONTENTION_RETRIES + self._settings.write_retries + 1):
+            try:
+                return await self._database.run(operation)
+            except Contention:
+                if attempt >= _CONTENTION_RETRIES:
+                    raise
+                log.info("booking_batch_deadlock_retried", size=len(ready))
+            except ConnectionLost:
+                if attempt >= self._settings.write_retries:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _render(self, item: _Item, outcome: Booked | SlotTaken) -> BookReply:
+        if isinstance(outcome, SlotTaken):
+            return _SLOT_TAKEN
+        return BookReply(
+            201, json.dumps(self._booking_body(item, outcome.consultant_id, "CONFIRMED"))
+        )
+
+    def _booking_body(self, item: _Item, consultant_id: str, status: str) -> dict[str, Any]:
+        b = item.booking
+        request = item.message.request
+        return {
+            "id": b.id,
+            "reference": b.reference,
+            "status": status,
+            "manage_token": item.token,
+            "type": b.kind,
+            "category": b.category,
+            "start": local_iso(b.start),
+            "end": local_iso(b.end),
+            "consultant_id": consultant_id,
+            "showroom_id": b.showroom_id,
+            "customer": {
+                "name": request.customer.name,
+                "email": request.customer.email,
+                "phone": request.customer.phone,
+                "postcode": request.customer.postcode,
+                "address": request.customer.address,
+            },
+            "notes": b.notes,
+        }
+
+    async def _accept_pending(self, ready: list[_Item], lost: LomashError) -> None:
+        """Postgres is down: hold what Redis can hold, refuse the rest (503)."""
+        log.warning("bookings_pending", count=len(ready), error=lost.message)
+        for item in ready:
+            if item.lock is None or item.consultant is None:
+                item.fail(ConnectionLost(lost.message, dependency="postgres"))
+                continue
+            try:
+                item.finish(await self._hold(item, item.lock, item.consultant))
+            except LomashError as error:
+                log.warning("booking_not_held", error=error.message)
+                item.fail(ConnectionLost(lost.message, dependency="postgres"))
+
+    async def _hold(self, item: _Item, lock: str, consultant_id: str) -> BookReply:
+        b = item.booking
+        body = self._booking_body(item, consultant_id, "PENDING")
+        body["message"] = "accepted: it will be confirmed by email shortly"
+        reply = BookReply(202, json.dumps(body))
+        record = _pending_record(b, consultant_id)
+        stored = json.dumps(
+            {"request_hash": b.request_hash.hex(), "status": reply.status, "body": reply.body}
+        )
+        pending_key = self._cache.key("pending", b.id)
+        held = await self._cache.run(
+            hold_pending(
+                lock,
+                b.idempotency_key,
+                self._cache.key("idem", b.idempotency_key),
+                pending_key,
+                response=stored,
+                booking=json.dumps(record),
+                hold_s=self._settings.pending_hold_s,
+                keep_s=self._settings.idempotency_keep_s,
+            )
+        )
+        if not held:
+            return _SLOT_TAKEN
+        payload = {**record, "response_status": reply.status, "response": reply.body}
+        try:
+            await self._jobs.enqueue(BOOKINGS_QUEUE, REPLAY_KIND, payload, job_id=b.id)
+        except LomashError:
+            await self._cache.run(release_pending(lock, b.idempotency_key, pending_key))
+            raise
+        log.info("booking_pending", appointment_id=b.id)
+        return reply
+
+    async def _release(self, ready: list[_Item]) -> None:
+        locks = [item.lock for item in ready if item.lock is not None]
+        await self._forget(locks)
+
+    async def _forget(self, keys: list[str]) -> None:
+        """Delete cache keys, best effort (a missed invalidation expires by TTL)."""
+        if not keys:
+            return
+        try:
+            await self._cache.run(delete_keys(keys))
+        except LomashError as error:
+            log.info("cache_invalidation_skipped", error=error.message)
+
+    # -- reading and changing a booking -----------------------------------------------
+
+    async def _lookup(self, message: Lookup) -> Appointment:
+        return await self._find(message.appointment_id, message.token)
+
+    async def _find(self, appointment_id: str, token: str) -> Appointment:
+        """The appointment if ``token`` is its manage token; else ``NotFound`` (the same
+        answer whether or not it exists). A pending one is read from Redis."""
+        found: Appointment | None = None
+        down: LomashError | None = None
+        try:
+            found = await self._database.run(fetch_appointment(appointment_id))
+        except (ConnectionLost, OperationTimeout, ServiceUnavailable) as error:
+            down = error
+        if found is None:
+            found = await self._pending(appointment_id, down)
+        if found is None or not check_token(found, token):
+            raise NotFound("no such appointment")
+        return found
+
+    async def _pending(self, appointment_id: str, down: LomashError | None) -> Appointment | None:
+        key = self._cache.key("pending", appointment_id)
+
+        async def get(client: RedisClient) -> Any:
+            return await client.get(key)
+
+        try:
+            raw = await self._cache.run(get)
+        except LomashError:
+            if down is not None:
+                raise down from None
+            raise
+        if raw is None:
+            if down is not None:
+                raise down
+            return None
+        record = json.loads(raw)
+        b = booking_from_record(record)
+        return Appointment(
+            id=b.id,
+            reference=b.reference,
+            kind=b.kind,
+            category=b.category,
+            status="PENDING",
+            consultant_id=record["consultant_id"],
+            showroom_id=b.showroom_id,
+            start=b.start,
+            end=b.end,
+            customer_name=b.customer_name,
+            customer_email=b.customer_email,
+            customer_phone=b.customer_phone,
+            customer_postcode=b.customer_postcode,
+            customer_address=b.customer_address,
+            notes=b.notes,
+            token_hash=b.token_hash,
+        )
+
+    async def _cancel(self, message: Cancel) -> Appointment:
+        current = await self._find(message.appointment_id, message.token)
+        if current.status == "PENDING" and current.status_reason is None:
+            raise _conflict("booking_pending", "this booking is being confirmed: try again shortly")
+        if current.status in ("COMPLETED", "NO_SHOW"):
+            raise _conflict(
+                "not_cancellable", f"a {current.status} appointment cannot be cancelled"
+            )
+        after = await self._database.run(cancel(current.id, message.reason))
+        assert after is not None
+        if current.status != "CANCELLED":
+            await self._slot_freed(current.consultant_id, current.start)
+        return after
+
+    async def _reschedule(self, message: Reschedule) -> Appointment:
+        current = await self._find(message.appointment_id, message.token)
+        if current.status not in ("CONFIRMED", "RESCHEDULED"):
+            raise _conflict(
+                "not_reschedulable", f"a {current.status} appointment cannot be rescheduled"
+            )
+        start = message.start.astimezone(UTC)
+        request = BookingRequest(
+            kind=AppointmentType(current.kind),
+            category=Category(current.category),
+            start=start,
+            customer=Customer("-", "-", "-", "-"),
+            showroom_id=current.showroom_id,
+            consultant_id=message.consultant_id,
+        )
+        _check_start(start, self._clock(), self._settings.horizon_days)
+        roster = await self._roster.current()
+        candidates = [c.id for c in _candidates(roster, request, start, spread=0)]
+        if message.consultant_id is None and current.consultant_id in candidates:
+            candidates.remove(current.consultant_id)
+            candidates.insert(0, current.consultant_id)
+        moved = await self._database.run(reschedule(current.id, candidates, start, start + SLOT))
+        if moved is None:
+            raise NotFound("no such appointment")
+        if isinstance(moved, SlotTaken):
+            raise _conflict("slot_taken", "that slot has just been taken")
+        if moved.status != "RESCHEDULED" or moved.start != start:
+            raise _conflict("not_reschedulable", "this appointment cannot be rescheduled")
+        await self._slot_freed(current.consultant_id, current.start)
+        consultant = roster.consultant(moved.consultant_id)
+        if consultant is not None:
+            await self._forget(availability_keys(self._cache, consultant, start))
+        return moved
+
+    async def _slot_freed(self, consultant_id: str, start: datetime) -> None:
+        roster = await self._roster.current()
+        keys = [lock_key(self._cache, consultant_id, start)]
+        consultant = roster.consultant(consultant_id)
+        if consultant is not None:
+            keys += availability_keys(self._cache, consultant, start)
+        await self._forget(keys)
+
+
+def _check_start(start: datetime, now: datetime, horizon_days: int) -> None:
+    if start.minute or start.second or start.microsecond:
+        raise InvalidRequest("start: slots start on the hour", code="slot_off_grid", field="start")
+    if start <= now:
+        raise InvalidRequest("start: that slot is in the past", code="slot_in_past", field="start")
+    if start > now + timedelta(days=horizon_days):
+        raise InvalidRequest(
+            f"start: bookings open {horizon_days} days ahead", code="slot_too_far", field="start"
+        )
+
+
+def _candidates(
+    roster: Roster, request: BookingRequest, start: datetime, *, spread: int
+) -> list[Consultant]:
+    """Who could take this booking, in the order to try; 422 naming the field if nobody."""
+    kind, category = request.kind, request.category
+    if request.showroom_id is not None and request.showroom_id not in roster.showrooms:
+        raise InvalidRequest(
+            "showroom_id: no such showroom", code="unknown_showroom", field="showroom_id"
+        )
+    if request.consultant_id is not None:
+        consultant = roster.consultant(request.consultant_id)
+        if consultant is None:
+            raise InvalidRequest(
+                "consultant_id: no such consultant",
+                code="unknown_consultant",
+                field="consultant_id",
+            )
+        if not consultant.serves(kind, request.showroom_id, category):
+            raise InvalidRequest(
+                "consultant_id: this consultant does not take this type or category here",
+                code="consultant_unsuitable",
+                field="consultant_id",
+            )
+        if not consultant.works_at(start):
+            raise InvalidRequest(
+                "start: the consultant does not work then",
+                code="slot_unavailable",
+                field="start",
+            )
+        return [consultant]
+    candidates = roster.candidates(kind, request.showroom_id, category, start, spread)
+    if not candidates:
+        raise InvalidRequest(
+            "start: nobody takes this type of appointment then",
+            code="slot_unavailable",
+            field="start",
+        )
+    return candidates
+
+
+def _with_candidates(booking: NewBooking, candidates: tuple[str, ...]) -> NewBooking:
+    return dataclasses.replace(booking, candidates=candidates)
+
+
+def _pending_record(b: NewBooking, consultant_id: str) -> dict[str, Any]:
+    return {
+        "id": b.id,
+        "reference": b.reference,
+        "kind": b.kind,
+        "category": b.category,
+        "consultant_id": consultant_id,
+        "showroom_id": b.showroom_id,
+        "start": b.start.isoformat(),
+        "customer_name": b.customer_name,
+        "customer_email": b.customer_email,
+        "customer_phone": b.customer_phone,
+        "customer_postcode": b.customer_postcode,
+        "customer_address": b.customer_address,
+        "notes": b.notes,
+        "token_hash": b.token_hash.hex(),
+        "idempotency_key": b.idempotency_key,
+        "request_hash": b.request_hash.hex(),
+    }
+
+
+def booking_from_record(record: Any) -> NewBooking:
+    start = datetime.fromisoformat(record["start"])
+    return NewBooking(
+        id=record["id"],
+        reference=record["reference"],
+        kind=record["kind"],
+        category=record["category"],
+        candidates=(record["consultant_id"],),
+        showroom_id=record["showroom_id"],
+        start=start,
+        end=start + SLOT,
+        customer_name=record["customer_name"],
+        customer_email=record["customer_email"],
+        customer_phone=record["customer_phone"],
+        customer_postcode=record["customer_postcode"],
+        customer_address=record["customer_address"],
+        notes=record["notes"],
+        token_hash=bytes.fromhex(record["token_hash"]),
+        idempotency_key=record["idempotency_key"],
+        request_hash=bytes.fromhex(record["request_hash"]),
+    )
+
+
+def _key_reused() -> InvalidRequest:
+    return InvalidRequest(
+        "Idempotency-Key: already used with a different request body",
+        code="idempotency_key_reused",
+        field="Idempotency-Key",
+    )
+
+
+def _conflict(code: str, message: str) -> LomashError:
+    return Conflict(message, code=code)
+
+
+def booker_mailbox(settings: BookingSettings, runtime: RuntimeSettings) -> MailboxSettings:
+    """Enough handlers at once to fill every flusher's batch and the next one; the
+    rest wait in the bounded mailbox (full: 503 ``overloaded``)."""
+    return dataclasses.replace(
+        runtime.mailbox,
+        capacity=settings.mailbox_capacity,
+        concurrency=settings.batch_max * (settings.flushers + 1),
+    )

@@ -1,0 +1,437 @@
+"""Appointments in Postgres: group-committed bookings, reads, cancel, reschedule, replay.
+
+Every function here returns an *operation* (``adapters._postgres.Operation``): one
+``Database.run`` call, one bridge hop, one transaction. ``book_batch`` books many
+requests in that one transaction with set-based statements (``unnest``), which is
+what lets the SlotBooker group-commit under load:
+
+1. ``INSERT INTO idempotency_keys ... ON CONFLICT DO NOTHING RETURNING key``: a key
+   that exists already (or is being written by a concurrent transaction, which this
+   waits for) is a retry; its stored response is returned.
+2. ``INSERT INTO appointments ... ON CONFLICT DO NOTHING RETURNING id``: the
+   ``EXCLUDE USING gist`` constraint turns a double booking into "nothing inserted",
+   also between rows of the same statement. A request whose consultant was taken
+   tries its next candidate in the next round.
+3. The response of every new key is stored (``UPDATE ... FROM unnest``) and a
+   notification job for every booking goes to the outbox, in the same transaction.
+
+Rows are inserted in a sorted order so that two concurrent batches wait on each
+other in one direction only; a deadlock (``Contention``) rolls everything back and
+the caller may run the operation again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from adapters._outbox import add_to_outbox
+from adapters._postgres import Connection, Operation
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "Appointment",
+    "BatchOutcome",
+    "Booked",
+    "KeyReplay",
+    "NewBooking",
+    "ScheduleRows",
+    "SlotTaken",
+    "book_batch",
+    "booked_between",
+    "cancel",
+    "fetch_appointment",
+    "load_schedule_rows",
+    "replay_pending",
+    "reschedule",
+    "trim_idempotency_keys",
+]
+
+ACTIVE_STATUSES = ("PENDING", "CONFIRMED", "RESCHEDULED")
+NOTIFICATIONS = "notifications"
+
+
+@dataclass(frozen=True, slots=True)
+class NewBooking:
+    """One booking request, ready to write (ids and token hash made by the caller)."""
+
+    id: str
+    reference: str
+    kind: str
+    category: str
+    candidates: tuple[str, ...]  # consultant ids, tried in order
+    showroom_id: str | None
+    start: datetime
+    end: datetime
+    customer_name: str
+    customer_email: str
+    customer_phone: str
+    customer_postcode: str
+    customer_address: str | None
+    notes: str | None
+    token_hash: bytes
+    idempotency_key: str
+    request_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Booked:
+    consultant_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SlotTaken:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class KeyReplay:
+    """The key was used before: its request's hash and the response it got."""
+
+    request_hash: bytes
+    status: int
+    response: str
+
+
+type BatchOutcome = Booked | SlotTaken | KeyReplay
+type Render = Callable[[NewBooking, Booked | SlotTaken], tuple[int, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Appointment:
+    id: str
+    reference: str
+    kind: str
+    category: str
+    status: str
+    consultant_id: str
+    showroom_id: str | None
+    start: datetime
+    end: datetime
+    customer_name: str
+    customer_email: str
+    customer_phone: str
+    customer_postcode: str
+    customer_address: str | None
+    notes: str | None
+    token_hash: bytes
+    status_reason: str | None = None
+    previous_start: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRows:
+    showrooms: list[str] = field(default_factory=list)
+    consultants: list[tuple[str, str, str, list[str]]] = field(default_factory=list)
+    hours: list[tuple[str, int, Any, Any]] = field(default_factory=list)
+    blocked: list[tuple[str, Any]] = field(default_factory=list)
+
+
+_INSERT_KEYS = """
+INSERT INTO idempotency_keys (key, request_hash, status, response)
+SELECT k, h, 0, '' FROM unnest($1::text[], $2::bytea[]) AS u(k, h) ORDER BY k
+ON CONFLICT DO NOTHING RETURNING key
+"""
+_EXISTING_KEYS = (
+    "SELECT key, request_hash, status, response FROM idempotency_keys WHERE key = ANY($1::text[])"
+)
+_STORE_RESPONSES = """
+UPDATE idempotency_keys AS k SET status = u.status, response = u.response
+FROM unnest($1::text[], $2::int[], $3::text[]) AS u(key, status, response)
+WHERE k.key = u.key
+"""
+_COLUMNS = """id, reference, type, category, status, consultant_id, showroom_id, starts_at,
+ends_at, customer_name, customer_email, customer_phone, customer_postcode, customer_address,
+notes, manage_token_hash"""
+_INSERT_APPOINTMENTS = f"""
+INSERT INTO appointments ({_COLUMNS})
+SELECT * FROM unnest(
+    $1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+    $8::timestamptz[], $9::timestamptz[], $10::text[], $11::text[], $12::text[], $13::text[],
+    $14::text[], $15::text[], $16::bytea[]
+)
+ON CONFLICT DO NOTHING RETURNING id::text
+"""
+_SELECT_APPOINTMENT = f"""
+SELECT id::text, {_COLUMNS.split(", ", 1)[1]}, status_reason, previous_starts_at
+FROM appointments WHERE id = $1
+"""
+_BOOKED_BETWEEN = """
+SELECT consultant_id, starts_at FROM appointments
+WHERE status IN ('PENDING', 'CONFIRMED', 'RESCHEDULED') AND starts_at < $2 AND ends_at > $1
+"""
+
+
+def book_batch(batch: Sequence[NewBooking], render: Render) -> Operation[list[BatchOutcome]]:
+    """Book ``batch`` (distinct idempotency keys) in one transaction; outcomes in order.
+
+    ``render`` makes the stored response of a new key's outcome (status, JSON text);
+    it runs inside the transaction, so it must not block.
+    """
+
+    async def operation(connection: Connection) -> list[BatchOutcome]:
+        outcomes: dict[str, BatchOutcome] = {}
+        async with connection.transaction():
+            keys = [b.idempotency_key for b in batch]
+            new = {
+                row[0]
+                for row in await connection.fetch(
+                    _INSERT_KEYS, keys, [b.request_hash for b in batch]
+                )
+            }
+            if len(new) < len(batch):
+                for row in await connection.fetch(
+                    _EXISTING_KEYS, [k for k in keys if k not in new]
+                ):
+                    outcomes[row[0]] = KeyReplay(bytes(row[1]), row[2], row[3])
+            todo = [b for b in batch if b.idempotency_key in new]
+            booked = await _insert_rounds(connection, todo)
+            stored: list[tuple[str, int, str]] = []
+            for b in todo:
+                outcome: Booked | SlotTaken = booked.get(b.id, SlotTaken())
+                outcomes[b.idempotency_key] = outcome
+                stored.append((b.idempotency_key, *render(b, outcome)))
+                if isinstance(outcome, Booked):
+                    await _notify(connection, "appointment.confirmed", b.id)
+            if stored:
+                await connection.execute(_STORE_RESPONSES, *map(list, zip(*stored, strict=True)))
+        return [outcomes[b.idempotency_key] for b in batch]
+
+    return operation
+
+
+async def _insert_rounds(connection: Connection, todo: Sequence[NewBooking]) -> dict[str, Booked]:
+    """Insert each booking with its first candidate, the ones refused with their next..."""
+    booked: dict[str, Booked] = {}
+    turn = 0
+    waiting = [b for b in todo if b.candidates]
+    while waiting:
+        attempt = sorted(waiting, key=lambda b: (b.candidates[turn], b.start, b.id))
+        rows = [_row(b, b.candidates[turn], "CONFIRMED") for b in attempt]
+        inserted = {r[0] for r in await connection.fetch(_INSERT_APPOINTMENTS, *_columns(rows))}
+        for b in attempt:
+            if b.id in inserted:
+                booked[b.id] = Booked(b.candidates[turn])
+        turn += 1
+        waiting = [b for b in attempt if b.id not in inserted and turn < len(b.candidates)]
+    return booked
+
+
+def _row(b: NewBooking, consultant_id: str, status: str) -> tuple[Any, ...]:
+    return (
+        b.id,
+        b.reference,
+        b.kind,
+        b.category,
+        status,
+        consultant_id,
+        b.showroom_id,
+        b.start,
+        b.end,
+        b.customer_name,
+        b.customer_email,
+        b.customer_phone,
+        b.customer_postcode,
+        b.customer_address,
+        b.notes,
+        b.token_hash,
+    )
+
+
+def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+async def _notify(connection: Connection, kind: str, appointment_id: str, **extra: Any) -> None:
+    """A notification job for the notifier, in the caller's transaction (the outbox)."""
+    await add_to_outbox(
+        connection,
+        queue=NOTIFICATIONS,
+        kind=kind,
+        payload={"appointment_id": appointment_id, **extra},
+        job_id=f"{kind}:{appointment_id}:{extra.get('version', 0)}",
+    )
+
+
+def fetch_appointment(appointment_id: str) -> Operation[Appointment | None]:
+    async def operation(connection: Connection) -> Appointment | None:
+        row = await connection.fetchrow(_SELECT_APPOINTMENT, appointment_id)
+        return None if row is None else _appointment(row)
+
+    return operation
+
+
+def _appointment(row: Any) -> Appointment:
+    (id_, reference, kind, category, status, consultant_id, showroom_id, start, end) = row[:9]
+    (name, email, phone, postcode, address, notes, token_hash, reason, previous) = row[9:]
+    return Appointment(
+        id_,
+        reference,
+        kind,
+        category,
+        status,
+        consultant_id,
+        showroom_id,
+        start,
+        end,
+        name,
+        email,
+        phone,
+        postcode,
+        address,
+        notes,
+        bytes(token_hash),
+        reason,
+        previous,
+    )
+
+
+_CANCEL = """
+UPDATE appointments SET status = 'CANCELLED', status_reason = $2, updated_at = now()
+WHERE id = $1 AND status IN ('PENDING', 'CONFIRMED', 'RESCHEDULED')
+RETURNING id
+"""
+
+
+def cancel(appointment_id: str, reason: str) -> Operation[Appointment | None]:
+    """Cancel an active appointment; the appointment as it is now (None: no such id)."""
+
+    async def operation(connection: Connection) -> Appointment | None:
+        async with connection.transaction():
+            if await connection.fetchval(_CANCEL, appointment_id, reason) is not None:
+                await _notify(connection, "appointment.cancelled", appointment_id, reason=reason)
+            row = await connection.fetchrow(_SELECT_APPOINTMENT, appointment_id)
+        return None if row is None else _appointment(row)
+
+    return operation
+
+
+_RESCHEDULE = """
+UPDATE appointments SET previous_starts_at = starts_at, starts_at = $2, ends_at = $3,
+    consultant_id = $4, status = 'RESCHEDULED', updated_at = now()
+WHERE id = $1 AND status IN ('CONFIRMED', 'RESCHEDULED')
+RETURNING id
+"""
+
+
+def reschedule(
+    appointment_id: str, candidates: Sequence[str], start: datetime, end: datetime
+) -> Operation[Appointment | SlotTaken | None]:
+    """Move an active appointment to ``start`` with the first free candidate.
+
+    None: no such appointment; SlotTaken: no candidate is free then; otherwise the
+    appointment as it is now (unchanged if it was not movable: the caller checks)."""
+
+    async def operation(connection: Connection) -> Appointment | SlotTaken | None:
+        async with connection.transaction():
+            current = await connection.fetchrow(_SELECT_APPOINTMENT + " FOR UPDATE", appointment_id)
+            if current is None:
+                return None
+            if current[4] not in ("CONFIRMED", "RESCHEDULED"):
+                return _appointment(current)
+            for consultant_id in candidates:
+                # A savepoint per try: the exclusion constraint aborts the statement.
+                try:
+                    async with connection.transaction():
+                        moved = await connection.fetchval(
+                            _RESCHEDULE, appointment_id, start, end, consultant_id
+                        )
+                except asyncpg.ExclusionViolationError:
+                    continue
+                if moved is not None:
+                    version = int(start.timestamp())
+                    await _notify(
+                        connection, "appointment.rescheduled", appointment_id, version=version
+                    )
+                    row = await connection.fetchrow(_SELECT_APPOINTMENT, appointment_id)
+                    return _appointment(row)
+            return SlotTaken()
+
+    return operation
+
+
+def booked_between(first: datetime, last: datetime) -> Operation[set[tuple[str, datetime]]]:
+    """(consultant id, start) of the active appointments overlapping [first, last)."""
+
+    async def operation(connection: Connection) -> set[tuple[str, datetime]]:
+        return {(r[0], r[1]) for r in await connection.fetch(_BOOKED_BETWEEN, first, last)}
+
+    return operation
+
+
+_REPLAY_KEY = """
+INSERT INTO idempotency_keys (key, request_hash, status, response) VALUES ($1, $2, $3, $4)
+ON CONFLICT DO NOTHING
+"""
+_EXISTS = "SELECT status FROM appointments WHERE id = $1"
+
+
+def replay_pending(
+    booking: NewBooking, consultant_id: str, status: int, response: str, lost_reason: str
+) -> Operation[str]:
+    """Write a booking accepted while Postgres was down: CONFIRMED if its slot is still
+    free, else CANCELLED with ``lost_reason``; the customer is notified either way.
+
+    Idempotent (a redelivered replay job finds the row and changes nothing); returns
+    the appointment's status."""
+
+    async def operation(connection: Connection) -> str:
+        async with connection.transaction():
+            existing = await connection.fetchval(_EXISTS, booking.id)
+            if existing is not None:
+                return str(existing)
+            await connection.execute(
+                _REPLAY_KEY, booking.idempotency_key, booking.request_hash, status, response
+            )
+            row = _row(booking, consultant_id, "CONFIRMED")
+            if await connection.fetch(_INSERT_APPOINTMENTS, *_columns([row])):
+                await _notify(connection, "appointment.confirmed", booking.id)
+                return "CONFIRMED"
+            lost = _row(booking, consultant_id, "CANCELLED")
+            await connection.fetch(_INSERT_APPOINTMENTS, *_columns([lost]))
+            await connection.execute(
+                "UPDATE appointments SET status_reason = $2 WHERE id = $1", booking.id, lost_reason
+            )
+            await _notify(connection, "appointment.cancelled", booking.id, reason=lost_reason)
+            return "CANCELLED"
+
+    return operation
+
+
+def load_schedule_rows() -> Operation[ScheduleRows]:
+    async def operation(connection: Connection) -> ScheduleRows:
+        showrooms = [r[0] for r in await connection.fetch("SELECT id FROM showrooms")]
+        consultants = await connection.fetch(
+            "SELECT id, name, showroom_id, specialisations FROM consultants WHERE active"
+        )
+        hours = await connection.fetch(
+            "SELECT consultant_id, weekday, starts, ends FROM consultant_hours"
+        )
+        blocked = await connection.fetch(
+            "SELECT consultant_id, day FROM consultant_blocked_days WHERE day >= current_date - 1"
+        )
+        return ScheduleRows(
+            showrooms=showrooms,
+            consultants=[(r[0], r[1], r[2], list(r[3])) for r in consultants],
+            hours=[tuple(r) for r in hours],
+            blocked=[tuple(r) for r in blocked],
+        )
+
+    return operation
+
+
+def trim_idempotency_keys(older_than_s: float) -> Operation[int]:
+    """Forget idempotency keys older than ``older_than_s``; how many were deleted."""
+
+    async def operation(connection: Connection) -> int:
+        result = await connection.execute(
+            "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)",
+            older_than_s,
+        )
+        return int(result.split()[-1])
+
+    return operation

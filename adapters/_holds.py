@@ -1,0 +1,188 @@
+"""Slot locks, pending bookings and cached availability in Redis.
+
+Redis here is a fast path, never the truth (the EXCLUDE constraint is):
+
+- **Slot locks** ``slot:{consultant}:{epoch}`` hold the request's idempotency key for
+  ``lock_s``: a concurrent attempt at the same consultant-slot is refused at once
+  instead of queueing on the database. A retry with the same key finds its own
+  lock and goes on. Without Redis the constraint alone decides.
+- **Pending bookings** (Postgres down): the lock is extended to ``pending_hold_s``,
+  the booking is stored under ``pending:{id}`` and the first response under
+  ``idem:{key}``, atomically (one script), until the replay job writes it.
+- **Availability** per (type, showroom, local day): a fresh copy (short TTL, deleted
+  on every booking change) and a stale copy served while Postgres is down.
+
+All of a batch's locks are taken by one script call: one round trip per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from adapters._redis import CacheOperation, Client
+
+__all__ = [
+    "LockReply",
+    "LockRequest",
+    "acquire_locks",
+    "cached_values",
+    "delete_keys",
+    "hold_pending",
+    "release_pending",
+    "store_values",
+]
+
+_ACQUIRE = """
+-- ARGV: ttl_ms, then per request: idem key, value, n, n lock keys.
+-- Per request: {'replay', stored response} | {'locked', i} (i-th key) | {'taken', 0}.
+local ttl = ARGV[1]
+local out = {}
+local i = 2
+while i <= #ARGV do
+  local idem, value, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  i = i + 3
+  local stored = redis.call('GET', idem)
+  if stored then
+    table.insert(out, {'replay', stored})
+  else
+    local got = 0
+    for j = 1, n do
+      local key = ARGV[i + j - 1]
+      if redis.call('SET', key, value, 'NX', 'PX', ttl) or redis.call('GET', key) == value then
+        got = j
+        break
+      end
+    end
+    if got > 0 then
+      table.insert(out, {'locked', tostring(got)})
+    else
+      table.insert(out, {'taken', '0'})
+    end
+  end
+  i = i + n
+end
+return out
+"""
+
+_HOLD = """
+-- KEYS: lock, idem, pending. ARGV: value, hold_ms, keep_ms, response, booking.
+-- Extends our lock and records the pending booking; 0 if the lock is not ours.
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) == false then
+    return 0
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[3])
+redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[2])
+return 1
+"""
+
+_RELEASE = """
+-- KEYS: lock, pending. ARGV: value. Drops the pending record and our lock.
+redis.call('DEL', KEYS[2])
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+end
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class LockRequest:
+    idempotency_key: str  # the Redis key of the stored response
+    value: str  # the lock's value: the scoped idempotency key
+    locks: tuple[str, ...]  # lock keys, in the order to try
+
+
+@dataclass(frozen=True, slots=True)
+class LockReply:
+    replay: str | None = None  # a stored response (the key was used while pending)
+    locked: int | None = None  # index into ``locks`` of the lock now held
+
+
+def acquire_locks(requests: Sequence[LockRequest], ttl_s: float) -> CacheOperation[list[LockReply]]:
+    """Per request: its stored response, or the first lock it could take, or neither."""
+
+    async def operation(client: Client) -> list[LockReply]:
+        args: list[str | int] = [round(ttl_s * 1000)]
+        for r in requests:
+            args += [r.idempotency_key, r.value, len(r.locks), *r.locks]
+        script = client.register_script(_ACQUIRE)
+        replies: list[LockReply] = []
+        for kind, value in await script(args=args):
+            if kind == b"replay":
+                replies.append(LockReply(replay=value.decode()))
+            elif kind == b"locked":
+                replies.append(LockReply(locked=int(value) - 1))
+            else:
+                replies.append(LockReply())
+        return replies
+
+    return operation
+
+
+def hold_pending(
+    lock: str,
+    value: str,
+    idempotency_key: str,
+    pending_key: str,
+    *,
+    response: str,
+    booking: str,
+    hold_s: float,
+    keep_s: float,
+) -> CacheOperation[bool]:
+    """Keep the slot for a pending booking; False if the lock is someone else's."""
+
+    async def operation(client: Client) -> bool:
+        script = client.register_script(_HOLD)
+        keys = [lock, idempotency_key, pending_key]
+        args: list[str | int] = [
+            value,
+            round(hold_s * 1000),
+            round(keep_s * 1000),
+            response,
+            booking,
+        ]
+        return bool(await script(keys=keys, args=args))
+
+    return operation
+
+
+def release_pending(lock: str, value: str, pending_key: str) -> CacheOperation[None]:
+    async def operation(client: Client) -> None:
+        await client.register_script(_RELEASE)(keys=[lock, pending_key], args=[value])
+
+    return operation
+
+
+def cached_values(keys: Sequence[str]) -> CacheOperation[list[bytes | None]]:
+    async def operation(client: Client) -> list[bytes | None]:
+        if not keys:
+            return []
+        values = await client.mget(keys)
+        return [v.encode() if isinstance(v, str) else v for v in values]
+
+    return operation
+
+
+def store_values(items: Sequence[tuple[str, bytes | str, float]]) -> CacheOperation[None]:
+    """SET each (key, value, ttl_s), pipelined."""
+
+    async def operation(client: Client) -> None:
+        async with client.pipeline(transaction=False) as pipe:
+            for key, value, ttl_s in items:
+                pipe.set(key, value, px=round(ttl_s * 1000))
+            await pipe.execute()
+
+    return operation
+
+
+def delete_keys(keys: Sequence[str]) -> CacheOperation[None]:
+    async def operation(client: Client) -> None:
+        if keys:
+            await client.delete(*keys)
+
+    return operation

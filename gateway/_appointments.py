@@ -1,0 +1,290 @@
+"""Appointments over HTTP: availability, booking, and the guest's manage-token routes.
+
+- ``GET /v1/appointments/availability?type=&showroom_id=&from=&to=[&category=]``
+- ``POST /v1/appointments`` (``Idempotency-Key`` required)
+- ``GET /v1/appointments/{id}``, ``POST /v1/appointments/{id}/cancel``,
+  ``POST /v1/appointments/{id}/reschedule``: with the manage token given at booking
+  (``X-Manage-Token`` or ``Authorization: Bearer``). No token: 401; a wrong token and
+  an unknown id get the same 404, so nobody learns which bookings exist.
+
+The shape of a body is checked here (msgspec, errors naming the field); the rules
+that need the roster (the consultant works then, the slot is on the grid and in the
+future) are the SlotBooker's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any
+
+import msgspec
+from quart import Response, request
+from quart_trio import QuartTrio
+
+from actors import (
+    LONDON,
+    AppointmentType,
+    Book,
+    BookingRequest,
+    BookReply,
+    Cancel,
+    Category,
+    Customer,
+    FindSlots,
+    Lookup,
+    Reschedule,
+    Slot,
+    appointment_view,
+    local_iso,
+)
+from adapters import Appointment
+from config import BookingSettings
+from gateway._json import json_response, read_json
+from supervisors import ActorRef, InvalidRequest, NotFound, Unauthorized
+
+__all__ = ["AppointmentIn", "register_appointment_routes"]
+
+_Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+_Email = Annotated[str, msgspec.Meta(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
+_Phone = Annotated[str, msgspec.Meta(pattern=r"^\+?[0-9 ()-]{7,20}$")]
+_Postcode = Annotated[str, msgspec.Meta(pattern=r"^(?i:[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2})$")]
+_Text = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+_Notes = Annotated[str, msgspec.Meta(max_length=2000)]
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+class CustomerIn(msgspec.Struct, forbid_unknown_fields=True):
+    name: _Name
+    email: _Email
+    phone: _Phone
+    postcode: _Postcode
+    address: _Text | None = None
+
+
+class AppointmentIn(msgspec.Struct, forbid_unknown_fields=True):
+    type: AppointmentType
+    category: Category
+    start: datetime
+    customer: CustomerIn
+    showroom_id: _Id | None = None
+    consultant_id: _Id | None = None
+    notes: _Notes | None = None
+
+
+class CancelIn(msgspec.Struct, forbid_unknown_fields=True):
+    reason: _Text | None = None
+
+
+class RescheduleIn(msgspec.Struct, forbid_unknown_fields=True):
+    start: datetime
+    consultant_id: _Id | None = None
+
+
+_ENCODER = msgspec.json.Encoder()
+
+
+def _aware(start: datetime, field: str) -> datetime:
+    if start.tzinfo is None:
+        raise InvalidRequest(
+            f"{field}: give a UTC offset (e.g. 2027-01-04T10:00:00+00:00)",
+            code="invalid_field",
+            field=field,
+        )
+    return start
+
+
+def booking_request(body: AppointmentIn) -> BookingRequest:
+    """The domain request; 422 for what the body's shape alone already rules out."""
+    if body.type is AppointmentType.SHOWROOM and body.showroom_id is None:
+        raise InvalidRequest(
+            "showroom_id: required for a SHOWROOM appointment",
+            code="missing_field",
+            field="showroom_id",
+        )
+    if body.type is AppointmentType.HOME_MEASUREMENT and body.customer.address is None:
+        raise InvalidRequest(
+            "customer.address: required for a HOME_MEASUREMENT appointment",
+            code="missing_field",
+            field="customer.address",
+        )
+    c = body.customer
+    return BookingRequest(
+        kind=body.type,
+        category=body.category,
+        start=_aware(body.start, "start"),
+        customer=Customer(
+            name=c.name.strip(),
+            email=c.email.strip(),
+            phone=c.phone.strip(),
+            postcode=_postcode(c.postcode),
+            address=c.address,
+        ),
+        showroom_id=body.showroom_id,
+        consultant_id=body.consultant_id,
+        notes=body.notes,
+    )
+
+
+def _postcode(raw: str) -> str:
+    compact = raw.replace(" ", "").upper()
+    return f"{compact[:-3]} {compact[-3:]}"
+
+
+def _idempotency_key() -> str:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        raise InvalidRequest(
+            "Idempotency-Key: this request needs the header (a unique value per booking; "
+            "send the same one again to retry safely)",
+            code="idempotency_key_required",
+            field="Idempotency-Key",
+            malformed=True,
+        )
+    if not _IDEMPOTENCY_KEY.match(key):
+        raise InvalidRequest(
+            "Idempotency-Key: 1 to 255 visible ASCII characters",
+            code="invalid_idempotency_key",
+            field="Idempotency-Key",
+            malformed=True,
+        )
+    return key
+
+
+def _token() -> str:
+    token = request.headers.get("X-Manage-Token")
+    if token is None:
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and value:
+            token = value.strip()
+    if not token:
+        raise Unauthorized("this needs the booking's manage token (X-Manage-Token)")
+    return token
+
+
+def _appointment_id(raw: str) -> str:
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise NotFound("no such appointment") from None
+
+
+def _day(name: str, default: date) -> date:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise InvalidRequest(
+            f"{name}: expected a date like 2027-03-28", code="invalid_field", field=name
+        ) from None
+
+
+def _enum[E: (AppointmentType, Category)](kind: type[E], name: str, *, required: bool) -> E | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        if required:
+            raise InvalidRequest(f"{name}: required", code="missing_field", field=name)
+        return None
+    try:
+        return kind(raw.upper())
+    except ValueError:
+        allowed = ", ".join(kind)
+        raise InvalidRequest(
+            f"{name}: one of {allowed}", code="invalid_field", field=name
+        ) from None
+
+
+def _slot_json(slot: Slot) -> dict[str, Any]:
+    return {
+        "start": local_iso(slot.start),
+        "end": local_iso(slot.end),
+        "consultant_id": slot.consultant_id,
+        "showroom_id": slot.showroom_id,
+    }
+
+
+def _reply(reply: BookReply) -> Response:
+    return Response(reply.body, status=reply.status, content_type="application/json")
+
+
+def register_appointment_routes(
+    app: QuartTrio,
+    booker: ActorRef[Any, Any],
+    catalogue: ActorRef[Any, Any],
+    settings: BookingSettings,
+) -> None:
+    @app.get("/v1/appointments/availability")
+    async def availability() -> Response:
+        kind = _enum(AppointmentType, "type", required=True)
+        assert kind is not None
+        category = _enum(Category, "category", required=False)
+        showroom_id = request.args.get("showroom_id") or None
+        if kind is AppointmentType.SHOWROOM and showroom_id is None:
+            raise InvalidRequest(
+                "showroom_id: required for SHOWROOM availability",
+                code="missing_field",
+                field="showroom_id",
+            )
+        today = datetime.now(UTC).astimezone(LONDON).date()
+        first = _day("from", today)
+        last = _day("to", first + timedelta(days=6))
+        if last < first:
+            raise InvalidRequest("to: must not be before from", code="invalid_field", field="to")
+        if (last - first).days + 1 > settings.max_range_days:
+            raise InvalidRequest(
+                f"to: at most {settings.max_range_days} days from `from`",
+                code="range_too_long",
+                field="to",
+            )
+        first = max(first, today)
+        last = min(last, today + timedelta(days=settings.horizon_days))
+        slots: list[Slot] = []
+        if first <= last:
+            slots = await catalogue.ask(FindSlots(kind, showroom_id, category, first, last))
+        return json_response(
+            {
+                "timezone": str(LONDON),
+                "from": first.isoformat(),
+                "to": last.isoformat(),
+                "slots": [_slot_json(s) for s in slots],
+            }
+        )
+
+    @app.post("/v1/appointments")
+    async def book() -> Response:
+        key = _idempotency_key()
+        body = await read_json(AppointmentIn)
+        digest = hashlib.sha256(_ENCODER.encode(body)).digest()
+        reply: BookReply = await booker.ask(Book(booking_request(body), key, digest))
+        return _reply(reply)
+
+    @app.get("/v1/appointments/<raw_id>")
+    async def show(raw_id: str) -> Response:
+        appointment_id, token = _appointment_id(raw_id), _token()
+        found: Appointment = await booker.ask(Lookup(appointment_id, token))
+        return json_response(appointment_view(found))
+
+    @app.post("/v1/appointments/<raw_id>/cancel")
+    async def cancel(raw_id: str) -> Response:
+        appointment_id, token = _appointment_id(raw_id), _token()
+        reason = "cancelled_by_customer"
+        if await request.get_data(as_text=False):
+            given = (await read_json(CancelIn)).reason
+            reason = given or reason
+        after: Appointment = await booker.ask(Cancel(appointment_id, token, reason))
+        return json_response(appointment_view(after))
+
+    @app.post("/v1/appointments/<raw_id>/reschedule")
+    async def reschedule(raw_id: str) -> Response:
+        appointment_id, token = _appointment_id(raw_id), _token()
+        body = await read_json(RescheduleIn)
+        start = _aware(body.start, "start")
+        moved: Appointment = await booker.ask(
+            Reschedule(appointment_id, token, start, body.consultant_id)
+        )
+        return json_response(appointment_view(moved))

@@ -34,11 +34,10 @@ import dataclasses
 import hashlib
 import hmac
 import json
-import math
 import secrets
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
-from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -291,20 +290,11 @@ class SlotBooker:
         self._settings = settings
         self._clock = clock
         self._inflight: dict[str, _Item] = {}
-        self._stack = AsyncExitStack()
-        self._send, self._receive = trio.open_memory_channel[_Item](math.inf)
-
-    async def __aenter__(self) -> SlotBooker:
-        nursery = await self._stack.enter_async_context(trio.open_nursery())
-        for _ in range(self._settings.flushers):
-            nursery.start_soon(self._flusher, self._receive.clone())
-        self._receive.close()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> bool | None:
-        # Bookings already in a batch finish; the flushers end when the queue is empty.
-        self._send.close()
-        return await self._stack.__aexit__(*exc_info)  # type: ignore[arg-type]
+        # Group commit without a task of its own: the handlers of waiting bookings
+        # take turns leading a batch, at most ``flushers`` batches at once.
+        self._waiting: deque[_Item] = deque()
+        self._leading = 0
+        self._progress = trio.Event()
 
     async def handle(self, message: BookerMessage) -> Any:
         match message:
@@ -330,12 +320,42 @@ class SlotBooker:
         booking, token = self._prepare(message, key, roster)
         item = _Item(message, booking, token)
         self._inflight[key] = item
+        self._waiting.append(item)
         try:
-            self._send.send_nowait(item)
-            return await item.result()
+            await self._until_done(item)
         finally:
-            if self._inflight.get(key) is item and item.done.is_set():
-                del self._inflight[key]
+            if item in self._waiting:  # given up (timeout) before any batch took it
+                self._waiting.remove(item)
+                item.fail(_INTERRUPTED)
+            if item.done.is_set() and self._inflight.get(key) is item:
+                del self._inflight[key]  # answered (a batch's leader removes the others)
+        return await item.result()
+
+    async def _until_done(self, item: _Item) -> None:
+        """Lead a batch while fewer than ``flushers`` are in flight, else wait for one
+        to end; until this booking has its answer."""
+        while not item.done.is_set():
+            if self._leading >= self._settings.flushers or not self._waiting:
+                await self._progress.wait()
+                continue
+            size = min(len(self._waiting), self._settings.batch_max)
+            batch = [self._waiting.popleft() for _ in range(size)]
+            self._leading += 1
+            try:
+                # Shielded: the batch belongs to every booking in it, not only to
+                # this request; the database's and Redis's own timeouts bound it.
+                with trio.CancelScope(shield=True):
+                    await self._flush(batch)
+            finally:
+                self._leading -= 1
+                for done in batch:
+                    if not done.done.is_set():
+                        done.fail(_INTERRUPTED)
+                    key = done.booking.idempotency_key
+                    if self._inflight.get(key) is done:
+                        del self._inflight[key]
+                self._progress.set()
+                self._progress = trio.Event()
 
     def _prepare(self, message: Book, key: str, roster: Roster) -> tuple[NewBooking, str]:
         request = message.request
@@ -363,23 +383,6 @@ class SlotBooker:
             request_hash=message.request_hash,
         )
         return booking, token
-
-    async def _flusher(self, receive: trio.MemoryReceiveChannel[_Item]) -> None:
-        async with receive:
-            async for item in receive:
-                batch = [item]
-                while len(batch) < self._settings.batch_max:
-                    try:
-                        batch.append(receive.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                try:
-                    await self._flush(batch)
-                finally:
-                    for unanswered in batch:
-                        if not unanswered.done.is_set():
-                            unanswered.fail(_INTERRUPTED)
-                        self._inflight.pop(unanswered.booking.idempotency_key, None)
 
     async def _flush(self, batch: list[_Item]) -> None:
         ready = await self._lock_slots(batch)

@@ -15,7 +15,7 @@ __all__ = ["json_response", "read_json"]
 
 _ENCODER = msgspec.json.Encoder()
 _PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
-_MISSING = re.compile(r"missing required field `(?P<name>[^`]+)`")
+_MISSING = re.compile(r"(?:missing required|unknown) field `(?P<name>[^`]+)`")
 
 
 def json_response(

@@ -37,6 +37,9 @@ SHOWROOM_COLUMNS = {
     "timezone": ("text", "NO", "'Europe/London'::text"),
     "opening_hours": ("jsonb", "NO", "'{}'::jsonb"),
     "created_at": ("timestamp with time zone", "NO", "now()"),
+    # 0003_booking adds contact details (additive, with defaults).
+    "phone": ("text", "NO", "''::text"),
+    "email": ("text", "NO", "''::text"),
 }
 
 # Advisory locks in the test's database, granted ($1 = true) or waited for.

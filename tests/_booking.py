@@ -1,0 +1,135 @@
+"""The whole service tree in-process (real Postgres, Redis, HTTP) for booking tests."""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import trio
+import trio_asyncio
+
+from actors import LONDON
+from adapters import load_seed, migrate_up
+from config import BookingSettings, JobSettings, Settings
+from gateway._app import Lifecycle
+from gateway._embedded import free_port
+from gateway._tree import build_tree
+from supervisors import open_supervisor
+from tests._service import service_settings
+
+BOUND_S = 30.0
+
+# A consultant of our own for the clock-change tests: Sundays 00:00-03:00 local.
+NIGHT_OWL = """
+INSERT INTO consultants (id, name, email, showroom_id, specialisations)
+VALUES ('night-owl', 'Night Owl', 'owl@lomashwood.example', 'leeds', '{KITCHEN}');
+INSERT INTO consultant_hours (consultant_id, weekday, starts, ends)
+VALUES ('night-owl', 6, '00:00', '03:00');
+"""
+
+
+def booking_settings(database_url: str, redis_url: str, redis_prefix: str) -> Settings:
+    """Test settings with a Redis prefix of the test's own and a fast job worker."""
+    base = service_settings(database_url, redis_url, f"{redis_prefix}{secrets.token_hex(4)}:")
+    return dataclasses.replace(
+        base,
+        test_routes=False,
+        max_body_bytes=4096,
+        jobs=JobSettings(queues="bookings", poll_s=0.05, backoff_base_s=0.05),
+        booking=BookingSettings(replay_backoff_max_s=0.2, schedule_refresh_s=60.0),
+    )
+
+
+async def prepare_database(url: str, *extra_sql: str) -> None:
+    """Migrations, the demo seed, and ``extra_sql`` (inside ``open_loop``)."""
+    await migrate_up(url)
+    await load_seed(url)
+    for sql in extra_sql:
+        await sql_execute(url, sql)
+
+
+async def sql_execute(url: str, sql: str, *args: Any) -> None:
+    async def run() -> None:
+        connection = await asyncpg.connect(url)
+        try:
+            await connection.execute(sql, *args)
+        finally:
+            await connection.close()
+
+    await trio_asyncio.aio_as_trio(run)()
+
+
+async def sql_fetch(url: str, sql: str, *args: Any) -> list[Any]:
+    async def run() -> list[Any]:
+        connection = await asyncpg.connect(url)
+        try:
+            return list(await connection.fetch(sql, *args))
+        finally:
+            await connection.close()
+
+    rows: list[Any] = await trio_asyncio.aio_as_trio(run)()
+    return rows
+
+
+@asynccontextmanager
+async def running_tree(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The production tree on a free port, and a client for it."""
+    port = free_port()
+    tree = build_tree(settings, Lifecycle(), bind=f"127.0.0.1:{port}")
+    async with (
+        open_supervisor(tree),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=BOUND_S) as client,
+    ):
+        yield client
+
+
+def next_weekday(weekday: int, *, weeks_ahead: int = 2) -> date:
+    """A local date ``weeks_ahead`` weeks away falling on ``weekday`` (0 = Monday)."""
+    today = datetime.now(LONDON).date() + timedelta(weeks=weeks_ahead)
+    return today + timedelta(days=(weekday - today.weekday()) % 7)
+
+
+def local(day: date, hour: int) -> str:
+    """ISO start of ``hour``:00 London time on ``day``, with its offset."""
+    return datetime(day.year, day.month, day.day, hour, tzinfo=LONDON).isoformat()
+
+
+def booking_body(start: str, **changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": "SHOWROOM",
+        "category": "KITCHEN",
+        "start": start,
+        "showroom_id": "leeds",
+        "consultant_id": "grace-okafor",
+        "customer": {
+            "name": "Ada Lovelace",
+            "email": "ada@example.com",
+            "phone": "+44 7700 900123",
+            "postcode": "LS1 6HD",
+        },
+    }
+    body.update(changes)
+    return body
+
+
+async def book(
+    client: httpx.AsyncClient, body: dict[str, Any], key: str | None = None
+) -> httpx.Response:
+    headers = {"Idempotency-Key": key or uuid.uuid4().hex}
+    return await client.post("/v1/appointments", json=body, headers=headers)
+
+
+async def eventually(check: Any, *, within_s: float = BOUND_S, every_s: float = 0.1) -> Any:
+    """Poll ``check`` (async, returns a truthy value when done) until it holds."""
+    with trio.fail_after(within_s):
+        while True:
+            if result := await check():
+                return result
+            await trio.sleep(every_s)

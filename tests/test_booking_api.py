@@ -1,0 +1,454 @@
+"""Booking over HTTP on the real tree: availability, booking, idempotency, manage token,
+cancel and reschedule, notifications in the outbox, and every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+import httpx
+import pytest
+import trio
+import trio_asyncio
+
+from config import Settings
+from tests._booking import (
+    NIGHT_OWL,
+    book,
+    booking_body,
+    booking_settings,
+    local,
+    next_weekday,
+    prepare_database,
+    running_tree,
+    sql_fetch,
+)
+
+MONDAY = 0
+
+
+@pytest.fixture
+def settings(fresh_database_url: str, redis_url: str, redis_prefix: str) -> Settings:
+    return booking_settings(fresh_database_url, redis_url, redis_prefix)
+
+
+async def _prepared(settings: Settings, *extra: str) -> str:
+    assert settings.database.url is not None
+    await prepare_database(settings.database.url, *extra)
+    return settings.database.url
+
+
+async def test_availability_lists_free_slots_in_london_time(settings: Settings) -> None:
+    """Leeds showroom, one Monday: Grace (KITCHEN+BEDROOM) and Daniel (BEDROOM), 09-17."""
+    async with trio_asyncio.open_loop():
+        await _prepared(settings)
+        monday = next_weekday(MONDAY)
+        async with running_tree(settings) as client:
+            response = await client.get(
+                "/v1/appointments/availability",
+                params={
+                    "type": "SHOWROOM",
+                    "showroom_id": "leeds",
+                    "from": str(monday),
+                    "to": str(monday),
+                },
+            )
+            kitchen = await client.get(
+                "/v1/appointments/availability",
+                params={
+                    "type": "SHOWROOM",
+                    "showroom_id": "leeds",
+                    "category": "KITCHEN",
+                    "from": str(monday),
+                    "to": str(monday),
+                },
+            )
+    assert response.status_code == 200
+    slots = response.json()["slots"]
+    assert len(slots) == 16  # 8 hours x 2 consultants
+    assert set(slots[0]) == {"start", "end", "consultant_id", "showroom_id"}
+    assert slots[0]["start"] == local(monday, 9)
+    assert slots[-1]["end"] == local(monday, 17)
+    assert {s["consultant_id"] for s in kitchen.json()["slots"]} == {"grace-okafor"}
+
+
+@pytest.mark.parametrize(
+    ("sunday", "expected"),
+    [
+        # Clocks go forward at 01:00 GMT: 00:00-03:00 local is two hours long.
+        (date(2027, 3, 28), ["2027-03-28T00:00:00+00:00", "2027-03-28T02:00:00+01:00"]),
+        # Clocks go back at 02:00 BST: 01:00-02:00 happens twice; four slots.
+        (
+            date(2027, 10, 31),
+            [
+                "2027-10-31T00:00:00+01:00",
+                "2027-10-31T01:00:00+01:00",
+                "2027-10-31T01:00:00+00:00",
+                "2027-10-31T02:00:00+00:00",
+            ],
+        ),
+        # An ordinary Sunday: three slots, all GMT.
+        (date(2027, 3, 21), [f"2027-03-21T0{h}:00:00+00:00" for h in range(3)]),
+    ],
+)
+async def test_availability_is_right_across_the_clock_changes(
+    settings: Settings, sunday: date, expected: list[str]
+) -> None:
+    async with trio_asyncio.open_loop():
+        await _prepared(settings, NIGHT_OWL)
+        booking = settings.booking
+        far = (sunday - datetime.now().date()).days + 7
+        settings = settings.with_overrides(booking=_replace(booking, horizon_days=far))
+        async with running_tree(settings) as client:
+            response = await client.get(
+                "/v1/appointments/availability",
+                params={"type": "ONLINE", "from": str(sunday), "to": str(sunday)},
+            )
+            owl = [s for s in response.json()["slots"] if s["consultant_id"] == "night-owl"]
+            # The first night slot of a spring-forward day is bookable as listed.
+            booked = await book(
+                client,
+                booking_body(
+                    owl[-1]["start"], type="ONLINE", consultant_id="night-owl", showroom_id=None
+                ),
+            )
+    assert [s["start"] for s in owl] == expected
+    assert all(s["showroom_id"] is None for s in owl)
+    assert booked.status_code == 201, booked.text
+    assert booked.json()["start"] == expected[-1]
+
+
+def _replace(value: Any, **changes: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(value, **changes)
+
+
+async def test_a_booking_is_confirmed_readable_and_announced(settings: Settings) -> None:
+    """201 with id, reference, manage token; GET with the token; a notification job
+    waits in the outbox; the slot leaves availability at once."""
+    async with trio_asyncio.open_loop():
+        url = await _prepared(settings)
+        monday = next_weekday(MONDAY)
+        async with running_tree(settings) as client:
+            created = await book(client, booking_body(local(monday, 10)))
+            body = created.json()
+            shown = await client.get(
+                f"/v1/appointments/{body['id']}", headers={"X-Manage-Token": body["manage_token"]}
+            )
+            bearer = await client.get(
+                f"/v1/appointments/{body['id']}",
+                headers={"Authorization": f"Bearer {body['manage_token']}"},
+            )
+            free = await client.get(
+                "/v1/appointments/availability",
+                params={
+                    "type": "SHOWROOM",
+                    "showroom_id": "leeds",
+                    "from": str(monday),
+                    "to": str(monday),
+                },
+            )
+        jobs = await sql_fetch(url, "SELECT queue, kind, payload::text FROM outbox")
+        rows = await sql_fetch(url, "SELECT status, consultant_id FROM appointments")
+    assert created.status_code == 201, created.text
+    assert body["status"] == "CONFIRMED"
+    assert body["reference"].startswith("LW-")
+    assert len(body["reference"]) == 12
+    assert body["start"] == local(monday, 10)
+    assert body["end"] == local(monday, 11)
+    assert shown.status_code == 200
+    assert shown.json()["status"] == "CONFIRMED"
+    assert "manage_token" not in shown.json()
+    assert bearer.status_code == 200
+    assert [(r[0], r[1]) for r in rows] == [("CONFIRMED", "grace-okafor")]
+    assert [(j[0], j[1]) for j in jobs] == [("notifications", "appointment.confirmed")]
+    assert json.loads(jobs[0][2])["appointment_id"] == body["id"]
+    taken = [s for s in free.json()["slots"] if s["start"] == local(monday, 10)]
+    assert [s["consultant_id"] for s in taken] == ["daniel-price"]
+
+
+async def test_without_a_consultant_any_free_one_is_chosen(settings: Settings) -> None:
+    """ONLINE KITCHEN at one hour: as many bookings succeed as consultants work then."""
+    async with trio_asyncio.open_loop():
+        await _prepared(settings)
+        monday = next_weekday(MONDAY)
+        body = booking_body(local(monday, 11), type="ONLINE", showroom_id=None, consultant_id=None)
+        async with running_tree(settings) as client:
+            answers = [await book(client, body) for _ in range(6)]
+    # Kitchen consultants working Monday 11:00: amira, tom, grace, sofia, owen.
+    statuses = [a.status_code for a in answers]
+    assert statuses == [201] * 5 + [409]
+    chosen = {a.json()["consultant_id"] for a in answers[:5]}
+    assert chosen == {"amira-khan", "tom-hughes", "grace-okafor", "sofia-rossi", "owen-evans"}
+    assert answers[5].json()["error"]["code"] == "slot_taken"
+
+
+async def test_idempotency_key_replays_the_first_response(settings: Settings) -> None:
+    """Same key and body: the first response again, byte for byte (201 or 409)."""
+    async with trio_asyncio.open_loop():
+        url = await _prepared(settings)
+        monday = next_weekday(MONDAY)
+        async with running_tree(settings) as client:
+            first = await book(client, booking_body(local(monday, 9)), key="key-1")
+            again = await book(client, booking_body(local(monday, 9)), key="key-1")
+            lost = await book(client, booking_body(local(monday, 9)), key="key-2")
+            lost_again = await book(client, booking_body(local(monday, 9)), key="key-2")
+            changed = await book(client, booking_body(local(monday, 12)), key="key-1")
+        rows = await sql_fetch(url, "SELECT count(*) FROM appointments")
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.content == first.content
+    assert (lost.status_code, lost_again.status_code) == (409, 409)
+    assert lost_again.content == lost.content
+    assert changed.status_code == 422
+    assert changed.json()["error"]["code"] == "idempotency_key_reused"
+    assert rows[0][0] == 1
+
+
+async def test_concurrent_duplicates_share_one_booking(settings: Settings) -> None:
+    """Twenty requests with one key at once: one booking, twenty identical answers."""
+    async with trio_asyncio.open_loop():
+        url = await _prepared(settings)
+        monday = next_weekday(MONDAY)
+        answers: list[httpx.Response] = []
+        async with running_tree(settings) as client:
+
+            async def one() -> None:
+                answers.append(await book(client, booking_body(local(monday, 14)), key="dup"))
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(20):
+                    nursery.start_soon(one)
+        rows = await sql_fetch(url, "SELECT count(*) FROM appointments")
+    assert {a.status_code for a in answers} == {201}
+    assert len({a.content for a in answers}) == 1
+    assert rows[0][0] == 1
+
+
+async def test_fifty_concurrent_attempts_at_one_slot_give_one_booking(settings: Settings) -> None:
+    async with trio_asyncio.open_loop():
+        url = await _prepared(settings)
+        monday = next_weekday(MONDAY)
+        statuses: list[int] = []
+        async with running_tree(settings) as client:
+
+            async def one() -> None:
+                statuses.append((await book(client, booking_body(local(monday, 15)))).status_code)
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(50):
+                    nursery.start_soon(one)
+        rows = await sql_fetch(url, "SELECT count(*) FROM appointments")
+    assert sorted(statuses) == [201] + [409] * 49
+    assert rows[0][0] == 1
+
+
+async def test_the_manage_token_guards_every_route_without_leaking(settings: Settings) -> None:
+    """No token: 401. Wrong token, unknown id, malformed id: the same 404."""
+    async with trio_asyncio.open_loop():
+        await _prepared(settings)
+        monday = next_weekday(MONDAY)
+        async with running_tree(settings) as client:
+            body = (await book(client, booking_body(local(monday, 10)))).json()
+            path = f"/v1/appointments/{body['id']}"
+            no_token = await client.get(path)
+            wrong = await client.get(path, headers={"X-Manage-Token": "guess"})
+            unknown = await client.get(
+                f"/v1/appointments/{uuid.uuid4()}", headers={"X-Manage-Token": "guess"}
+            )
+            malformed = await client.get(
+                "/v1/appointments/not-a-uuid", headers={"X-Manage-Token": "guess"}
+            )
+            cancel_wrong = await client.post(f"{path}/cancel", headers={"X-Manage-Token": "guess"})
+    assert no_token.status_code == 401
+    assert no_token.json()["error"]["code"] == "unauthorized"
+    for response in (wrong, unknown, malformed, cancel_wrong):
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "not_found"
+        assert response.json()["error"]["message"] == "no such appointment"
+
+
+async def test_cancel_and_reschedule_free_the_slot_and_notify(settings: Settings) -> None:
+    async with trio_asyncio.open_loop():
+        url = await _prepared(settings)
+        monday = next_weekday(MONDAY)
+        async with running_tree(settings) as client:
+            first = (await book(client, booking_body(local(monday, 10)))).json()
+            token = {"X-Manage-Token": first["manage_token"]}
+            path = f"/v1/appointments/{first['id']}"
+            moved = await client.post(
+                f"{path}/reschedule", json={"start": local(monday, 13)}, headers=token
+            )
+            # The old slot is free again at once (lock and cache released).
+            retaken = await book(client, booking_body(local(monday, 10)))
+            blocked = await client.post(
+                f"{path}/reschedule", json={"start": local(monday, 10)}, headers=token
+            )
+            cancelled = await client.post(
+                f"{path}/cancel", json={"reason": "changed my mind"}, headers=token
+            )
+            cancelled_again = await client.post(f"{path}/cancel", headers=token)
+            not_movable = await client.post(
+                f"{path}/reschedule", json={"start": local(monday, 16)}, headers=token
+            )
+            rebooked = await book(client, booking_body(local(monday, 13)))
+        kinds = [r[0] for r in await sql_fetch(url, "SELECT kind FROM outbox ORDER BY id")]
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["status"] == "RESCHEDULED"
+    assert moved.json()["start"] == local(monday, 13)
+    assert moved.json()["previous_start"] == local(monday, 10)
+    assert retaken.status_code == 201
+    assert blocked.status_code == 409
+    assert blocked.json()["error"]["code"] == "slot_taken"
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "CANCELLED"
+    assert cancelled.json()["status_reason"] == "changed my mind"
+    assert cancelled_again.status_code == 200
+    assert not_movable.status_code == 409
+    assert not_movable.json()["error"]["code"] == "not_reschedulable"
+    assert rebooked.status_code == 201
+    assert kinds == [
+        "appointment.confirmed",
+        "appointment.rescheduled",
+        "appointment.confirmed",
+        "appointment.cancelled",
+        "appointment.confirmed",
+    ]
+
+
+def _bad_bodies(monday: date) -> list[tuple[str, Any, int, str, str | None]]:
+    """(name, body, status, code, field)."""
+    home = booking_body(local(monday, 10), type="HOME_MEASUREMENT", showroom_id=None)
+    return [
+        (
+            "unknown type",
+            booking_body(local(monday, 10), type="GARAGE"),
+            422,
+            "invalid_field",
+            "type",
+        ),
+        (
+            "unknown category",
+            booking_body(local(monday, 10), category="BATHROOM"),
+            422,
+            "invalid_field",
+            "category",
+        ),
+        (
+            "slot in the past",
+            booking_body("2020-01-06T10:00:00+00:00"),
+            422,
+            "slot_in_past",
+            "start",
+        ),
+        (
+            "slot off the grid",
+            booking_body(local(monday, 10).replace(":00:00", ":30:00")),
+            422,
+            "slot_off_grid",
+            "start",
+        ),
+        ("no UTC offset", booking_body(local(monday, 10)[:19]), 422, "invalid_field", "start"),
+        ("not a date", booking_body("next tuesday"), 422, "invalid_field", "start"),
+        ("home visit without address", home, 422, "missing_field", "customer.address"),
+        (
+            "showroom without id",
+            booking_body(local(monday, 10), showroom_id=None),
+            422,
+            "missing_field",
+            "showroom_id",
+        ),
+        (
+            "unknown showroom",
+            booking_body(local(monday, 10), showroom_id="paris"),
+            422,
+            "unknown_showroom",
+            "showroom_id",
+        ),
+        (
+            "unknown consultant",
+            booking_body(local(monday, 10), consultant_id="nobody"),
+            422,
+            "unknown_consultant",
+            "consultant_id",
+        ),
+        (
+            "consultant not working then",
+            booking_body(local(monday, 7)),
+            422,
+            "slot_unavailable",
+            "start",
+        ),
+        (
+            "bad email",
+            booking_body(
+                local(monday, 10),
+                customer={**booking_body("")["customer"], "email": "ada-at-example"},
+            ),
+            422,
+            "invalid_field",
+            "customer.email",
+        ),
+        (
+            "bad postcode",
+            booking_body(
+                local(monday, 10), customer={**booking_body("")["customer"], "postcode": "12345"}
+            ),
+            422,
+            "invalid_field",
+            "customer.postcode",
+        ),
+        (
+            "missing customer",
+            {k: v for k, v in booking_body(local(monday, 10)).items() if k != "customer"},
+            422,
+            "invalid_field",
+            "customer",
+        ),
+        ("unknown field", booking_body(local(monday, 10), price=0), 422, "invalid_field", "price"),
+        ("not an object", [1, 2], 422, "invalid_field", None),
+    ]
+
+
+async def test_bad_input_gets_a_clear_4xx_naming_the_field(settings: Settings) -> None:
+    async with trio_asyncio.open_loop():
+        url = await _prepared(settings)
+        monday = next_weekday(MONDAY)
+        cases = _bad_bodies(monday)
+        async with running_tree(settings) as client:
+            answers = [await book(client, body) for _, body, *_ in cases]
+            malformed = await client.post(
+                "/v1/appointments",
+                content=b'{"type": "SHOWROOM",',
+                headers={"Idempotency-Key": "m", "Content-Type": "application/json"},
+            )
+            no_key = await client.post("/v1/appointments", json=booking_body(local(monday, 10)))
+            oversized = await client.post(
+                "/v1/appointments",
+                json=booking_body(local(monday, 10), notes="x" * 10_000),
+                headers={"Idempotency-Key": "big"},
+            )
+            bad_range = await client.get(
+                "/v1/appointments/availability",
+                params={"type": "ONLINE", "from": "2027-01-10", "to": "2027-01-01"},
+            )
+            long_range = await client.get(
+                "/v1/appointments/availability",
+                params={"type": "ONLINE", "from": "2027-01-01", "to": "2027-06-01"},
+            )
+            no_type = await client.get("/v1/appointments/availability")
+        rows = await sql_fetch(url, "SELECT count(*) FROM appointments")
+    for (name, _, status, code, field), answer in zip(cases, answers, strict=True):
+        error = answer.json()["error"]
+        assert (answer.status_code, error["code"]) == (status, code), (name, answer.text)
+        assert error.get("field") == field, (name, answer.text)
+    assert (malformed.status_code, malformed.json()["error"]["code"]) == (400, "malformed_json")
+    assert no_key.status_code == 400
+    assert no_key.json()["error"]["code"] == "idempotency_key_required"
+    assert oversized.status_code == 413
+    assert (bad_range.status_code, bad_range.json()["error"]["field"]) == (422, "to")
+    assert long_range.json()["error"]["code"] == "range_too_long"
+    assert (no_type.status_code, no_type.json()["error"]["field"]) == (422, "type")
+    assert rows[0][0] == 0

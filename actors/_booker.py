@@ -510,15 +510,27 @@ class SlotBooker:
     async def _accept_pending(self, ready: list[_Item], lost: LomashError) -> None:
         """Postgres is down: hold what Redis can hold, refuse the rest (503)."""
         log.warning("bookings_pending", count=len(ready), error=lost.message)
+        roster = await self._roster.current()
+        stale: list[str] = []
         for item in ready:
             if item.lock is None or item.consultant is None:
                 item.fail(ConnectionLost(lost.message, dependency="postgres"))
                 continue
             try:
-                item.finish(await self._hold(item, item.lock, item.consultant))
+                reply = await self._hold(item, item.lock, item.consultant)
             except LomashError as error:
                 log.warning("booking_not_held", error=error.message)
                 item.fail(ConnectionLost(lost.message, dependency="postgres"))
+                continue
+            consultant = roster.consultant(item.consultant)
+            if consultant is not None and reply.status == 202:
+                stale += availability_keys(self._cache, consultant, item.booking.start)
+            item.reply = reply
+        # Availability is served from the stale copy minus held slots from now on.
+        await self._forget(stale)
+        for item in ready:
+            if item.reply is not None:
+                item.finish(item.reply)
 
     async def _hold(self, item: _Item, lock: str, consultant_id: str) -> BookReply:
         b = item.booking

@@ -16,7 +16,7 @@ import trio
 import trio_asyncio
 
 from actors import LONDON
-from adapters import load_seed, migrate_up
+from adapters import RedisJobQueue, load_seed, migrate_up, open_redis
 from config import BookingSettings, JobSettings, Settings
 from gateway._app import Lifecycle
 from gateway._embedded import free_port
@@ -133,3 +133,20 @@ async def eventually(check: Any, *, within_s: float = BOUND_S, every_s: float = 
             if result := await check():
                 return result
             await trio.sleep(every_s)
+
+
+async def announced(settings: Settings) -> list[tuple[str, dict[str, Any]]]:
+    """The notification jobs waiting in the queue for the (future) notifier, once the
+    outbox relay has moved every committed one there: (kind, payload), oldest first."""
+    assert settings.database.url is not None
+    url = settings.database.url
+
+    async def relayed() -> bool:
+        waiting: int = (await sql_fetch(url, "SELECT count(*) FROM outbox"))[0][0]
+        return waiting == 0
+
+    await eventually(relayed)
+    async with open_redis(settings.redis, cleanup_s=1.0) as cache:
+        queue = RedisJobQueue(cache, prefix="jobs")
+        leases = await queue.lease("notifications", worker="test", limit=1000, wait_s=0.2)
+    return [(lease.job.kind, dict(lease.job.payload)) for lease in leases]

@@ -1,0 +1,66 @@
+"""200 simultaneous attempts at one slot over two real `lomash serve` processes."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+
+import httpx
+import pytest
+import trio
+import trio_asyncio
+
+from gateway._embedded import free_port
+from tests._booking import booking_body, local, next_weekday, prepare_database, sql_fetch
+from tests.test_process import service
+
+ATTEMPTS = 200
+MONDAY = 0
+
+
+@pytest.mark.parametrize("redis", ["running", "stopped"])
+async def test_two_processes_200_attempts_one_slot_one_booking(
+    fresh_database_url: str, redis_url: str, redis_prefix: str, redis: str
+) -> None:
+    """Exactly one 201, every other answer 409 slot_taken, exactly one row; with Redis
+    stopped (nothing listening where it should be) the EXCLUDE constraint alone."""
+    async with trio_asyncio.open_loop():
+        await prepare_database(fresh_database_url)
+    environment = {
+        "LOMASH_DATABASE_URL": fresh_database_url,
+        "LOMASH_REDIS_URL": redis_url if redis == "running" else f"redis://127.0.0.1:{free_port()}",
+        "LOMASH_REDIS_PREFIX": f"{redis_prefix}{secrets.token_hex(4)}:",
+        "LOMASH_TEST_ROUTES": "0",
+    }
+    body = booking_body(local(next_weekday(MONDAY), 10))
+    answers: list[httpx.Response] = []
+    async with service(environment) as first, service(environment) as second:
+        limits = httpx.Limits(max_connections=ATTEMPTS)
+        async with httpx.AsyncClient(timeout=30.0, limits=limits) as client:
+            # Both processes have loaded the roster: the race is about the slot only.
+            for url in (first.url, second.url):
+                warm = await client.get(f"{url}/v1/appointments/availability?type=ONLINE")
+                assert warm.status_code == 200
+            start = trio.Event()
+
+            async def attempt(url: str) -> None:
+                await start.wait()
+                answers.append(
+                    await client.post(
+                        f"{url}/v1/appointments",
+                        json=body,
+                        headers={"Idempotency-Key": uuid.uuid4().hex},
+                    )
+                )
+
+            async with trio.open_nursery() as nursery:
+                for n in range(ATTEMPTS):
+                    nursery.start_soon(attempt, first.url if n % 2 else second.url)
+                await trio.sleep(0.2)
+                start.set()
+    async with trio_asyncio.open_loop():
+        rows = await sql_fetch(fresh_database_url, "SELECT consultant_id FROM appointments")
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [201] + [409] * (ATTEMPTS - 1), {s: statuses.count(s) for s in statuses}
+    assert {a.json()["error"]["code"] for a in answers if a.status_code == 409} == {"slot_taken"}
+    assert [r[0] for r in rows] == ["grace-okafor"]

@@ -65,6 +65,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.runtime
 	$(BIN)/python -m bench.http
 	$(BIN)/python -m bench.jobs
+	$(BIN)/python -m bench.booking
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -21,10 +21,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -46,7 +47,7 @@ class Result:
     errors: int
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -80,7 +81,10 @@ async def _seed(url: str) -> None:
 
 
 @contextmanager
-def bench_database() -> Iterator[str]:
+def bench_database(
+    seed: Callable[[str], Coroutine[Any, Any, None]] = _seed,
+) -> Iterator[str]:
+    """A throwaway database, migrated and seeded by ``seed(url)``, dropped on exit."""
     name = f"lomash_bench_{secrets.token_hex(4)}"
     asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
     url = _database_url(name)
@@ -92,7 +96,7 @@ def bench_database() -> Iterator[str]:
             check=True,
             capture_output=True,
         )
-        asyncio.run(_seed(url))
+        asyncio.run(seed(url))
         yield url
     finally:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -115,17 +119,23 @@ def _wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def server(command: list[str], env: dict[str, str], port: int) -> Iterator[None]:
+def server(
+    command: list[str], env: dict[str, str], port: int, output: IO[bytes] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """The server process, once it answers ``GET /health/live``; stopped on exit.
+
+    Its stdout and stderr go to ``output``, or nowhere.
+    """
     process = subprocess.Popen(
         command,
         cwd=REPO,
         env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL if output is None else output,
+        stderr=subprocess.DEVNULL if output is None else output,
     )
     try:
         _wait_ready(port, process)
-        yield
+        yield process
     finally:
         process.terminate()
         try:
@@ -161,7 +171,7 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
-    ours_port, peer_port = _free_port(), _free_port()
+    ours_port, peer_port = free_port(), free_port()
     with bench_database() as url:
         ours_env = {
             "LOMASH_DATABASE_URL": url,

@@ -65,7 +65,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.runtime
 	$(BIN)/python -m bench.http
 	$(BIN)/python -m bench.jobs
-	$(BIN)/python -m bench.booking
+	$(BIN)/python -m bench.booking --workers 1
+	$(BIN)/python -m bench.booking --workers 2
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

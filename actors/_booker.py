@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import structlog
 import trio
 
@@ -186,7 +187,9 @@ def check_token(appointment: Appointment, token: str) -> bool:
 
 
 def _reference() -> str:
-    chars = "".join(secrets.choice(_REFERENCE_ALPHABET) for _ in range(8))
+    """``LW-7K3Q-X9M2``: 40 random bits in Crockford base32 (no I, L, O, U)."""
+    bits = int.from_bytes(secrets.token_bytes(5))
+    chars = "".join(_REFERENCE_ALPHABET[(bits >> shift) & 31] for shift in range(35, -1, -5))
     return f"LW-{chars[:4]}-{chars[4:]}"
 
 
@@ -259,11 +262,18 @@ class _Item:
         return self.reply
 
 
+_ENCODER = msgspec.json.Encoder()
+
+
+def _json(payload: Any) -> str:
+    return _ENCODER.encode(payload).decode()
+
+
 def _error_body(code: str, message: str, field: str | None = None) -> str:
     error: dict[str, str] = {"code": code, "message": message}
     if field is not None:
         error["field"] = field
-    return json.dumps({"error": error})
+    return _json({"error": error})
 
 
 _INTERRUPTED = ConnectionLost("the booking was interrupted: please retry", dependency="booker")
@@ -479,9 +489,7 @@ class SlotBooker:
     def _render(self, item: _Item, outcome: Booked | SlotTaken) -> BookReply:
         if isinstance(outcome, SlotTaken):
             return _SLOT_TAKEN
-        return BookReply(
-            201, json.dumps(self._booking_body(item, outcome.consultant_id, "CONFIRMED"))
-        )
+        return BookReply(201, _json(self._booking_body(item, outcome.consultant_id, "CONFIRMED")))
 
     def _booking_body(self, item: _Item, consultant_id: str, status: str) -> dict[str, Any]:
         b = item.booking
@@ -536,7 +544,7 @@ class SlotBooker:
         b = item.booking
         body = self._booking_body(item, consultant_id, "PENDING")
         body["message"] = "accepted: it will be confirmed by email shortly"
-        reply = BookReply(202, json.dumps(body))
+        reply = BookReply(202, _json(body))
         record = _pending_record(b, consultant_id)
         stored = json.dumps(
             {"request_hash": b.request_hash.hex(), "status": reply.status, "body": reply.body}

@@ -87,10 +87,17 @@ class Consultant:
         return sorted(set(starts))
 
     def works_at(self, start: datetime) -> bool:
-        """Whether a slot starting at ``start`` (aware) is inside this consultant's hours."""
+        """Whether a slot starting at ``start`` (aware, on the hour) is one of this
+        consultant's: inside a window of its local day, and that day not blocked."""
         start = start.astimezone(UTC)
         day = start.astimezone(LONDON).date()
-        return start in self.slot_starts(day)
+        if day in self.blocked:
+            return False
+        for window_start, window_end in self.hours.get(day.weekday(), ()):
+            first, last = window_bounds(day, window_start, window_end)
+            if first <= start and start + SLOT <= last and _ceil_hour(first) <= start:
+                return True
+        return False
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,8 @@ from typing import Any
 
 import asyncpg
 
-from adapters._outbox import add_to_outbox
+from adapters._jobs import Payload
+from adapters._outbox import add_many_to_outbox
 from adapters._postgres import Connection, Operation
 
 __all__ = [
@@ -191,14 +192,16 @@ def book_batch(batch: Sequence[NewBooking], render: Render) -> Operation[list[Ba
             todo = [b for b in batch if b.idempotency_key in new]
             booked = await _insert_rounds(connection, todo)
             stored: list[tuple[str, int, str]] = []
+            notices: list[tuple[str, str, str, Payload]] = []
             for b in todo:
                 outcome: Booked | SlotTaken = booked.get(b.id, SlotTaken())
                 outcomes[b.idempotency_key] = outcome
                 stored.append((b.idempotency_key, *render(b, outcome)))
                 if isinstance(outcome, Booked):
-                    await _notify(connection, "appointment.confirmed", b.id)
+                    notices.append(_notice("appointment.confirmed", b.id))
             if stored:
                 await connection.execute(_STORE_RESPONSES, *map(list, zip(*stored, strict=True)))
+            await add_many_to_outbox(connection, notices)
         return [outcomes[b.idempotency_key] for b in batch]
 
     return operation
@@ -246,15 +249,15 @@ def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
+def _notice(kind: str, appointment_id: str, **extra: Any) -> tuple[str, str, str, Payload]:
+    """A notification job for the notifier: (job id, queue, kind, payload)."""
+    job_id = f"{kind}:{appointment_id}:{extra.get('version', 0)}"
+    return job_id, NOTIFICATIONS, kind, {"appointment_id": appointment_id, **extra}
+
+
 async def _notify(connection: Connection, kind: str, appointment_id: str, **extra: Any) -> None:
-    """A notification job for the notifier, in the caller's transaction (the outbox)."""
-    await add_to_outbox(
-        connection,
-        queue=NOTIFICATIONS,
-        kind=kind,
-        payload={"appointment_id": appointment_id, **extra},
-        job_id=f"{kind}:{appointment_id}:{extra.get('version', 0)}",
-    )
+    """One notification job, in the caller's transaction (the outbox)."""
+    await add_many_to_outbox(connection, [_notice(kind, appointment_id, **extra)])
 
 
 def fetch_appointment(appointment_id: str) -> Operation[Appointment | None]:

@@ -73,6 +73,7 @@ __all__ = [
     "OutboxRelay",
     "OutboxSettings",
     "OutboxStatistics",
+    "add_many_to_outbox",
     "add_to_outbox",
     "record_effect_once",
 ]
@@ -140,6 +141,24 @@ async def add_to_outbox(
     job_id = uuid.uuid4().hex if job_id is None else job_id
     await connection.execute(_INSERT, job_id, queue, kind, json.dumps(dict(payload)))
     return job_id
+
+
+_INSERT_MANY = """
+INSERT INTO outbox (job_id, queue, kind, payload)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[])
+ON CONFLICT (job_id) DO NOTHING
+"""
+
+
+async def add_many_to_outbox(
+    connection: Connection, jobs: Sequence[tuple[str, str, str, Payload]]
+) -> None:
+    """``add_to_outbox`` for many (job id, queue, kind, payload) in one statement."""
+    _require_transaction(connection, "add_many_to_outbox")
+    if jobs:
+        ids, queues, kinds, payloads = zip(*jobs, strict=True)
+        texts = [json.dumps(dict(p)) for p in payloads]
+        await connection.execute(_INSERT_MANY, list(ids), list(queues), list(kinds), texts)
 
 
 async def record_effect_once(connection: Connection, job_id: str, effect: str) -> bool:

@@ -2,7 +2,8 @@
 plus the services that run background work (job workers, scheduler, trimming)."""
 
 from actors._availability import Availability, FindSlots
-from actors._booker import (
+from actors._booker import SlotBooker, booker_mailbox
+from actors._bookings import (
     BOOKINGS_QUEUE,
     REPLAY_KIND,
     Book,
@@ -12,9 +13,7 @@ from actors._booker import (
     Customer,
     Lookup,
     Reschedule,
-    SlotBooker,
     appointment_view,
-    booker_mailbox,
 )
 from actors._calendar import LONDON, AppointmentType, Category, Roster, Slot, local_iso
 from actors._catalogue import (

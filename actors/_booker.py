@@ -31,27 +31,49 @@ one in another process waits on the key's row in Postgres.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 import json
 import secrets
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
 import structlog
 import trio
 
+from actors._bookings import (
+    BOOKINGS_QUEUE,
+    INTERRUPTED,
+    REPLAY_KIND,
+    SLOT_TAKEN,
+    Book,
+    BookerMessage,
+    BookingRequest,
+    BookReply,
+    Cancel,
+    Customer,
+    Lookup,
+    Reschedule,
+    availability_keys,
+    booking_from_record,
+    check_start,
+    check_token,
+    conflict,
+    hash_token,
+    key_reused,
+    lock_key,
+    new_reference,
+    pending_record,
+    slot_candidates,
+    to_json,
+    with_candidates,
+)
 from actors._calendar import (
-    LONDON,
     SLOT,
     AppointmentType,
     Category,
-    Consultant,
     Roster,
     local_iso,
 )
@@ -79,160 +101,19 @@ from adapters import (
 )
 from config import BookingSettings, MailboxSettings, RuntimeSettings
 from supervisors import (
-    Conflict,
     ConnectionLost,
     Contention,
-    InvalidRequest,
     LomashError,
     NotFound,
     OperationTimeout,
     ServiceUnavailable,
 )
 
-__all__ = [
-    "BOOKINGS_QUEUE",
-    "REPLAY_KIND",
-    "Book",
-    "BookReply",
-    "BookingRequest",
-    "Cancel",
-    "Customer",
-    "Lookup",
-    "Reschedule",
-    "SlotBooker",
-    "appointment_view",
-    "availability_keys",
-    "booker_mailbox",
-    "booking_from_record",
-    "check_token",
-    "lock_key",
-]
+__all__ = ["SlotBooker", "booker_mailbox"]
 
 log = structlog.get_logger("actors.booker")
 
-BOOKINGS_QUEUE = "bookings"
-REPLAY_KIND = "booking.replay"
-
 _CONTENTION_RETRIES = 3
-_REFERENCE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32
-
-
-@dataclass(frozen=True, slots=True)
-class Customer:
-    name: str
-    email: str
-    phone: str
-    postcode: str
-    address: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class BookingRequest:
-    """A well-formed booking request (shape checked by the gateway)."""
-
-    kind: AppointmentType
-    category: Category
-    start: datetime  # aware
-    customer: Customer
-    showroom_id: str | None = None
-    consultant_id: str | None = None
-    notes: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Book:
-    request: BookingRequest
-    idempotency_key: str  # the client's key
-    request_hash: bytes  # of the canonical request body
-
-
-@dataclass(frozen=True, slots=True)
-class BookReply:
-    """The HTTP answer, stored with the key so a retry gets exactly this again."""
-
-    status: int
-    body: str
-
-
-@dataclass(frozen=True, slots=True)
-class Lookup:
-    appointment_id: str
-    token: str
-
-
-@dataclass(frozen=True, slots=True)
-class Cancel:
-    appointment_id: str
-    token: str
-    reason: str = "cancelled_by_customer"
-
-
-@dataclass(frozen=True, slots=True)
-class Reschedule:
-    appointment_id: str
-    token: str
-    start: datetime
-    consultant_id: str | None = None
-
-
-type BookerMessage = Book | Lookup | Cancel | Reschedule
-
-
-def _hash_token(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
-
-
-def check_token(appointment: Appointment, token: str) -> bool:
-    return hmac.compare_digest(appointment.token_hash, _hash_token(token))
-
-
-def _reference() -> str:
-    """``LW-7K3Q-X9M2``: 40 random bits in Crockford base32 (no I, L, O, U)."""
-    bits = int.from_bytes(secrets.token_bytes(5))
-    chars = "".join(_REFERENCE_ALPHABET[(bits >> shift) & 31] for shift in range(35, -1, -5))
-    return f"LW-{chars[:4]}-{chars[4:]}"
-
-
-def appointment_view(a: Appointment) -> dict[str, Any]:
-    """The JSON shape of an appointment (never the token or its hash)."""
-    view: dict[str, Any] = {
-        "id": a.id,
-        "reference": a.reference,
-        "status": a.status,
-        "type": a.kind,
-        "category": a.category,
-        "start": local_iso(a.start),
-        "end": local_iso(a.end),
-        "consultant_id": a.consultant_id,
-        "showroom_id": a.showroom_id,
-        "customer": {
-            "name": a.customer_name,
-            "email": a.customer_email,
-            "phone": a.customer_phone,
-            "postcode": a.customer_postcode,
-            "address": a.customer_address,
-        },
-        "notes": a.notes,
-    }
-    if a.status_reason is not None:
-        view["status_reason"] = a.status_reason
-    if a.previous_start is not None:
-        view["previous_start"] = local_iso(a.previous_start)
-    return view
-
-
-def availability_keys(cache: Cache, consultant: Consultant, start: datetime) -> list[str]:
-    """The cached availability entries a change to this consultant-slot makes stale."""
-    day = start.astimezone(LONDON).date().isoformat()
-    return [
-        cache.key("avail", AppointmentType.ONLINE, "-", day),
-        cache.key("avail", AppointmentType.HOME_MEASUREMENT, "-", day),
-        cache.key("avail", AppointmentType.SHOWROOM, consultant.showroom_id, day),
-    ]
-
-
-def lock_key(cache: Cache, consultant_id: str, start: datetime) -> str:
-    return cache.key("slot", consultant_id, str(int(start.timestamp())))
 
 
 @dataclass(slots=True)
@@ -260,24 +141,6 @@ class _Item:
             raise self.error
         assert self.reply is not None
         return self.reply
-
-
-_ENCODER = msgspec.json.Encoder()
-
-
-def _json(payload: Any) -> str:
-    return _ENCODER.encode(payload).decode()
-
-
-def _error_body(code: str, message: str, field: str | None = None) -> str:
-    error: dict[str, str] = {"code": code, "message": message}
-    if field is not None:
-        error["field"] = field
-    return _json({"error": error})
-
-
-_INTERRUPTED = ConnectionLost("the booking was interrupted: please retry", dependency="booker")
-_SLOT_TAKEN = BookReply(409, _error_body("slot_taken", "that slot has just been taken", "start"))
 
 
 class SlotBooker:
@@ -324,7 +187,7 @@ class SlotBooker:
         first = self._inflight.get(key)
         if first is not None:  # a concurrent duplicate: share the first one's answer
             if first.message.request_hash != message.request_hash:
-                raise _key_reused()
+                raise key_reused()
             return await first.result()
         roster = await self._roster.current()
         booking, token = self._prepare(message, key, roster)
@@ -336,7 +199,7 @@ class SlotBooker:
         finally:
             if item in self._waiting:  # given up (timeout) before any batch took it
                 self._waiting.remove(item)
-                item.fail(_INTERRUPTED)
+                item.fail(INTERRUPTED)
             if item.done.is_set() and self._inflight.get(key) is item:
                 del self._inflight[key]  # answered (a batch's leader removes the others)
         return await item.result()
@@ -360,7 +223,7 @@ class SlotBooker:
                 self._leading -= 1
                 for done in batch:
                     if not done.done.is_set():
-                        done.fail(_INTERRUPTED)
+                        done.fail(INTERRUPTED)
                     key = done.booking.idempotency_key
                     if self._inflight.get(key) is done:
                         del self._inflight[key]
@@ -370,12 +233,12 @@ class SlotBooker:
     def _prepare(self, message: Book, key: str, roster: Roster) -> tuple[NewBooking, str]:
         request = message.request
         start = request.start.astimezone(UTC)
-        _check_start(start, self._clock(), self._settings.horizon_days)
-        candidates = _candidates(roster, request, start, spread=hash(key))
+        check_start(start, self._clock(), self._settings.horizon_days)
+        candidates = slot_candidates(roster, request, start, spread=hash(key))
         token = secrets.token_urlsafe(24)
         booking = NewBooking(
             id=str(uuid.uuid4()),
-            reference=_reference(),
+            reference=new_reference(),
             kind=request.kind.value,
             category=request.category.value,
             candidates=tuple(c.id for c in candidates),
@@ -388,7 +251,7 @@ class SlotBooker:
             customer_postcode=request.customer.postcode,
             customer_address=request.customer.address,
             notes=request.notes,
-            token_hash=_hash_token(token),
+            token_hash=hash_token(token),
             idempotency_key=key,
             request_hash=message.request_hash,
         )
@@ -413,7 +276,7 @@ class SlotBooker:
         for item, outcome in zip(ready, outcomes, strict=True):
             if isinstance(outcome, KeyReplay):
                 if outcome.request_hash != item.booking.request_hash:
-                    item.fail(_key_reused())
+                    item.fail(key_reused())
                 else:
                     item.finish(BookReply(outcome.status, outcome.response))
             elif isinstance(outcome, Booked):
@@ -452,15 +315,15 @@ class SlotBooker:
             elif reply.replay is not None:
                 stored = json.loads(reply.replay)
                 if bytes.fromhex(stored["request_hash"]) != item.booking.request_hash:
-                    item.fail(_key_reused())
+                    item.fail(key_reused())
                 else:
                     item.finish(BookReply(stored["status"], stored["body"]))
             elif reply.locked is None:
-                item.finish(_SLOT_TAKEN)
+                item.finish(SLOT_TAKEN)
             else:
                 chosen = item.booking.candidates[reply.locked]
                 others = tuple(c for c in item.booking.candidates if c != chosen)
-                item.booking = _with_candidates(item.booking, (chosen, *others))
+                item.booking = with_candidates(item.booking, (chosen, *others))
                 item.lock = request.locks[reply.locked]
                 item.consultant = chosen
                 ready.append(item)
@@ -488,8 +351,8 @@ class SlotBooker:
 
     def _render(self, item: _Item, outcome: Booked | SlotTaken) -> BookReply:
         if isinstance(outcome, SlotTaken):
-            return _SLOT_TAKEN
-        return BookReply(201, _json(self._booking_body(item, outcome.consultant_id, "CONFIRMED")))
+            return SLOT_TAKEN
+        return BookReply(201, to_json(self._booking_body(item, outcome.consultant_id, "CONFIRMED")))
 
     def _booking_body(self, item: _Item, consultant_id: str, status: str) -> dict[str, Any]:
         b = item.booking
@@ -544,8 +407,8 @@ class SlotBooker:
         b = item.booking
         body = self._booking_body(item, consultant_id, "PENDING")
         body["message"] = "accepted: it will be confirmed by email shortly"
-        reply = BookReply(202, _json(body))
-        record = _pending_record(b, consultant_id)
+        reply = BookReply(202, to_json(body))
+        record = pending_record(b, consultant_id)
         stored = json.dumps(
             {"request_hash": b.request_hash.hex(), "status": reply.status, "body": reply.body}
         )
@@ -563,7 +426,7 @@ class SlotBooker:
             )
         )
         if not held:
-            return _SLOT_TAKEN
+            return SLOT_TAKEN
         payload = {**record, "response_status": reply.status, "response": reply.body}
         try:
             await self._jobs.enqueue(BOOKINGS_QUEUE, REPLAY_KIND, payload, job_id=b.id)
@@ -646,11 +509,9 @@ class SlotBooker:
     async def _cancel(self, message: Cancel) -> Appointment:
         current = await self._find(message.appointment_id, message.token)
         if current.status == "PENDING" and current.status_reason is None:
-            raise _conflict("booking_pending", "this booking is being confirmed: try again shortly")
+            raise conflict("booking_pending", "this booking is being confirmed: try again shortly")
         if current.status in ("COMPLETED", "NO_SHOW"):
-            raise _conflict(
-                "not_cancellable", f"a {current.status} appointment cannot be cancelled"
-            )
+            raise conflict("not_cancellable", f"a {current.status} appointment cannot be cancelled")
         after = await self._database.run(cancel(current.id, message.reason))
         assert after is not None
         if current.status != "CANCELLED":
@@ -660,7 +521,7 @@ class SlotBooker:
     async def _reschedule(self, message: Reschedule) -> Appointment:
         current = await self._find(message.appointment_id, message.token)
         if current.status not in ("CONFIRMED", "RESCHEDULED"):
-            raise _conflict(
+            raise conflict(
                 "not_reschedulable", f"a {current.status} appointment cannot be rescheduled"
             )
         start = message.start.astimezone(UTC)
@@ -672,9 +533,9 @@ class SlotBooker:
             showroom_id=current.showroom_id,
             consultant_id=message.consultant_id,
         )
-        _check_start(start, self._clock(), self._settings.horizon_days)
+        check_start(start, self._clock(), self._settings.horizon_days)
         roster = await self._roster.current()
-        candidates = [c.id for c in _candidates(roster, request, start, spread=0)]
+        candidates = [c.id for c in slot_candidates(roster, request, start, spread=0)]
         if message.consultant_id is None and current.consultant_id in candidates:
             candidates.remove(current.consultant_id)
             candidates.insert(0, current.consultant_id)
@@ -682,9 +543,9 @@ class SlotBooker:
         if moved is None:
             raise NotFound("no such appointment")
         if isinstance(moved, SlotTaken):
-            raise _conflict("slot_taken", "that slot has just been taken")
+            raise conflict("slot_taken", "that slot has just been taken")
         if moved.status != "RESCHEDULED" or moved.start != start:
-            raise _conflict("not_reschedulable", "this appointment cannot be rescheduled")
+            raise conflict("not_reschedulable", "this appointment cannot be rescheduled")
         await self._slot_freed(current.consultant_id, current.start)
         consultant = roster.consultant(moved.consultant_id)
         if consultant is not None:
@@ -698,117 +559,6 @@ class SlotBooker:
         if consultant is not None:
             keys += availability_keys(self._cache, consultant, start)
         await self._forget(keys)
-
-
-def _check_start(start: datetime, now: datetime, horizon_days: int) -> None:
-    if start.minute or start.second or start.microsecond:
-        raise InvalidRequest("start: slots start on the hour", code="slot_off_grid", field="start")
-    if start <= now:
-        raise InvalidRequest("start: that slot is in the past", code="slot_in_past", field="start")
-    if start > now + timedelta(days=horizon_days):
-        raise InvalidRequest(
-            f"start: bookings open {horizon_days} days ahead", code="slot_too_far", field="start"
-        )
-
-
-def _candidates(
-    roster: Roster, request: BookingRequest, start: datetime, *, spread: int
-) -> list[Consultant]:
-    """Who could take this booking, in the order to try; 422 naming the field if nobody."""
-    kind, category = request.kind, request.category
-    if request.showroom_id is not None and request.showroom_id not in roster.showrooms:
-        raise InvalidRequest(
-            "showroom_id: no such showroom", code="unknown_showroom", field="showroom_id"
-        )
-    if request.consultant_id is not None:
-        consultant = roster.consultant(request.consultant_id)
-        if consultant is None:
-            raise InvalidRequest(
-                "consultant_id: no such consultant",
-                code="unknown_consultant",
-                field="consultant_id",
-            )
-        if not consultant.serves(kind, request.showroom_id, category):
-            raise InvalidRequest(
-                "consultant_id: this consultant does not take this type or category here",
-                code="consultant_unsuitable",
-                field="consultant_id",
-            )
-        if not consultant.works_at(start):
-            raise InvalidRequest(
-                "start: the consultant does not work then",
-                code="slot_unavailable",
-                field="start",
-            )
-        return [consultant]
-    candidates = roster.candidates(kind, request.showroom_id, category, start, spread)
-    if not candidates:
-        raise InvalidRequest(
-            "start: nobody takes this type of appointment then",
-            code="slot_unavailable",
-            field="start",
-        )
-    return candidates
-
-
-def _with_candidates(booking: NewBooking, candidates: tuple[str, ...]) -> NewBooking:
-    return dataclasses.replace(booking, candidates=candidates)
-
-
-def _pending_record(b: NewBooking, consultant_id: str) -> dict[str, Any]:
-    return {
-        "id": b.id,
-        "reference": b.reference,
-        "kind": b.kind,
-        "category": b.category,
-        "consultant_id": consultant_id,
-        "showroom_id": b.showroom_id,
-        "start": b.start.isoformat(),
-        "customer_name": b.customer_name,
-        "customer_email": b.customer_email,
-        "customer_phone": b.customer_phone,
-        "customer_postcode": b.customer_postcode,
-        "customer_address": b.customer_address,
-        "notes": b.notes,
-        "token_hash": b.token_hash.hex(),
-        "idempotency_key": b.idempotency_key,
-        "request_hash": b.request_hash.hex(),
-    }
-
-
-def booking_from_record(record: Any) -> NewBooking:
-    start = datetime.fromisoformat(record["start"])
-    return NewBooking(
-        id=record["id"],
-        reference=record["reference"],
-        kind=record["kind"],
-        category=record["category"],
-        candidates=(record["consultant_id"],),
-        showroom_id=record["showroom_id"],
-        start=start,
-        end=start + SLOT,
-        customer_name=record["customer_name"],
-        customer_email=record["customer_email"],
-        customer_phone=record["customer_phone"],
-        customer_postcode=record["customer_postcode"],
-        customer_address=record["customer_address"],
-        notes=record["notes"],
-        token_hash=bytes.fromhex(record["token_hash"]),
-        idempotency_key=record["idempotency_key"],
-        request_hash=bytes.fromhex(record["request_hash"]),
-    )
-
-
-def _key_reused() -> InvalidRequest:
-    return InvalidRequest(
-        "Idempotency-Key: already used with a different request body",
-        code="idempotency_key_reused",
-        field="Idempotency-Key",
-    )
-
-
-def _conflict(code: str, message: str) -> LomashError:
-    return Conflict(message, code=code)
 
 
 def booker_mailbox(settings: BookingSettings, runtime: RuntimeSettings) -> MailboxSettings:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import structlog
 
-from actors._booker import availability_keys, booking_from_record, lock_key
+from actors._bookings import availability_keys, booking_from_record, lock_key
 from actors._roster import RosterSource
 from actors._worker import RunJob
 from adapters import Cache, Database, delete_keys, release_pending, replay_pending

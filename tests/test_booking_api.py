@@ -3,6 +3,7 @@ cancel and reschedule, notifications in the outbox, and every kind of bad input.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import date, datetime
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 import trio
 import trio_asyncio
 
+from adapters import open_database, trim_idempotency_keys
 from config import Settings
 from tests._booking import (
     NIGHT_OWL,
@@ -23,6 +25,7 @@ from tests._booking import (
     next_weekday,
     prepare_database,
     running_tree,
+    sql_execute,
     sql_fetch,
 )
 
@@ -100,7 +103,7 @@ async def test_availability_is_right_across_the_clock_changes(
         await _prepared(settings, NIGHT_OWL)
         booking = settings.booking
         far = (sunday - datetime.now().date()).days + 7
-        settings = settings.with_overrides(booking=_replace(booking, horizon_days=far))
+        settings = settings.with_overrides(booking=dataclasses.replace(booking, horizon_days=far))
         async with running_tree(settings) as client:
             response = await client.get(
                 "/v1/appointments/availability",
@@ -118,12 +121,6 @@ async def test_availability_is_right_across_the_clock_changes(
     assert all(s["showroom_id"] is None for s in owl)
     assert booked.status_code == 201, booked.text
     assert booked.json()["start"] == expected[-1]
-
-
-def _replace(value: Any, **changes: Any) -> Any:
-    import dataclasses
-
-    return dataclasses.replace(value, **changes)
 
 
 async def test_a_booking_is_confirmed_readable_and_announced(settings: Settings) -> None:
@@ -451,3 +448,22 @@ async def test_bad_input_gets_a_clear_4xx_naming_the_field(settings: Settings) -
     assert long_range.json()["error"]["code"] == "range_too_long"
     assert (no_type.status_code, no_type.json()["error"]["field"]) == (422, "type")
     assert rows[0][0] == 0
+
+
+async def test_idempotency_keys_are_kept_48_hours_then_trimmed(settings: Settings) -> None:
+    """The trimmer forgets keys older than idempotency_keep_s (48 h), not younger ones."""
+    async with trio_asyncio.open_loop():
+        url = await _prepared(settings)
+        for key, age_h in (("old", 49), ("day-old", 25), ("new", 0)):
+            await sql_execute(
+                url,
+                "INSERT INTO idempotency_keys (key, request_hash, status, response, created_at)"
+                " VALUES ($1, '\\x00', 201, '{}', now() - make_interval(hours => $2))",
+                key,
+                age_h,
+            )
+        async with open_database(settings.database, application="t", cleanup_s=1.0) as db:
+            removed = await db.run(trim_idempotency_keys(settings.booking.idempotency_keep_s))
+        left = await sql_fetch(url, "SELECT key FROM idempotency_keys ORDER BY key")
+    assert removed == 1
+    assert [r[0] for r in left] == ["day-old", "new"]

@@ -7,6 +7,7 @@ failover, as the service sees it); Redis by pointing at a proxy or a closed port
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -132,7 +133,7 @@ async def test_a_pending_booking_whose_slot_was_lost_is_cancelled_and_told(
                 VALUES (gen_random_uuid(), 'LW-OTHR-0001', 'SHOWROOM', 'KITCHEN', 'CONFIRMED',
                 'grace-okafor', 'leeds', $1::timestamptz, $1::timestamptz + interval '1 hour',
                 'Other', 'o@example.com', '+44 7700 900000', 'LS1 6HD', '\\x00')""",
-                _timestamp(local(monday, 10)),
+                datetime.fromisoformat(local(monday, 10)),
             )
             proxy.forward()
 
@@ -154,12 +155,6 @@ async def test_a_pending_booking_whose_slot_was_lost_is_cancelled_and_told(
             {"appointment_id": pending.json()["id"], "reason": "slot_taken_while_pending"},
         )
     ]
-
-
-def _timestamp(iso: str) -> Any:
-    from datetime import datetime
-
-    return datetime.fromisoformat(iso)
 
 
 async def test_postgres_and_redis_both_down_refuses_with_503_and_writes_nothing(

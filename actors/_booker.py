@@ -144,7 +144,7 @@ class _Item:
 
 
 class SlotBooker:
-    """The behaviour; ``SlotBooker.spec`` builds the supervised actor."""
+    """The behaviour (the tree wraps it in an ActorSpec with ``booker_mailbox``)."""
 
     def __init__(
         self,
@@ -460,7 +460,8 @@ class SlotBooker:
         found: Appointment | None = None
         down: LomashError | None = None
         try:
-            found = await self._database.run(fetch_appointment(appointment_id))
+            # Not from the replica (a booking just made may not be there yet).
+            found = await self._database.run(fetch_appointment(appointment_id), idempotent=True)
         except (ConnectionLost, OperationTimeout, ServiceUnavailable) as error:
             down = error
         if found is None:

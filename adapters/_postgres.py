@@ -53,8 +53,14 @@ log = structlog.get_logger("adapters.postgres")
 
 
 class Database(Protocol):
-    async def run[T](self, operation: Operation[T], *, readonly: bool = False) -> T:
-        """Run ``operation`` on one connection, in one bridge hop."""
+    async def run[T](
+        self, operation: Operation[T], *, readonly: bool = False, idempotent: bool = False
+    ) -> T:
+        """Run ``operation`` on one connection, in one bridge hop.
+
+        ``readonly``: may go to the replica while the primary is down. ``readonly`` or
+        ``idempotent``: may run a second time on a fresh connection when the first one
+        turns out dead (as pooled connections are right after an outage)."""
         ...
 
     async def ping(self) -> None:
@@ -130,11 +136,14 @@ class PostgresDatabase:
         )
         self._replica_reads = 0
 
-    async def run[T](self, operation: Operation[T], *, readonly: bool = False) -> T:
+    async def run[T](
+        self, operation: Operation[T], *, readonly: bool = False, idempotent: bool = False
+    ) -> T:
         gate = self._primary_gate
         try:
             gate.check()
-            return await self._hop(self._primary, gate, operation, retry_stale=readonly)
+            retry_stale = readonly or idempotent
+            return await self._hop(self._primary, gate, operation, retry_stale=retry_stale)
         except ConnectionLost:
             if readonly and self._replica is not None:
                 self._replica_reads += 1

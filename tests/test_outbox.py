@@ -118,7 +118,9 @@ class ObservedDatabase(Changes):
         self.completed = 0
         self.lost = 0  # ended in ConnectionLost
 
-    async def run[T](self, operation: Operation[T], *, readonly: bool = False) -> T:
+    async def run[T](
+        self, operation: Operation[T], *, readonly: bool = False, idempotent: bool = False
+    ) -> T:
         try:
             result = await self._database.run(operation, readonly=readonly)
         except ConnectionLost:

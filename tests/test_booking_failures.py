@@ -173,7 +173,7 @@ async def test_postgres_and_redis_both_down_refuses_with_503_and_writes_nothing(
         async with running_tree(both) as client:
             pg.reset()
             redis.reset()
-            refused = [await book(client, booking_body(local(monday, h))) for h in (10, 11)]
+            refused = [await book(client, booking_body(local(monday, h))) for h in range(9, 16)]
             shown = await client.get(
                 "/v1/appointments/availability",
                 params={"type": "ONLINE", "from": str(monday), "to": str(monday)},
@@ -185,6 +185,11 @@ async def test_postgres_and_redis_both_down_refuses_with_503_and_writes_nothing(
     for answer in refused:
         assert answer.status_code == 503, answer.text
         assert int(answer.headers["Retry-After"]) >= 1
+    # The SlotBooker's breaker: after min_calls (5) failures it opens and refuses at
+    # the door, without trying Postgres and Redis for each booking.
+    codes = [answer.json()["error"]["code"] for answer in refused]
+    assert codes[:5] == ["dependency_unavailable"] * 5
+    assert codes[5:] == ["circuit_open"] * 2
     assert shown.status_code == 503
     assert rows[0][0] == 0
 

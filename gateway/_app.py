@@ -35,7 +35,7 @@ from gateway._json import json_response
 from gateway._test_routes import register_test_routes
 from supervisors import ActorRef, LomashError
 
-__all__ = ["Lifecycle", "Services", "create_app"]
+__all__ = ["Lifecycle", "Services", "create_app", "log_request", "request_id"]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _HTTP_CODES = {
@@ -69,9 +69,20 @@ class Services:
     booker: ActorRef[Any, Any] | None = None
 
 
-def _request_id() -> str:
-    given = request.headers.get("X-Request-ID", "")
-    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+def request_id(given: str | None) -> str:
+    """The caller's ``X-Request-ID`` if it is a sane one, else a new id."""
+    return given if given is not None and _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def log_request(method: str, path: str, status: int, started: float) -> None:
+    """The one canonical line per request (its request id comes from the context)."""
+    log.info(
+        "request",
+        method=method,
+        path=path,
+        status=status,
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+    )
 
 
 def _timestamp() -> str:
@@ -91,7 +102,7 @@ def create_app(services: Services) -> QuartTrio:
 
     @app.before_request
     async def start_request() -> None:
-        g.request_id = _request_id()
+        g.request_id = request_id(request.headers.get("X-Request-ID"))
         g.started = time.perf_counter()
         structlog.contextvars.bind_contextvars(request_id=g.request_id)
 
@@ -102,13 +113,7 @@ def create_app(services: Services) -> QuartTrio:
             # Keep-alive connections would otherwise hold the drain open until its
             # deadline: ask the client to reconnect (to another task) next time.
             response.headers["Connection"] = "close"
-        log.info(
-            "request",
-            method=request.method,
-            path=request.path,
-            status=response.status_code,
-            duration_ms=round((time.perf_counter() - g.started) * 1000, 3),
-        )
+        log_request(request.method, request.path, response.status_code, g.started)
         structlog.contextvars.unbind_contextvars("request_id")
         return response
 

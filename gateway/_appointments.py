@@ -1,7 +1,8 @@
 """Appointments over HTTP: availability, booking, and the guest's manage-token routes.
 
 - ``GET /v1/appointments/availability?type=&showroom_id=&from=&to=[&category=]``
-- ``POST /v1/appointments`` (``Idempotency-Key`` required)
+- ``POST /v1/appointments`` (``Idempotency-Key`` required): served by gateway/_fast.py
+  in front of Quart (the hot route); ``book_message`` here turns it into a ``Book``
 - ``GET /v1/appointments/{id}``, ``POST /v1/appointments/{id}/cancel``,
   ``POST /v1/appointments/{id}/reschedule``: with the manage token given at booking
   (``X-Manage-Token`` or ``Authorization: Bearer``). No token: 401; a wrong token and
@@ -29,7 +30,6 @@ from actors import (
     AppointmentType,
     Book,
     BookingRequest,
-    BookReply,
     Cancel,
     Category,
     Customer,
@@ -42,10 +42,10 @@ from actors import (
 )
 from adapters import Appointment
 from config import BookingSettings
-from gateway._json import json_response, read_json
+from gateway._json import check_json_mimetype, decode_json, json_response, read_json
 from supervisors import ActorRef, InvalidRequest, NotFound, Unauthorized
 
-__all__ = ["AppointmentIn", "register_appointment_routes"]
+__all__ = ["AppointmentIn", "book_message", "register_appointment_routes"]
 
 _Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 _Email = Annotated[str, msgspec.Meta(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
@@ -134,8 +134,16 @@ def _postcode(raw: str) -> str:
     return f"{compact[:-3]} {compact[-3:]}"
 
 
-def _idempotency_key() -> str:
-    key = request.headers.get("Idempotency-Key")
+def book_message(idempotency_key: str | None, mimetype: str, body: bytes) -> Book:
+    """The SlotBooker's message for a ``POST /v1/appointments``, or the 4xx error."""
+    key = _idempotency_key(idempotency_key)
+    check_json_mimetype(mimetype)
+    decoded = decode_json(body, AppointmentIn)
+    digest = hashlib.sha256(_ENCODER.encode(decoded)).digest()
+    return Book(booking_request(decoded), key, digest)
+
+
+def _idempotency_key(key: str | None) -> str:
     if key is None:
         raise InvalidRequest(
             "Idempotency-Key: this request needs the header (a unique value per booking; "
@@ -208,10 +216,6 @@ def _slot_json(slot: Slot) -> dict[str, Any]:
     }
 
 
-def _reply(reply: BookReply) -> Response:
-    return Response(reply.body, status=reply.status, content_type="application/json")
-
-
 def register_appointment_routes(
     app: QuartTrio,
     booker: ActorRef[Any, Any],
@@ -254,14 +258,6 @@ def register_appointment_routes(
                 "slots": [_slot_json(s) for s in slots],
             }
         )
-
-    @app.post("/v1/appointments")
-    async def book() -> Response:
-        key = _idempotency_key()
-        body = await read_json(AppointmentIn)
-        digest = hashlib.sha256(_ENCODER.encode(body)).digest()
-        reply: BookReply = await booker.ask(Book(booking_request(body), key, digest))
-        return _reply(reply)
 
     @app.get("/v1/appointments/<raw_id>")
     async def show(raw_id: str) -> Response:

@@ -11,7 +11,7 @@ from quart import request as current_request
 
 from supervisors import InvalidRequest
 
-__all__ = ["json_response", "read_json"]
+__all__ = ["check_json_mimetype", "decode_json", "json_response", "read_json"]
 
 _ENCODER = msgspec.json.Encoder()
 _PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
@@ -40,13 +40,22 @@ def _field(message: str) -> str | None:
 
 async def read_json[T](kind: type[T]) -> T:
     """The request body decoded and validated as ``kind``; 400/422 naming the field."""
-    if current_request.mimetype != "application/json":
+    check_json_mimetype(current_request.mimetype)
+    return decode_json(await current_request.get_data(as_text=False), kind)
+
+
+def check_json_mimetype(mimetype: str) -> None:
+    """400 ``unsupported_media_type`` unless the body is declared JSON."""
+    if mimetype != "application/json":
         raise InvalidRequest(
             "expected a JSON body with Content-Type: application/json",
             code="unsupported_media_type",
             malformed=True,
         )
-    body = await current_request.get_data(as_text=False)
+
+
+def decode_json[T](body: bytes | str, kind: type[T]) -> T:
+    """``body`` decoded and validated as ``kind``; 400/422 naming the field."""
     try:
         return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as error:

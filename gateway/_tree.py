@@ -26,7 +26,6 @@ import hypercorn.config
 import hypercorn.trio
 import structlog
 import trio
-from quart_trio import QuartTrio
 
 from actors import (
     BOOKINGS_QUEUE,
@@ -58,6 +57,7 @@ from adapters import (
 )
 from config import BreakerSettings, JobSettings, Settings
 from gateway._app import Lifecycle, Services, create_app
+from gateway._fast import ASGIApp, FastRoutes
 from gateway._test_routes import TEST_JOB_KIND, effect_recorder_spec
 from supervisors import (
     ActorRef,
@@ -116,7 +116,7 @@ class HttpServer:
     """Hypercorn on trio. Stopping closes the listener, then in-flight requests finish
     within ``drain_timeout_s`` (hypercorn's graceful timeout) before the rest is cancelled."""
 
-    def __init__(self, app_factory: Callable[[], QuartTrio], settings: Settings, bind: str):
+    def __init__(self, app_factory: Callable[[], ASGIApp], settings: Settings, bind: str):
         self._app_factory = app_factory
         self._settings = settings
         self._bind = bind
@@ -271,8 +271,8 @@ def build_tree(settings: Settings, lifecycle: Lifecycle, *, bind: str) -> Superv
     )
     handlers[REPLAY_KIND] = replayer.ref
 
-    def app() -> QuartTrio:
-        return create_app(
+    def app() -> ASGIApp:
+        quart = create_app(
             Services(
                 settings=settings,
                 database=database.value,
@@ -282,6 +282,13 @@ def build_tree(settings: Settings, lifecycle: Lifecycle, *, bind: str) -> Superv
                 jobs=queue(),
                 booker=booker.ref,
             )
+        )
+        return FastRoutes(
+            quart,
+            booker.ref,
+            lifecycle,
+            max_body_bytes=settings.max_body_bytes,
+            retry_after_s=settings.unavailable_retry_after_s,
         )
 
     domain = SupervisorSpec(

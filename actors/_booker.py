@@ -296,6 +296,7 @@ class SlotBooker:
             LockRequest(
                 idempotency_key=cache.key("idem", item.booking.idempotency_key),
                 value=item.booking.idempotency_key,
+                request_hash=item.booking.request_hash.hex(),
                 locks=tuple(
                     lock_key(cache, c, item.booking.start) for c in item.booking.candidates
                 ),
@@ -304,7 +305,14 @@ class SlotBooker:
         ]
         replies: Sequence[LockReply | None]
         try:
-            replies = await cache.run(acquire_locks(requests, self._settings.lock_s))
+            replies = await cache.run(
+                acquire_locks(
+                    requests,
+                    self._settings.lock_s,
+                    refusal=SLOT_TAKEN.body,
+                    keep_s=self._settings.idempotency_keep_s,
+                )
+            )
         except LomashError as error:
             log.info("slot_locks_unavailable", error=error.message)
             replies = [None] * len(batch)

@@ -34,14 +34,16 @@ __all__ = [
 ]
 
 _ACQUIRE = """
--- ARGV: ttl_ms, then per request: idem key, value, n, n lock keys.
--- Per request: {'replay', stored response} | {'locked', i} (i-th key) | {'taken', 0}.
-local ttl = ARGV[1]
+-- ARGV: ttl_ms, keep_ms, refusal body, then per request: idem key, value, request
+-- hash, n, n lock keys.
+-- Per request: {'replay', stored response} | {'locked', i} (i-th key) | {'taken', 0};
+-- a refusal is stored under the idem key like any answer, so a retry gets it again.
+local ttl, keep, refusal = ARGV[1], ARGV[2], ARGV[3]
 local out = {}
-local i = 2
+local i = 4
 while i <= #ARGV do
-  local idem, value, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  i = i + 3
+  local idem, value, hash, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  i = i + 4
   local stored = redis.call('GET', idem)
   if stored then
     table.insert(out, {'replay', stored})
@@ -57,6 +59,8 @@ while i <= #ARGV do
     if got > 0 then
       table.insert(out, {'locked', tostring(got)})
     else
+      local answer = cjson.encode({request_hash = hash, status = 409, body = refusal})
+      redis.call('SET', idem, answer, 'PX', keep, 'NX')
       table.insert(out, {'taken', '0'})
     end
   end
@@ -93,6 +97,7 @@ return 1
 class LockRequest:
     idempotency_key: str  # the Redis key of the stored response
     value: str  # the lock's value: the scoped idempotency key
+    request_hash: str  # hex, stored with a refusal
     locks: tuple[str, ...]  # lock keys, in the order to try
 
 
@@ -102,13 +107,16 @@ class LockReply:
     locked: int | None = None  # index into ``locks`` of the lock now held
 
 
-def acquire_locks(requests: Sequence[LockRequest], ttl_s: float) -> CacheOperation[list[LockReply]]:
-    """Per request: its stored response, or the first lock it could take, or neither."""
+def acquire_locks(
+    requests: Sequence[LockRequest], ttl_s: float, *, refusal: str, keep_s: float
+) -> CacheOperation[list[LockReply]]:
+    """Per request: its stored response, or the first lock it could take, or neither
+    (then ``refusal``, a 409 body, is stored as its answer for ``keep_s``)."""
 
     async def operation(client: Client) -> list[LockReply]:
-        args: list[str | int] = [round(ttl_s * 1000)]
+        args: list[str | int] = [round(ttl_s * 1000), round(keep_s * 1000), refusal]
         for r in requests:
-            args += [r.idempotency_key, r.value, len(r.locks), *r.locks]
+            args += [r.idempotency_key, r.value, r.request_hash, len(r.locks), *r.locks]
         script = client.register_script(_ACQUIRE)
         replies: list[LockReply] = []
         for kind, value in await script(args=args):

@@ -193,14 +193,23 @@ async def test_idempotency_key_replays_the_first_response(settings: Settings) ->
             lost = await book(client, booking_body(local(monday, 9)), key="key-2")
             lost_again = await book(client, booking_body(local(monday, 9)), key="key-2")
             changed = await book(client, booking_body(local(monday, 12)), key="key-1")
+            # The slot frees up; a retry of the refused key still gets its first answer.
+            await client.post(
+                f"/v1/appointments/{first.json()['id']}/cancel",
+                headers={"X-Manage-Token": first.json()["manage_token"]},
+            )
+            lost_later = await book(client, booking_body(local(monday, 9)), key="key-2")
+            fresh = await book(client, booking_body(local(monday, 9)), key="key-3")
         rows = await sql_fetch(url, "SELECT count(*) FROM appointments")
     assert (first.status_code, again.status_code) == (201, 201)
     assert again.content == first.content
     assert (lost.status_code, lost_again.status_code) == (409, 409)
     assert lost_again.content == lost.content
+    assert lost_later.content == lost.content
+    assert fresh.status_code == 201
     assert changed.status_code == 422
     assert changed.json()["error"]["code"] == "idempotency_key_reused"
-    assert rows[0][0] == 1
+    assert rows[0][0] == 2  # the first (cancelled since) and the fresh key's
 
 
 async def test_concurrent_duplicates_share_one_booking(settings: Settings) -> None:

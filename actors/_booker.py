@@ -45,7 +45,6 @@ import trio
 
 from actors._bookings import (
     BOOKINGS_QUEUE,
-    INTERRUPTED,
     REPLAY_KIND,
     SLOT_TAKEN,
     Book,
@@ -62,6 +61,7 @@ from actors._bookings import (
     check_token,
     conflict,
     hash_token,
+    interrupted,
     key_reused,
     lock_key,
     new_reference,
@@ -184,12 +184,14 @@ class SlotBooker:
 
     async def _book(self, message: Book) -> BookReply:
         key = f"appointments:{message.idempotency_key}"
+        roster = await self._roster.current()
+        # No await from here to registering the item: a same-key request arriving
+        # meanwhile must find it (two of them in one batch would book twice).
         first = self._inflight.get(key)
         if first is not None:  # a concurrent duplicate: share the first one's answer
             if first.message.request_hash != message.request_hash:
                 raise key_reused()
             return await first.result()
-        roster = await self._roster.current()
         booking, token = self._prepare(message, key, roster)
         item = _Item(message, booking, token)
         self._inflight[key] = item
@@ -199,7 +201,7 @@ class SlotBooker:
         finally:
             if item in self._waiting:  # given up (timeout) before any batch took it
                 self._waiting.remove(item)
-                item.fail(INTERRUPTED)
+                item.fail(interrupted())
             if item.done.is_set() and self._inflight.get(key) is item:
                 del self._inflight[key]  # answered (a batch's leader removes the others)
         return await item.result()
@@ -223,7 +225,7 @@ class SlotBooker:
                 self._leading -= 1
                 for done in batch:
                     if not done.done.is_set():
-                        done.fail(INTERRUPTED)
+                        done.fail(interrupted())
                     key = done.booking.idempotency_key
                     if self._inflight.get(key) is done:
                         del self._inflight[key]

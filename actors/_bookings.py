@@ -31,7 +31,6 @@ from supervisors import Conflict, ConnectionLost, InvalidRequest, LomashError
 
 __all__ = [
     "BOOKINGS_QUEUE",
-    "INTERRUPTED",
     "REPLAY_KIND",
     "SLOT_TAKEN",
     "Book",
@@ -49,6 +48,7 @@ __all__ = [
     "check_token",
     "conflict",
     "hash_token",
+    "interrupted",
     "key_reused",
     "lock_key",
     "new_reference",
@@ -196,11 +196,16 @@ def error_body(code: str, message: str, field: str | None = None) -> str:
     return to_json({"error": error})
 
 
-INTERRUPTED = ConnectionLost("the booking was interrupted: please retry", dependency="booker")
+def interrupted() -> ConnectionLost:
+    """A new error each time: one shared instance would collect every raiser's frames."""
+    return ConnectionLost("the booking was interrupted: please retry", dependency="booker")
+
+
 SLOT_TAKEN = BookReply(409, error_body("slot_taken", "that slot has just been taken", "start"))
 
 
 def check_start(start: datetime, now: datetime, horizon_days: int) -> None:
+    """422 unless ``start`` (aware, UTC) is on the hour, ahead, and within the horizon."""
     if start.minute or start.second or start.microsecond:
         raise InvalidRequest("start: slots start on the hour", code="slot_off_grid", field="start")
     if start <= now:

@@ -47,13 +47,20 @@ from supervisors import ActorRef, InvalidRequest, NotFound, Unauthorized
 
 __all__ = ["AppointmentIn", "book_message", "register_appointment_routes"]
 
-_Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-_Email = Annotated[str, msgspec.Meta(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
+# Free text: no control characters but tab and newline (Postgres refuses NUL).
+_TEXT = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"
+_Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=_TEXT)]
+_Email = Annotated[
+    str,
+    msgspec.Meta(pattern=r"^[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+\.[^@\s\x00-\x1f]+$", max_length=254),
+]
 _Phone = Annotated[str, msgspec.Meta(pattern=r"^\+?[0-9 ()-]{7,20}$")]
 _Postcode = Annotated[str, msgspec.Meta(pattern=r"^(?i:[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2})$")]
-_Text = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
-_Notes = Annotated[str, msgspec.Meta(max_length=2000)]
-_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+_Text = Annotated[str, msgspec.Meta(min_length=1, max_length=500, pattern=_TEXT)]
+_Notes = Annotated[str, msgspec.Meta(max_length=2000, pattern=_TEXT)]
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+# Dates outside these years are refused before any arithmetic can overflow.
+_FIRST_YEAR, _LAST_YEAR = 2000, 2999
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
@@ -88,13 +95,16 @@ _ENCODER = msgspec.json.Encoder()
 
 
 def _aware(start: datetime, field: str) -> datetime:
+    """``start`` in UTC; 422 without an offset or outside the years anyone books in."""
     if start.tzinfo is None:
         raise InvalidRequest(
             f"{field}: give a UTC offset (e.g. 2027-01-04T10:00:00+00:00)",
             code="invalid_field",
             field=field,
         )
-    return start
+    if not _FIRST_YEAR <= start.year <= _LAST_YEAR:
+        raise InvalidRequest(f"{field}: out of range", code="invalid_field", field=field)
+    return start.astimezone(UTC)  # safe: far from datetime's limits
 
 
 def booking_request(body: AppointmentIn) -> BookingRequest:
@@ -185,11 +195,14 @@ def _day(name: str, default: date) -> date:
     if raw is None or raw == "":
         return default
     try:
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError:
         raise InvalidRequest(
             f"{name}: expected a date like 2027-03-28", code="invalid_field", field=name
         ) from None
+    if not _FIRST_YEAR <= day.year <= _LAST_YEAR:
+        raise InvalidRequest(f"{name}: out of range", code="invalid_field", field=name)
+    return day
 
 
 def _enum[E: (AppointmentType, Category)](kind: type[E], name: str, *, required: bool) -> E | None:

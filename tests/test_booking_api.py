@@ -323,6 +323,9 @@ async def test_cancel_and_reschedule_free_the_slot_and_notify(settings: Settings
     ]
 
 
+CUSTOMER = booking_body("")["customer"]
+
+
 def _bad_bodies(monday: date) -> list[tuple[str, Any, int, str, str | None]]:
     """(name, body, status, code, field)."""
     home = booking_body(local(monday, 10), type="HOME_MEASUREMENT", showroom_id=None)
@@ -357,6 +360,22 @@ def _bad_bodies(monday: date) -> list[tuple[str, Any, int, str, str | None]]:
         ),
         ("no UTC offset", booking_body(local(monday, 10)[:19]), 422, "invalid_field", "start"),
         ("not a date", booking_body("next tuesday"), 422, "invalid_field", "start"),
+        ("year 1", booking_body("0001-01-01T00:00:00+01:00"), 422, "invalid_field", "start"),
+        ("year 9999", booking_body("9999-12-31T23:00:00-05:00"), 422, "invalid_field", "start"),
+        (
+            "NUL in a name",
+            booking_body(local(monday, 10), customer={**CUSTOMER, "name": "Ada\u0000"}),
+            422,
+            "invalid_field",
+            "customer.name",
+        ),
+        (
+            "control character in notes",
+            booking_body(local(monday, 10), notes="hi\u001b[31m"),
+            422,
+            "invalid_field",
+            "notes",
+        ),
         ("home visit without address", home, 422, "missing_field", "customer.address"),
         (
             "showroom without id",
@@ -444,6 +463,9 @@ async def test_bad_input_gets_a_clear_4xx_naming_the_field(settings: Settings) -
                 params={"type": "ONLINE", "from": "2027-01-01", "to": "2027-06-01"},
             )
             no_type = await client.get("/v1/appointments/availability")
+            far = await client.get(
+                "/v1/appointments/availability", params={"type": "ONLINE", "from": "9999-12-30"}
+            )
         rows = await sql_fetch(url, "SELECT count(*) FROM appointments")
     for (name, _, status, code, field), answer in zip(cases, answers, strict=True):
         error = answer.json()["error"]
@@ -456,6 +478,7 @@ async def test_bad_input_gets_a_clear_4xx_naming_the_field(settings: Settings) -
     assert (bad_range.status_code, bad_range.json()["error"]["field"]) == (422, "to")
     assert long_range.json()["error"]["code"] == "range_too_long"
     assert (no_type.status_code, no_type.json()["error"]["field"]) == (422, "type")
+    assert (far.status_code, far.json()["error"]["field"]) == (422, "from")
     assert rows[0][0] == 0
 
 

@@ -218,9 +218,12 @@ class SlotBooker:
             self._leading += 1
             try:
                 # Shielded: the batch belongs to every booking in it, not only to
-                # this request; the database's and Redis's own timeouts bound it.
-                with trio.CancelScope(shield=True):
+                # this request's caller; bounded by its own deadline instead.
+                with trio.CancelScope(shield=True) as scope:
+                    scope.deadline = trio.current_time() + self._settings.flush_timeout_s
                     await self._flush(batch)
+                if scope.cancelled_caught:
+                    log.error("booking_batch_timed_out", size=len(batch))
             finally:
                 self._leading -= 1
                 for done in batch:

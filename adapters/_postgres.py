@@ -221,6 +221,7 @@ async def _create_pool(settings: DatabaseSettings, url: str, application: str) -
             min_size=min_size,
             max_size=settings.pool_max_size,
             timeout=settings.connect_timeout_s,
+            command_timeout=settings.command_timeout_s,
             server_settings=server_settings,
         )
 

@@ -65,6 +65,9 @@ class DatabaseSettings:
     connect_timeout_s: float = 2.0
     # Server-side statement_timeout: a runaway query is cancelled by Postgres itself.
     statement_timeout_s: float = 5.0
+    # Client-side bound on each query (asyncpg command_timeout): a server that stops
+    # answering mid-query (a blackholed failover) is an outage after this, not a hang.
+    command_timeout_s: float = 6.0
     # After a connection failure the primary is refused fast and probed again after
     # reconnect_min_s, doubling up to reconnect_max_s: a database that comes back is
     # used again within reconnect_max_s, well inside the spec's 30 s reconnect window.
@@ -86,6 +89,10 @@ class DatabaseSettings:
         )
         for name in ("connect_timeout_s", "statement_timeout_s", "reconnect_min_s"):
             _check(getattr(self, name) > 0, f"{name}: must be > 0")
+        _check(
+            self.command_timeout_s > self.statement_timeout_s,
+            "command_timeout_s: must be above statement_timeout_s (the server's own limit)",
+        )
         _check(
             self.reconnect_max_s >= self.reconnect_min_s,
             "reconnect_max_s: must be >= reconnect_min_s",
@@ -256,6 +263,9 @@ class BookingSettings:
     # many round trips in flight at once.
     batch_max: int = 64
     flushers: int = 2
+    # A batch (Redis locks, the transaction, the pending path) gets this long; then
+    # its bookings are answered 503 (a retry with the same key learns the outcome).
+    flush_timeout_s: float = 20.0
     # Bookings waiting in the SlotBooker's mailbox before new ones get 503.
     mailbox_capacity: int = 1024
     # A ConnectionLost write is retried in place this often before the pending path.
@@ -270,6 +280,7 @@ class BookingSettings:
             "availability_fresh_s",
             "availability_stale_s",
             "schedule_refresh_s",
+            "flush_timeout_s",
         ):
             _check(getattr(self, name) > 0, f"{name}: must be > 0")
         for name in ("replay_attempts", "max_range_days", "horizon_days", "batch_max", "flushers"):

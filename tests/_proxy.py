@@ -4,7 +4,8 @@ async with open_proxy(upstream_port) as proxy:   # proxy.port forwards to upstre
     proxy.cut()        # drop every open connection (server crash / failover)
     proxy.reset()      # new connections are accepted and closed at once
     proxy.blackhole()  # new connections are accepted and never answered (timeouts)
-    proxy.forward()    # back to normal
+    proxy.freeze()     # open connections stay open but carry nothing (a stalled server)
+    proxy.forward()    # back to normal (open connections flow again)
 """
 
 from __future__ import annotations
@@ -33,9 +34,21 @@ class Proxy:
         self.accepted = 0
         self._nursery = nursery
         self._connections: set[trio.CancelScope] = set()
+        self._flowing = trio.Event()
+        self._flowing.set()
 
     def forward(self) -> None:
         self.mode = Mode.FORWARD
+        self._flowing.set()
+
+    def freeze(self) -> None:
+        """Stop carrying bytes on every connection, old and new, without closing any."""
+        if self._flowing.is_set():
+            self._flowing = trio.Event()
+
+    async def flowing(self) -> None:
+        while not self._flowing.is_set():
+            await self._flowing.wait()
 
     def reset(self) -> None:
         self.mode = Mode.RESET
@@ -67,15 +80,18 @@ class Proxy:
                         await trio.sleep_forever()
                     upstream = await trio.open_tcp_stream("127.0.0.1", self.upstream_port)
                     async with upstream, trio.open_nursery() as pumps:
-                        pumps.start_soon(_pump, client, upstream, pumps.cancel_scope)
-                        pumps.start_soon(_pump, upstream, client, pumps.cancel_scope)
+                        pumps.start_soon(_pump, client, upstream, pumps.cancel_scope, self)
+                        pumps.start_soon(_pump, upstream, client, pumps.cancel_scope, self)
             finally:
                 self._connections.discard(scope)
 
 
-async def _pump(source: trio.SocketStream, sink: trio.SocketStream, done: trio.CancelScope) -> None:
+async def _pump(
+    source: trio.SocketStream, sink: trio.SocketStream, done: trio.CancelScope, proxy: Proxy
+) -> None:
     with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
         while data := await source.receive_some(BUFFER):
+            await proxy.flowing()
             await sink.send_all(data)
     done.cancel()
 

@@ -253,3 +253,24 @@ async def test_a_full_mailbox_answers_503_overloaded(settings: Settings) -> None
             proxy.forward()
     assert statuses.count(503) >= 3
     assert all(s in (202, 503) for s in statuses)
+
+
+async def test_a_postgres_that_stalls_mid_query_gives_202_not_a_hang(settings: Settings) -> None:
+    """Connections open but silent (a failover caught mid-flight): each query gives up
+    after command_timeout_s, and the booking is held in Redis as 202 PENDING."""
+    url = _direct_url(settings)
+    monday = next_weekday(MONDAY)
+    async with trio_asyncio.open_loop(), open_proxy(port_of(url)) as proxy:
+        await prepare_database(url)
+        stalling = with_database_url(settings, via(proxy, url))
+        database = dataclasses.replace(
+            stalling.database, statement_timeout_s=0.3, command_timeout_s=0.6
+        )
+        async with running_tree(stalling.with_overrides(database=database)) as client:
+            assert (await book(client, booking_body(local(monday, 9)))).status_code == 201
+            proxy.freeze()
+            with trio.fail_after(5):  # the mailbox's own bound is 5 s: well inside
+                stalled = await book(client, booking_body(local(monday, 10)))
+            proxy.forward()
+            await eventually(lambda: _confirmed(client, stalled.json()), within_s=20)
+    assert stalled.status_code == 202, stalled.text

@@ -480,6 +480,10 @@ class SlotBooker:
         if found is None:
             found = await self._pending(appointment_id, down)
         if found is None or not check_token(found, token):
+            if down is not None:
+                # While Postgres is down a wrong token gets the same 503 as an id that
+                # is not pending: nothing tells which bookings exist.
+                raise down
             raise NotFound("no such appointment")
         return found
 

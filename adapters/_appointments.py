@@ -22,6 +22,7 @@ the caller may run the operation again.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -346,9 +347,12 @@ def reschedule(
                 except asyncpg.ExclusionViolationError:
                     continue
                 if moved is not None:
-                    version = int(start.timestamp())
+                    # Each move is news: its own job id (A -> B -> A -> B notifies thrice).
                     await _notify(
-                        connection, "appointment.rescheduled", appointment_id, version=version
+                        connection,
+                        "appointment.rescheduled",
+                        appointment_id,
+                        version=uuid.uuid4().hex,
                     )
                     row = await connection.fetchrow(_SELECT_APPOINTMENT, appointment_id)
                     return _appointment(row)
@@ -371,6 +375,14 @@ INSERT INTO idempotency_keys (key, request_hash, status, response) VALUES ($1, $
 ON CONFLICT DO NOTHING
 """
 _EXISTS = "SELECT status FROM appointments WHERE id = $1"
+_INSERT_LOST = f"""
+INSERT INTO appointments ({_COLUMNS}, status_reason)
+SELECT *, $17 FROM unnest(
+    $1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+    $8::timestamptz[], $9::timestamptz[], $10::text[], $11::text[], $12::text[], $13::text[],
+    $14::text[], $15::text[], $16::bytea[]
+)
+"""
 
 
 def replay_pending(
@@ -394,11 +406,13 @@ def replay_pending(
             if await connection.fetch(_INSERT_APPOINTMENTS, *_columns([row])):
                 await _notify(connection, "appointment.confirmed", booking.id)
                 return "CONFIRMED"
+            # Nothing inserted: the slot is taken, or a concurrent replay of this very
+            # booking won (its insert made ours wait, then skip): then that one stands.
+            raced = await connection.fetchval(_EXISTS, booking.id)
+            if raced is not None:
+                return str(raced)
             lost = _row(booking, consultant_id, "CANCELLED")
-            await connection.fetch(_INSERT_APPOINTMENTS, *_columns([lost]))
-            await connection.execute(
-                "UPDATE appointments SET status_reason = $2 WHERE id = $1", booking.id, lost_reason
-            )
+            await connection.fetch(_INSERT_LOST, *_columns([lost]), lost_reason)
             await _notify(connection, "appointment.cancelled", booking.id, reason=lost_reason)
             return "CANCELLED"
 

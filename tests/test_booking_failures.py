@@ -7,6 +7,7 @@ failover, as the service sees it); Redis by pointing at a proxy or a closed port
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -77,6 +78,12 @@ async def test_postgres_outage_bookings_wait_pending_then_confirm(settings: Sett
             retried = await book(client, booking_body(local(monday, 10)), key="p10")
             contested = await book(client, booking_body(local(monday, 11)))
             during = [await _status(client, p.json()) for p in pending]
+            guessed = await client.get(
+                f"/v1/appointments/{pending[0].json()['id']}", headers={"X-Manage-Token": "x"}
+            )
+            unknown = await client.get(
+                f"/v1/appointments/{uuid.uuid4()}", headers={"X-Manage-Token": "x"}
+            )
             served = await client.get("/v1/appointments/availability", params=day)
             proxy.forward()
             for p in pending:
@@ -93,6 +100,9 @@ async def test_postgres_outage_bookings_wait_pending_then_confirm(settings: Sett
     assert retried.content == pending[0].content
     assert contested.status_code == 409  # the held slot refuses at once
     assert during == ["PENDING"] * 3
+    # A wrong token on a pending booking and an unknown id look the same (503).
+    assert (guessed.status_code, unknown.status_code) == (503, 503)
+    assert guessed.json()["error"]["code"] == unknown.json()["error"]["code"]
     assert served.status_code == 200  # from the cache, minus the held slots
     free = {(s["start"], s["consultant_id"]) for s in served.json()["slots"]}
     for hour in (9, 10, 11, 12):

@@ -1,0 +1,86 @@
+"""The appointment operations on real Postgres, where concurrency decides."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import trio
+import trio_asyncio
+
+from actors import LONDON
+from adapters import NewBooking, open_database, replay_pending, reschedule
+from config import DatabaseSettings
+from tests._booking import next_weekday, prepare_database, sql_fetch
+
+START = datetime.combine(next_weekday(0), datetime.min.time(), LONDON).replace(hour=10)
+
+
+def booking(start: datetime = START) -> NewBooking:
+    start = start.astimezone(UTC)
+    return NewBooking(
+        id=str(uuid.uuid4()),
+        reference="LW-TEST-0001",
+        kind="SHOWROOM",
+        category="KITCHEN",
+        candidates=("grace-okafor",),
+        showroom_id="leeds",
+        start=start,
+        end=start + timedelta(hours=1),
+        customer_name="Ada",
+        customer_email="ada@example.com",
+        customer_phone="+44 7700 900123",
+        customer_postcode="LS1 6HD",
+        customer_address=None,
+        notes=None,
+        token_hash=hashlib.sha256(b"t").digest(),
+        idempotency_key=f"appointments:{uuid.uuid4().hex}",
+        request_hash=b"h" * 32,
+    )
+
+
+async def test_two_deliveries_of_one_replay_at_once_confirm_it_once(
+    fresh_database_url: str,
+) -> None:
+    """The loser of the race sees the winner's row: no false cancellation, one notice."""
+    pending = booking()
+    statuses: list[str] = []
+    async with trio_asyncio.open_loop():
+        await prepare_database(fresh_database_url)
+        settings = DatabaseSettings(url=fresh_database_url)
+        async with open_database(settings, application="t", cleanup_s=1.0) as db:
+            operation = replay_pending(pending, "grace-okafor", 202, "{}", "lost")
+
+            async def deliver() -> None:
+                statuses.append(await db.run(operation))
+
+            with trio.fail_after(10):
+                async with trio.open_nursery() as nursery:
+                    for _ in range(4):
+                        nursery.start_soon(deliver)
+        rows = await sql_fetch(fresh_database_url, "SELECT status, status_reason FROM appointments")
+        kinds = await sql_fetch(fresh_database_url, "SELECT kind FROM outbox")
+    assert statuses == ["CONFIRMED"] * 4
+    assert [tuple(r) for r in rows] == [("CONFIRMED", None)]
+    assert [r[0] for r in kinds] == ["appointment.confirmed"]
+
+
+async def test_every_reschedule_is_announced_even_back_and_forth(
+    fresh_database_url: str,
+) -> None:
+    first = booking()
+    other = START + timedelta(hours=2)
+    async with trio_asyncio.open_loop():
+        await prepare_database(fresh_database_url)
+        settings = DatabaseSettings(url=fresh_database_url)
+        async with open_database(settings, application="t", cleanup_s=1.0) as db:
+            await db.run(replay_pending(first, "grace-okafor", 202, "{}", "lost"))
+            for start in (other, START, other):
+                utc = start.astimezone(UTC)
+                moved = await db.run(
+                    reschedule(first.id, ["grace-okafor"], utc, utc + timedelta(hours=1))
+                )
+                assert not isinstance(moved, type(None))
+        kinds = await sql_fetch(fresh_database_url, "SELECT kind FROM outbox ORDER BY id")
+    assert [r[0] for r in kinds] == ["appointment.confirmed"] + ["appointment.rescheduled"] * 3

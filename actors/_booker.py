@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import secrets
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -96,7 +97,6 @@ from adapters import (
     delete_keys,
     fetch_appointment,
     hold_pending,
-    release_pending,
     reschedule,
 )
 from config import BookingSettings, MailboxSettings, RuntimeSettings
@@ -426,6 +426,15 @@ class SlotBooker:
             {"request_hash": b.request_hash.hex(), "status": reply.status, "body": reply.body}
         )
         pending_key = self._cache.key("pending", b.id)
+        # The replay job first: a hold without its job would never be written; a job
+        # without its hold (the hold failed: the caller hears 503 or 409) is skipped.
+        payload = {
+            **record,
+            "response_status": reply.status,
+            "response": reply.body,
+            "accepted_at": time.time(),
+        }
+        await self._jobs.enqueue(BOOKINGS_QUEUE, REPLAY_KIND, payload, job_id=b.id)
         held = await self._cache.run(
             hold_pending(
                 lock,
@@ -440,12 +449,6 @@ class SlotBooker:
         )
         if not held:
             return SLOT_TAKEN
-        payload = {**record, "response_status": reply.status, "response": reply.body}
-        try:
-            await self._jobs.enqueue(BOOKINGS_QUEUE, REPLAY_KIND, payload, job_id=b.id)
-        except LomashError:
-            await self._cache.run(release_pending(lock, b.idempotency_key, pending_key))
-            raise
         log.info("booking_pending", appointment_id=b.id)
         return reply
 

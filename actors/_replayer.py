@@ -5,59 +5,99 @@ booking CONFIRMED if its slot is still free, else CANCELLED with the reason
 ``slot_taken_while_pending``; either way a notification job goes to the outbox in
 the same transaction, so the customer is told. Then the Redis hold is dropped.
 
-Why an actor of its own: while Postgres is down every replay attempt fails (the job
-queue retries it with backoff, ``replay_attempts`` times); counted by the
-SlotBooker's breaker, those failures would open it and turn away the very bookings
-Redis can still hold. The replayer has no breaker: the queue's backoff paces it.
+- **Postgres still down**: the answer is ``RetryLater`` (every ``replay_retry_s``),
+  which the job worker does not count as an attempt: an outage of any length never
+  walks a pending booking into the dead-letter queue.
+- **No hold**: the SlotBooker queues the job *before* it holds the slot, so a hold
+  that failed (the customer was told 503 or 409) leaves a job with no pending record:
+  it is skipped. A record older than ``pending_hold_s`` has expired with its hold:
+  the booking is written anyway, and the database decides (the customer was told
+  202; they get CONFIRMED or CANCELLED, never silence).
+
+Why an actor of its own: counted by the SlotBooker's breaker, replay failures would
+open it and turn away the very bookings Redis can still hold.
 """
 
 from __future__ import annotations
+
+import time
 
 import structlog
 
 from actors._bookings import availability_keys, booking_from_record, lock_key
 from actors._roster import RosterSource
 from actors._worker import RunJob
-from adapters import Cache, Database, delete_keys, release_pending, replay_pending
-from supervisors import LomashError
+from adapters import (
+    Cache,
+    Database,
+    RedisClient,
+    RetryLater,
+    delete_keys,
+    release_pending,
+    replay_pending,
+)
+from config import BookingSettings
+from supervisors import ConnectionLost, LomashError, OperationTimeout, ServiceUnavailable
 
 __all__ = ["LOST_WHILE_PENDING", "BookingReplayer"]
 
 log = structlog.get_logger("actors.replayer")
 
 LOST_WHILE_PENDING = "slot_taken_while_pending"
+SKIPPED = "SKIPPED"
 
 
 class BookingReplayer:
-    def __init__(self, database: Database, cache: Cache, roster: RosterSource) -> None:
+    def __init__(
+        self, database: Database, cache: Cache, roster: RosterSource, settings: BookingSettings
+    ) -> None:
         self._database = database
         self._cache = cache
         self._roster = roster
+        self._settings = settings
 
     async def handle(self, message: RunJob) -> str:
-        """Write the pending booking; its final status (CONFIRMED or CANCELLED)."""
+        """Write the pending booking: CONFIRMED, CANCELLED, or SKIPPED (never held)."""
         payload = message.job.payload
         booking = booking_from_record(payload)
         consultant_id = payload["consultant_id"]
-        status = await self._database.run(
-            replay_pending(
-                booking,
-                consultant_id,
-                payload["response_status"],
-                payload["response"],
-                LOST_WHILE_PENDING,
-            )
-        )
-        log.info("booking_replayed", appointment_id=booking.id, status=status)
         cache = self._cache
+        pending = cache.key("pending", booking.id)
+        if not await self._held(pending):
+            age_s = time.time() - float(payload["accepted_at"])
+            if age_s < self._settings.pending_hold_s:
+                log.info("booking_replay_skipped", appointment_id=booking.id, age_s=age_s)
+                return SKIPPED
+        try:
+            status = await self._database.run(
+                replay_pending(
+                    booking,
+                    consultant_id,
+                    payload["response_status"],
+                    payload["response"],
+                    LOST_WHILE_PENDING,
+                )
+            )
+        except (ConnectionLost, OperationTimeout, ServiceUnavailable) as down:
+            raise RetryLater(down.message, after_s=self._settings.replay_retry_s) from None
+        log.info("booking_replayed", appointment_id=booking.id, status=status)
         try:
             # The database is the truth now: drop the hold and the pending record.
             lock = lock_key(cache, consultant_id, booking.start)
-            pending = cache.key("pending", booking.id)
-            await cache.run(release_pending(lock, booking.idempotency_key, pending))
+            idem = cache.key("idem", booking.idempotency_key)
+            await cache.run(release_pending(lock, booking.idempotency_key, pending, idem))
             consultant = (await self._roster.current()).consultant(consultant_id)
             if consultant is not None:
                 await cache.run(delete_keys(availability_keys(cache, consultant, booking.start)))
         except LomashError as error:
             log.info("pending_hold_left_to_expire", error=error.message)
         return status
+
+    async def _held(self, pending: str) -> bool:
+        async def exists(client: RedisClient) -> bool:
+            return bool(await client.exists(pending))
+
+        try:
+            return await self._cache.run(exists)
+        except LomashError as error:  # cannot tell without Redis: try again later
+            raise RetryLater(error.message, after_s=self._settings.replay_retry_s) from None

@@ -28,7 +28,7 @@ from typing import Any
 import structlog
 import trio
 
-from adapters import DeadLetterAlerts, JobQueue, Lease, LeaseLost
+from adapters import DeadLetterAlerts, JobQueue, Lease, LeaseLost, RetryLater
 from adapters._jobs import Job
 from config import JobSettings
 from supervisors import ActorCrashed, ActorRef, LomashError
@@ -57,6 +57,7 @@ class WorkerStatistics:
     dead: int
     released: int
     lost: int
+    deferred: int  # handed back by RetryLater, uncounted
 
 
 class JobWorker:
@@ -81,6 +82,7 @@ class JobWorker:
         self._stopping = False
         self._running = 0
         self._completed = self._failed = self._dead = self._released = self._lost = 0
+        self._deferred = 0
 
     def request_stop(self, *, final: bool) -> None:
         self._stopping = True
@@ -94,6 +96,7 @@ class JobWorker:
             dead=self._dead,
             released=self._released,
             lost=self._lost,
+            deferred=self._deferred,
         )
 
     async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
@@ -135,7 +138,7 @@ class JobWorker:
         try:
             with structlog.contextvars.bound_contextvars(job_id=job.id, kind=job.kind):
                 holder = [lease]
-                failure: list[tuple[str, str] | None] = []
+                failure: list[tuple[str, str] | RetryLater | None] = []
                 async with trio.open_nursery() as guard:
                     guard.start_soon(self._heartbeat, holder, guard.cancel_scope)
                     try:
@@ -166,18 +169,24 @@ class JobWorker:
             except LomashError as error:  # the queue is unreachable: keep trying
                 log.warning("job_heartbeat_failed", error=error.message)
 
-    async def _ask(self, job: Job) -> tuple[str, str] | None:
-        """Have the owning actor do the job: None if it did, else (error type, message)."""
+    async def _ask(self, job: Job) -> tuple[str, str] | RetryLater | None:
+        """Have the owning actor do the job: None if it did, ``RetryLater`` if it asks
+        for that, else (error type, message)."""
         handler = self._handlers().get(job.kind)
         try:
             if handler is None:
                 raise ActorCrashed(f"no-handler:{job.kind}", error_type="UnknownJobKind")
             await handler.ask(RunJob(job))
+        except RetryLater as later:
+            return later
         except LomashError as error:
             return type(error).__name__, error.message
         return None
 
-    async def _record(self, lease: Lease, failure: tuple[str, str] | None) -> None:
+    async def _record(self, lease: Lease, failure: tuple[str, str] | RetryLater | None) -> None:
+        if isinstance(failure, RetryLater):
+            await self._retry_later(lease, failure)
+            return
         if failure is not None:
             await self._fail(lease, *failure)
             return
@@ -193,6 +202,21 @@ class JobWorker:
         else:
             self._completed += 1
             log.info("job_completed", queue=self._queue_name, attempt=lease.job.attempt)
+
+    async def _retry_later(self, lease: Lease, later: RetryLater) -> None:
+        """Hand the job back for ``after_s``, its attempt not counted."""
+        try:
+            await self._queue.release(lease, delay_s=later.after_s)
+        except LeaseLost:
+            self._lost += 1
+            return
+        except LomashError as error:  # not recorded: the lease expires, it runs again
+            log.warning("job_retry_later_not_recorded", error=error.message)
+            return
+        self._deferred += 1
+        log.info(
+            "job_retry_later", queue=self._queue_name, reason=later.message, in_s=later.after_s
+        )
 
     async def _fail(self, lease: Lease, error_type: str, message: str) -> None:
         job = lease.job

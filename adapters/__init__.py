@@ -46,6 +46,7 @@ from adapters._jobs import (
     Payload,
     QueuePolicy,
     QueueStatistics,
+    RetryLater,
 )
 from adapters._jobs_memory import MemoryJobQueue
 from adapters._jobs_redis import RedisJobQueue
@@ -116,6 +117,7 @@ __all__ = [
     "RedisCache",
     "RedisClient",
     "RedisJobQueue",
+    "RetryLater",
     "ScheduleRows",
     "Showroom",
     "ShowroomStore",

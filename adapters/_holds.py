@@ -84,8 +84,9 @@ return 1
 """
 
 _RELEASE = """
--- KEYS: lock, pending. ARGV: value. Drops the pending record and our lock.
-redis.call('DEL', KEYS[2])
+-- KEYS: lock, pending, idem. ARGV: value. Drops the pending record, its stored
+-- answer (Postgres has it now) and our lock.
+redis.call('DEL', KEYS[2], KEYS[3])
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
 end
@@ -159,9 +160,12 @@ def hold_pending(
     return operation
 
 
-def release_pending(lock: str, value: str, pending_key: str) -> CacheOperation[None]:
+def release_pending(
+    lock: str, value: str, pending_key: str, idempotency_key: str
+) -> CacheOperation[None]:
     async def operation(client: Client) -> None:
-        await client.register_script(_RELEASE)(keys=[lock, pending_key], args=[value])
+        keys = [lock, pending_key, idempotency_key]
+        await client.register_script(_RELEASE)(keys=keys, args=[value])
 
     return operation
 

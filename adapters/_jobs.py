@@ -23,7 +23,8 @@ Semantics (defaults from the spec's BullMQ settings, per queue in ``QueuePolicy`
   requeued (attempts and history start afresh, the old history is kept under
   ``previous``) and purged.
 - **Hand-back.** ``release`` returns a leased job without counting the attempt
-  (graceful shutdown: work not started is handed to another worker at once).
+  (graceful shutdown: work not started is handed to another worker at once), or
+  after a delay (``RetryLater``: the handler's dependency is down).
 - **Retention.** ``trim`` forgets completed jobs older than ``keep_completed_s``
   (24 h) and dead ones older than ``keep_dead_s`` (7 days).
 - **Time** is the queue's clock: Redis's ``TIME`` for Redis, ``trio.current_time()``
@@ -51,9 +52,21 @@ __all__ = [
     "Payload",
     "QueuePolicy",
     "QueueStatistics",
+    "RetryLater",
 ]
 
 type Payload = Mapping[str, Any]  # JSON-serialisable
+
+
+class RetryLater(LomashError):
+    """A handler's answer: not now, and not the job's fault (its dependency is down).
+
+    The worker hands the job back for ``after_s`` without counting the attempt, so
+    an outage of any length does not walk the job into the dead-letter queue."""
+
+    def __init__(self, message: str, *, after_s: float) -> None:
+        super().__init__(message)
+        self.after_s = after_s
 
 
 class LeaseLost(LomashError):
@@ -71,9 +84,6 @@ class QueuePolicy:
     backoff_factor: float = 2.0
     backoff_jitter: float = 0.1
     lease_s: float = 30.0
-    # Longest single backoff (None: no cap); with many attempts it spreads retries
-    # evenly over a long outage instead of doubling into hours.
-    backoff_max_s: float | None = None
     keep_completed_s: float = 24 * 3600.0
     keep_dead_s: float = 7 * 24 * 3600.0
 
@@ -87,8 +97,7 @@ class QueuePolicy:
 
     def backoff_s(self, failed_attempt: int) -> float:
         """Un-jittered wait after failed attempt ``failed_attempt`` (1-based): 1, 2, 4, 8 s."""
-        wait = self.backoff_base_s * self.backoff_factor ** (failed_attempt - 1)
-        return wait if self.backoff_max_s is None else min(wait, self.backoff_max_s)
+        return self.backoff_base_s * self.backoff_factor ** (failed_attempt - 1)
 
 
 class JobState(StrEnum):
@@ -184,8 +193,9 @@ class JobQueue(Protocol):
         """The attempt failed: retry after a backoff, or dead-letter after the last."""
         ...
 
-    async def release(self, lease: Lease) -> None:
-        """Hand the job back at once, not counting this attempt (graceful shutdown)."""
+    async def release(self, lease: Lease, *, delay_s: float = 0.0) -> None:
+        """Hand the job back, not counting this attempt: at once (graceful shutdown),
+        or deliverable again after ``delay_s`` (``RetryLater``: a dependency is down)."""
         ...
 
     async def dead(self, queue: str, *, limit: int) -> list[DeadJob]:

@@ -235,11 +235,17 @@ class MemoryJobQueue:
         q.notify()
         return FailOutcome(dead=False, retry_in_s=retry_in_s)
 
-    async def release(self, lease: Lease) -> None:
+    async def release(self, lease: Lease, *, delay_s: float = 0.0) -> None:
         await trio.lowlevel.checkpoint()
         q, record = self._held(lease)
         del q.leased[lease.job.id]
-        q.make_ready(replace(record, job=replace(record.job, attempt=record.job.attempt - 1)))
+        uncounted = replace(record, job=replace(record.job, attempt=record.job.attempt - 1))
+        if delay_s <= 0:
+            q.make_ready(uncounted)
+            return
+        q.records[lease.job.id] = replace(uncounted, state=JobState.DELAYED)
+        q.delayed[lease.job.id] = trio.current_time() + delay_s
+        q.notify()
 
     def _dead(self, queue: str, job_id: str) -> _Record:
         record = self._queue(queue).records.get(job_id)

@@ -253,14 +253,20 @@ redis.call('ZADD', DELAYED, int(now + tonumber(ARGV[5])), id)
 return 0
 """
 
-# ARGV: prefix, id, token
+# ARGV: prefix, id, token, delay_us
 _RELEASE = """
 local key, id = KEYS[7], ARGV[2]
 if not held(key, ARGV[3]) then return 0 end
 drop_entry(key)
 redis.call('ZREM', LEASES, id)
 redis.call('HINCRBY', key, 'attempt', -1)
-make_ready(key, id)
+local delay = tonumber(ARGV[4])
+if delay > 0 then
+  redis.call('HSET', key, 'state', 'delayed', 'token', '')
+  redis.call('ZADD', DELAYED, int(now_us() + delay), id)
+else
+  make_ready(key, id)
+end
 return 1
 """
 
@@ -555,9 +561,9 @@ class RedisJobQueue:
             raise LeaseLost(lease.job.id)
         return FailOutcome(dead=True, retry_in_s=None) if dead else FailOutcome(False, retry_in_s)
 
-    async def release(self, lease: Lease) -> None:
+    async def release(self, lease: Lease, *, delay_s: float = 0.0) -> None:
         keys = self._keys(lease.job.queue)
-        args = (keys.job_prefix, lease.job.id, lease.token)
+        args = (keys.job_prefix, lease.job.id, lease.token, round(max(delay_s, 0.0) * _US))
         if not await self._run("release", keys.job(lease.job.id), *args):
             raise LeaseLost(lease.job.id)
 

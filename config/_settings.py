@@ -244,10 +244,9 @@ class BookingSettings:
     # A slot held for a booking accepted (202 PENDING) while Postgres is down: until
     # the replay confirms it, at most this long.
     pending_hold_s: float = 24 * 3600.0
-    # The replay job waits out a Postgres outage: this many attempts, backing off
-    # from backoff_base_s doubling up to replay_backoff_max_s (~10 min in all).
-    replay_attempts: int = 120
-    replay_backoff_max_s: float = 5.0
+    # While Postgres is down a replay job is handed back for this long, uncounted
+    # (RetryLater): however long the outage, a pending booking is not dead-lettered.
+    replay_retry_s: float = 5.0
     # Idempotency keys (and the first response) are kept at least this long.
     idempotency_keep_s: float = 48 * 3600.0
     # Availability in Redis: fresh for this long, and a stale copy served (minus
@@ -275,7 +274,7 @@ class BookingSettings:
         for name in (
             "lock_s",
             "pending_hold_s",
-            "replay_backoff_max_s",
+            "replay_retry_s",
             "idempotency_keep_s",
             "availability_fresh_s",
             "availability_stale_s",
@@ -283,7 +282,7 @@ class BookingSettings:
             "flush_timeout_s",
         ):
             _check(getattr(self, name) > 0, f"{name}: must be > 0")
-        for name in ("replay_attempts", "max_range_days", "horizon_days", "batch_max", "flushers"):
+        for name in ("max_range_days", "horizon_days", "batch_max", "flushers"):
             _check(getattr(self, name) >= 1, f"{name}: must be >= 1")
         _check(self.mailbox_capacity >= 1, "mailbox_capacity: must be >= 1")
         _check(self.write_retries >= 0, "write_retries: must be >= 0")

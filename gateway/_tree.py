@@ -28,7 +28,6 @@ import structlog
 import trio
 
 from actors import (
-    BOOKINGS_QUEUE,
     REPLAY_KIND,
     Availability,
     BookingReplayer,
@@ -163,17 +162,6 @@ def queue_policy(jobs: JobSettings) -> QueuePolicy:
     )
 
 
-def queue_policies(settings: Settings) -> dict[str, QueuePolicy]:
-    """Per-queue policies: booking replays wait out a Postgres outage (~10 min)."""
-    return {
-        BOOKINGS_QUEUE: dataclasses.replace(
-            queue_policy(settings.jobs),
-            attempts=settings.booking.replay_attempts,
-            backoff_max_s=settings.booking.replay_backoff_max_s,
-        )
-    }
-
-
 def jobs_tree(
     settings: Settings,
     database: Holder[Database],
@@ -233,10 +221,9 @@ def build_tree(settings: Settings, lifecycle: Lifecycle, *, bind: str) -> Superv
     cache: Holder[Cache] = Holder("redis")
     cleanup_s = settings.cleanup_timeout_s
     policy = queue_policy(settings.jobs)
-    policies = queue_policies(settings)
 
     def queue() -> JobQueue:
-        return RedisJobQueue(cache.value, prefix="jobs", default=policy, policies=policies)
+        return RedisJobQueue(cache.value, prefix="jobs", default=policy)
 
     handlers: dict[str, ActorRef[RunJob, Any]] = {}
     test_actors: list[ChildSpec] = []
@@ -263,7 +250,7 @@ def build_tree(settings: Settings, lifecycle: Lifecycle, *, bind: str) -> Superv
     )
     replayer: ActorSpec[Any, Any] = ActorSpec(
         "booking-replayer",
-        lambda: BookingReplayer(database.value, cache.value, roster),
+        lambda: BookingReplayer(database.value, cache.value, roster, settings.booking),
         mailbox=dataclasses.replace(
             settings.runtime.mailbox, concurrency=settings.jobs.concurrency
         ),

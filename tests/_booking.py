@@ -43,7 +43,7 @@ def booking_settings(database_url: str, redis_url: str, redis_prefix: str) -> Se
         test_routes=False,
         max_body_bytes=4096,
         jobs=JobSettings(queues="bookings", poll_s=0.05, backoff_base_s=0.05),
-        booking=BookingSettings(replay_backoff_max_s=0.2, schedule_refresh_s=60.0),
+        booking=BookingSettings(replay_retry_s=0.2, schedule_refresh_s=60.0),
     )
 
 

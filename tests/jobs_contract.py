@@ -319,6 +319,23 @@ class JobQueueContract:
                         await fenced(old)
                 await queue.complete(again)
 
+    async def test_release_with_a_delay_hands_the_job_back_later_uncounted(
+        self, queue_factory: QueueFactory
+    ) -> None:
+        """release(delay_s): delayed, not deliverable before the delay, then the same
+        attempt number (a dependency outage does not use up attempts)."""
+        async with queue_factory(FAST) as queue:
+            with trio.fail_after(BOUND_S):
+                job_id = await queue.enqueue(Q, "send", {})
+                for _ in range(3):  # more times than FAST allows attempts
+                    lease = await lease_one(queue, wait_s=2.0)
+                    assert lease.job.attempt == 1
+                    await queue.release(lease, delay_s=0.3)
+                    assert await queue.state(Q, job_id) is JobState.DELAYED
+                    assert await nothing_ready(queue)
+                await queue.complete(await lease_one(queue, wait_s=2.0))
+                assert await queue.state(Q, job_id) is JobState.COMPLETED
+
     async def test_the_dead_letter_queue_lists_inspects_requeues_and_purges(
         self, queue_factory: QueueFactory
     ) -> None:

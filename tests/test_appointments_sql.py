@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import trio
 import trio_asyncio
 
-from actors import LONDON
-from adapters import NewBooking, open_database, replay_pending, reschedule
-from config import DatabaseSettings
+from actors import LONDON, BookingReplayer, RosterSource, RunJob
+from actors._bookings import pending_record
+from adapters import Job, NewBooking, open_database, open_redis, replay_pending, reschedule
+from config import BookingSettings, DatabaseSettings, RedisSettings
 from tests._booking import next_weekday, prepare_database, sql_fetch
 
 START = datetime.combine(next_weekday(0), datetime.min.time(), LONDON).replace(hour=10)
@@ -84,3 +86,53 @@ async def test_every_reschedule_is_announced_even_back_and_forth(
                 assert not isinstance(moved, type(None))
         kinds = await sql_fetch(fresh_database_url, "SELECT kind FROM outbox ORDER BY id")
     assert [r[0] for r in kinds] == ["appointment.confirmed"] + ["appointment.rescheduled"] * 3
+
+
+async def test_a_replay_without_its_hold_is_skipped_unless_the_hold_expired(
+    fresh_database_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """The job is queued before the hold: a job whose hold never happened (the caller
+    was told 503 or 409) writes nothing; one whose hold outlived pending_hold_s is
+    written anyway, so a customer told 202 always hears back."""
+    never_held, expired = booking(), booking(START + timedelta(hours=3))
+    settings = BookingSettings()
+    async with trio_asyncio.open_loop():
+        await prepare_database(fresh_database_url)
+        async with (
+            open_database(
+                DatabaseSettings(url=fresh_database_url), application="t", cleanup_s=1.0
+            ) as db,
+            open_redis(
+                RedisSettings(url=redis_url, prefix=f"{redis_prefix}replay:"), cleanup_s=1.0
+            ) as cache,
+        ):
+            replayer = BookingReplayer(
+                db, cache, RosterSource(lambda: db, lambda: cache, refresh_s=60), settings
+            )
+            results = [
+                await replayer.handle(RunJob(_job(b, accepted_at)))
+                for b, accepted_at in (
+                    (never_held, time.time() - 60),
+                    (expired, time.time() - settings.pending_hold_s - 60),
+                )
+            ]
+        rows = await sql_fetch(fresh_database_url, "SELECT id::text, status FROM appointments")
+    assert results == ["SKIPPED", "CONFIRMED"]
+    assert [tuple(r) for r in rows] == [(expired.id, "CONFIRMED")]
+
+
+def _job(b: NewBooking, accepted_at: float) -> Job:
+    payload = {
+        **pending_record(b, "grace-okafor"),
+        "response_status": 202,
+        "response": "{}",
+        "accepted_at": accepted_at,
+    }
+    return Job(
+        id=b.id,
+        queue="bookings",
+        kind="booking.replay",
+        payload=payload,
+        attempt=1,
+        enqueued_at=0.0,
+    )

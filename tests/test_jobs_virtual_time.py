@@ -168,23 +168,3 @@ async def test_dead_jobs_are_kept_for_a_week(autojump_clock: trio.testing.MockCl
         await trio.sleep_until(dead.died_at + DEFAULT.keep_dead_s)
         assert await queue.trim(Q) == 1
         assert await queue.dead(Q, limit=10) == []
-
-
-async def test_booking_replays_retry_every_few_seconds_through_a_long_outage(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    """The bookings queue's policy (gateway._tree.queue_policies): 1, 2, 4 s, then
-    every 5 s, 120 deliveries in all: a pending booking outlives ~10 minutes of
-    Postgres being down and is replayed within 5 s of its return."""
-    from config import Settings
-    from gateway._tree import queue_policies
-
-    policy = queue_policies(Settings())["bookings"]
-    queue = MemoryJobQueue(policies={Q: policy}, jitter=no_jitter)
-    with trio.fail_after(BOUND_S):
-        delivered, backoffs = await fail_until_dead(queue)
-    assert len(delivered) == policy.attempts == 120
-    assert backoffs[:5] == pytest.approx([1, 2, 4, 5, 5], abs=EXACT)
-    assert set(backoffs[3:-1]) == {5.0}
-    assert backoffs[-1] is None
-    assert delivered[-1] == pytest.approx(1 + 2 + 4 + 5 * 116, abs=EXACT)

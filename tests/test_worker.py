@@ -11,7 +11,14 @@ import trio.testing
 from structlog.testing import capture_logs
 
 from actors import JobWorker, RunJob
-from adapters import DeadLetterAlerts, JobQueue, JobState, MemoryJobQueue, QueuePolicy
+from adapters import (
+    DeadLetterAlerts,
+    JobQueue,
+    JobState,
+    MemoryJobQueue,
+    QueuePolicy,
+    RetryLater,
+)
 from config import JobSettings
 from supervisors import (
     ActorRef,
@@ -38,6 +45,8 @@ class Handler:
         await trio.sleep(float(job.payload.get("sleep_s", 0)))
         if job.payload.get("fail"):
             raise DependencyError("provider down", dependency="ses")
+        if len(self.calls) <= int(job.payload.get("later_times", 0)):
+            raise RetryLater("database down", after_s=5.0)
 
 
 def tree(
@@ -114,6 +123,23 @@ async def test_failures_retry_with_backoff_then_dead_letter_with_an_alert(
     [alert] = [e for e in logs if e["event"] == "job_dead_lettered"]
     assert (alert["job_id"], alert["attempts"], alert["error_type"]) == ("j1", 5, "DependencyError")
     assert workers[0].statistics().dead == 1
+
+
+async def test_retry_later_hands_the_job_back_uncounted_however_often(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Ten RetryLater answers (twice the attempts allowed): delivered every 5 s with
+    attempt 1 each time, then done; nothing dead-lettered."""
+    queue = MemoryJobQueue(default=POLICY)
+    calls: list[tuple[float, str, int]] = []
+    spec, workers = tree(queue, calls, settings=dataclasses.replace(JOBS, poll_s=0.5))
+    async with open_supervisor(spec):
+        await queue.enqueue("q", "work", {"later_times": 10}, job_id="j1")
+        await trio.sleep(120)
+        assert await queue.state("q", "j1") is JobState.COMPLETED
+    assert [t for t, _, _ in calls] == pytest.approx([5.0 * n for n in range(11)], abs=0.51)
+    assert {attempt for _, _, attempt in calls} == {1}
+    assert (workers[0].statistics().deferred, workers[0].statistics().dead) == (10, 0)
 
 
 async def test_an_unknown_kind_fails_and_ends_in_the_dlq(

@@ -3,9 +3,11 @@
 A day's free slots are computed from the roster and the active bookings (one
 Postgres read for all missing days), then cached twice: a fresh copy for
 ``availability_fresh_s``, deleted by every booking change of that day, and a stale
-copy kept ``availability_stale_s``. While Postgres is down the stale copy is served
-minus the slots held in Redis (locked or pending); a day with no copy at all is a
-503. Without Redis everything is computed from Postgres.
+copy kept ``availability_stale_s``. Every change also bumps the day's generation; a
+list computed before a change is not stored after it (no stale list for 30 s).
+While Postgres is down the stale copy is served minus the slots held in Redis
+(locked or pending); a day with no copy at all is a 503. Without Redis everything
+is computed from Postgres.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import structlog
 
+from actors._bookings import availability_generation
 from actors._calendar import LONDON, AppointmentType, Category, Roster, Slot, days
 from actors._roster import RosterSource
-from adapters import Cache, Database, booked_between, cached_values, store_values
+from adapters import Cache, Database, booked_between, cached_values, store_if_unchanged
 from config import BookingSettings
 from supervisors import ConnectionLost, Idempotent, LomashError, OperationTimeout
 
@@ -63,12 +66,17 @@ class Availability:
         wanted = list(days(message.first_day, message.last_day))
         showroom = message.showroom_id if message.kind is AppointmentType.SHOWROOM else None
         fresh_keys = [self._key("avail", message.kind, showroom, d) for d in wanted]
-        cached = await self._read(fresh_keys)
+        generations = [availability_generation(self._cache, d) for d in wanted]
+        read = await self._read(fresh_keys + generations)
+        cached, seen = read[: len(wanted)], read[len(wanted) :]
         missing = [d for d, value in zip(wanted, cached, strict=True) if value is None]
         by_day = {d: _decode(v) for d, v in zip(wanted, cached, strict=True) if v is not None}
         if missing:
+            # The generation of each day as it was before Postgres is read: a list
+            # computed from an older state is not cached after a newer change.
+            seen_at = {d: (g or b"0").decode() for d, g in zip(wanted, seen, strict=True)}
             try:
-                by_day.update(await self._compute(roster, message.kind, showroom, missing))
+                by_day.update(await self._compute(roster, message.kind, showroom, missing, seen_at))
             except (ConnectionLost, OperationTimeout) as down:
                 by_day.update(await self._stale(message.kind, showroom, missing, down))
         now = self._clock()
@@ -90,7 +98,12 @@ class Availability:
             return [None] * len(keys)
 
     async def _compute(
-        self, roster: Roster, kind: AppointmentType, showroom: str | None, missing: list[date]
+        self,
+        roster: Roster,
+        kind: AppointmentType,
+        showroom: str | None,
+        missing: list[date],
+        seen_at: dict[date, str],
     ) -> dict[date, _DaySlots]:
         first = _local_midnight(missing[0])
         last = _local_midnight(missing[-1] + timedelta(days=1))
@@ -101,15 +114,17 @@ class Availability:
             # Past slots are dropped when served, so a cached day stays right all day.
             free = roster.free_slots(kind, showroom, None, day, day, booked=booked_utc, now=_EPOCH)
             computed[day] = [(int(s.start.timestamp()), s.consultant_id) for s in free]
-        items: list[tuple[str, bytes | str, float]] = []
+        items: list[tuple[str, str, float, str, str]] = []
         fresh_s = self._settings.availability_fresh_s
         stale_s = self._settings.availability_stale_s
         for day, slots in computed.items():
             text = json.dumps(slots)
-            items.append((self._key("avail", kind, showroom, day), text, fresh_s))
-            items.append((self._key("avail-stale", kind, showroom, day), text, stale_s))
+            generation = availability_generation(self._cache, day)
+            for name, ttl_s in (("avail", fresh_s), ("avail-stale", stale_s)):
+                key = self._key(name, kind, showroom, day)
+                items.append((key, text, ttl_s, generation, seen_at[day]))
         try:
-            await self._cache.run(store_values(items))
+            await self._cache.run(store_if_unchanged(items))
         except LomashError as error:
             log.info("availability_not_cached", error=error.message)
         return computed

@@ -56,7 +56,7 @@ from actors._bookings import (
     Customer,
     Lookup,
     Reschedule,
-    availability_keys,
+    availability_changed,
     booking_from_record,
     check_start,
     check_token,
@@ -83,6 +83,7 @@ from adapters import (
     Appointment,
     Booked,
     Cache,
+    CacheChanges,
     Database,
     JobQueue,
     KeyReplay,
@@ -94,7 +95,6 @@ from adapters import (
     acquire_locks,
     book_batch,
     cancel,
-    delete_keys,
     fetch_appointment,
     hold_pending,
     reschedule,
@@ -272,26 +272,43 @@ class SlotBooker:
             await self._accept_pending(ready, lost)
             return
         except LomashError as error:
-            await self._release(ready)
+            changes = CacheChanges()
             for item in ready:
+                self._release_lock(changes, item)
                 item.fail(error)
+            await self._apply(changes)
             return
-        stale: list[str] = []
         roster = await self._roster.current()
+        changes = CacheChanges()
+        replies: list[BookReply | LomashError] = []
         for item, outcome in zip(ready, outcomes, strict=True):
+            reply: BookReply | LomashError
             if isinstance(outcome, KeyReplay):
                 if outcome.request_hash != item.booking.request_hash:
-                    item.fail(key_reused())
+                    reply = key_reused()
                 else:
-                    item.finish(BookReply(outcome.status, outcome.response))
-            elif isinstance(outcome, Booked):
+                    reply = BookReply(outcome.status, outcome.response)
+            else:
+                reply = self._render(item, outcome)
+            if isinstance(outcome, Booked) and outcome.consultant_id == item.consultant:
+                pass  # the lock guards the slot just booked: it expires by itself
+            else:
+                self._release_lock(changes, item)
+            if isinstance(outcome, Booked):
                 consultant = roster.consultant(outcome.consultant_id)
                 if consultant is not None:
-                    stale += availability_keys(self._cache, consultant, item.booking.start)
-        await self._forget(stale)
-        for item, outcome in zip(ready, outcomes, strict=True):
-            if not item.done.is_set():
-                item.finish(self._render(item, outcome))
+                    availability_changed(changes, self._cache, consultant, item.booking.start)
+            if isinstance(reply, BookReply):
+                # Redis learns every answer: a retry whose slot lock someone else
+                # holds must still get this answer, not a 409.
+                changes.answers.append(self._stored_answer(item, reply))
+            replies.append(reply)
+        await self._apply(changes)
+        for item, reply in zip(ready, replies, strict=True):
+            if isinstance(reply, BookReply):
+                item.finish(reply)
+            else:
+                item.fail(reply)
 
     async def _lock_slots(self, batch: list[_Item]) -> list[_Item]:
         """Take each booking's slot lock; answer the replays and the fast refusals.
@@ -395,7 +412,7 @@ class SlotBooker:
         """Postgres is down: hold what Redis can hold, refuse the rest (503)."""
         log.warning("bookings_pending", count=len(ready), error=lost.message)
         roster = await self._roster.current()
-        stale: list[str] = []
+        changes = CacheChanges()
         for item in ready:
             if item.lock is None or item.consultant is None:
                 item.fail(ConnectionLost(lost.message, dependency="postgres"))
@@ -408,10 +425,10 @@ class SlotBooker:
                 continue
             consultant = roster.consultant(item.consultant)
             if consultant is not None and reply.status == 202:
-                stale += availability_keys(self._cache, consultant, item.booking.start)
+                availability_changed(changes, self._cache, consultant, item.booking.start)
             item.reply = reply
         # Availability is served from the stale copy minus held slots from now on.
-        await self._forget(stale)
+        await self._apply(changes)
         for item in ready:
             if item.reply is not None:
                 item.finish(item.reply)
@@ -452,18 +469,31 @@ class SlotBooker:
         log.info("booking_pending", appointment_id=b.id)
         return reply
 
-    async def _release(self, ready: list[_Item]) -> None:
-        locks = [item.lock for item in ready if item.lock is not None]
-        await self._forget(locks)
+    def _release_lock(self, changes: CacheChanges, item: _Item) -> None:
+        if item.lock is not None:
+            changes.releases.append((item.lock, item.booking.idempotency_key))
 
-    async def _forget(self, keys: list[str]) -> None:
-        """Delete cache keys, best effort (a missed invalidation expires by TTL)."""
-        if not keys:
+    def _stored_answer(self, item: _Item, reply: BookReply) -> tuple[str, str]:
+        answer = {
+            "request_hash": item.booking.request_hash.hex(),
+            "status": reply.status,
+            "body": reply.body,
+        }
+        return self._cache.key("idem", item.booking.idempotency_key), json.dumps(answer)
+
+    async def _apply(self, changes: CacheChanges) -> None:
+        """Apply cache changes, best effort: a missed one expires by TTL."""
+        if not changes:
             return
         try:
-            await self._cache.run(delete_keys(keys))
+            await self._cache.run(
+                changes.apply(
+                    keep_s=self._settings.idempotency_keep_s,
+                    bump_ttl_s=2 * self._settings.availability_stale_s,
+                )
+            )
         except LomashError as error:
-            log.info("cache_invalidation_skipped", error=error.message)
+            log.info("cache_changes_skipped", error=error.message)
 
     # -- reading and changing a booking -----------------------------------------------
 
@@ -536,7 +566,8 @@ class SlotBooker:
         after = await self._database.run(cancel(current.id, message.reason))
         assert after is not None
         if current.status != "CANCELLED":
-            await self._slot_freed(current.consultant_id, current.start)
+            roster = await self._roster.current()
+            await self._apply(self._slot_freed(roster, current.consultant_id, current.start))
         return after
 
     async def _reschedule(self, message: Reschedule) -> Appointment:
@@ -567,19 +598,21 @@ class SlotBooker:
             raise conflict("slot_taken", "that slot has just been taken")
         if moved.status != "RESCHEDULED" or moved.start != start:
             raise conflict("not_reschedulable", "this appointment cannot be rescheduled")
-        await self._slot_freed(current.consultant_id, current.start)
+        changes = self._slot_freed(roster, current.consultant_id, current.start)
         consultant = roster.consultant(moved.consultant_id)
         if consultant is not None:
-            await self._forget(availability_keys(self._cache, consultant, start))
+            availability_changed(changes, self._cache, consultant, start)
+        await self._apply(changes)
         return moved
 
-    async def _slot_freed(self, consultant_id: str, start: datetime) -> None:
-        roster = await self._roster.current()
-        keys = [lock_key(self._cache, consultant_id, start)]
+    def _slot_freed(self, roster: Roster, consultant_id: str, start: datetime) -> CacheChanges:
+        """The lock of a slot given up goes (anyone may book it now), and its day's
+        availability is stale."""
+        changes = CacheChanges(deletes=[lock_key(self._cache, consultant_id, start)])
         consultant = roster.consultant(consultant_id)
         if consultant is not None:
-            keys += availability_keys(self._cache, consultant, start)
-        await self._forget(keys)
+            availability_changed(changes, self._cache, consultant, start)
+        return changes
 
 
 def booker_mailbox(settings: BookingSettings, runtime: RuntimeSettings) -> MailboxSettings:

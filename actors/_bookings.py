@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -26,7 +26,7 @@ from actors._calendar import (
     Roster,
     local_iso,
 )
-from adapters import Appointment, Cache, NewBooking
+from adapters import Appointment, Cache, CacheChanges, NewBooking
 from supervisors import Conflict, ConnectionLost, InvalidRequest, LomashError
 
 __all__ = [
@@ -42,7 +42,8 @@ __all__ = [
     "Lookup",
     "Reschedule",
     "appointment_view",
-    "availability_keys",
+    "availability_changed",
+    "availability_generation",
     "booking_from_record",
     "check_start",
     "check_token",
@@ -168,14 +169,24 @@ def appointment_view(a: Appointment) -> dict[str, Any]:
     return view
 
 
-def availability_keys(cache: Cache, consultant: Consultant, start: datetime) -> list[str]:
-    """The cached availability entries a change to this consultant-slot makes stale."""
-    day = start.astimezone(LONDON).date().isoformat()
-    return [
-        cache.key("avail", AppointmentType.ONLINE, "-", day),
-        cache.key("avail", AppointmentType.HOME_MEASUREMENT, "-", day),
-        cache.key("avail", AppointmentType.SHOWROOM, consultant.showroom_id, day),
+def availability_generation(cache: Cache, day: date) -> str:
+    """The counter bumped by every booking change on local ``day``: a free-slot list
+    computed before a change is never cached after it."""
+    return cache.key("avail-gen", day.isoformat())
+
+
+def availability_changed(
+    changes: CacheChanges, cache: Cache, consultant: Consultant, start: datetime
+) -> None:
+    """Add to ``changes`` what a change to this consultant-slot does to availability."""
+    day = start.astimezone(LONDON).date()
+    iso = day.isoformat()
+    changes.deletes += [
+        cache.key("avail", AppointmentType.ONLINE, "-", iso),
+        cache.key("avail", AppointmentType.HOME_MEASUREMENT, "-", iso),
+        cache.key("avail", AppointmentType.SHOWROOM, consultant.showroom_id, iso),
     ]
+    changes.bumps.append(availability_generation(cache, day))
 
 
 def lock_key(cache: Cache, consultant_id: str, start: datetime) -> str:

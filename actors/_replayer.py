@@ -24,15 +24,15 @@ import time
 
 import structlog
 
-from actors._bookings import availability_keys, booking_from_record, lock_key
+from actors._bookings import availability_changed, booking_from_record, lock_key
 from actors._roster import RosterSource
 from actors._worker import RunJob
 from adapters import (
     Cache,
+    CacheChanges,
     Database,
     RedisClient,
     RetryLater,
-    delete_keys,
     release_pending,
     replay_pending,
 )
@@ -88,7 +88,14 @@ class BookingReplayer:
             await cache.run(release_pending(lock, booking.idempotency_key, pending, idem))
             consultant = (await self._roster.current()).consultant(consultant_id)
             if consultant is not None:
-                await cache.run(delete_keys(availability_keys(cache, consultant, booking.start)))
+                changes = CacheChanges()
+                availability_changed(changes, cache, consultant, booking.start)
+                await cache.run(
+                    changes.apply(
+                        keep_s=self._settings.idempotency_keep_s,
+                        bump_ttl_s=2 * self._settings.availability_stale_s,
+                    )
+                )
         except LomashError as error:
             log.info("pending_hold_left_to_expire", error=error.message)
         return status

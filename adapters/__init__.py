@@ -25,14 +25,14 @@ from adapters._appointments import (
 )
 from adapters._gate import GateStatistics, ReconnectGate
 from adapters._holds import (
+    CacheChanges,
     LockReply,
     LockRequest,
     acquire_locks,
     cached_values,
-    delete_keys,
     hold_pending,
     release_pending,
-    store_values,
+    store_if_unchanged,
 )
 from adapters._jobs import (
     AttemptRecord,
@@ -84,6 +84,7 @@ __all__ = [
     "BatchOutcome",
     "Booked",
     "Cache",
+    "CacheChanges",
     "CacheOperation",
     "Connection",
     "Database",
@@ -129,7 +130,6 @@ __all__ = [
     "cached_values",
     "cancel",
     "check_policy",
-    "delete_keys",
     "fetch_appointment",
     "hold_pending",
     "load_schedule_rows",
@@ -143,6 +143,6 @@ __all__ = [
     "release_pending",
     "replay_pending",
     "reschedule",
-    "store_values",
+    "store_if_unchanged",
     "trim_idempotency_keys",
 ]

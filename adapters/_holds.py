@@ -18,19 +18,19 @@ All of a batch's locks are taken by one script call: one round trip per batch.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from adapters._redis import CacheOperation, Client
 
 __all__ = [
+    "CacheChanges",
     "LockReply",
     "LockRequest",
     "acquire_locks",
     "cached_values",
-    "delete_keys",
     "hold_pending",
     "release_pending",
-    "store_values",
+    "store_if_unchanged",
 ]
 
 _ACQUIRE = """
@@ -170,31 +170,91 @@ def release_pending(
     return operation
 
 
+_APPLY = """
+-- After a change: store answers, release our locks, drop stale entries, bump
+-- generations. ARGV: keep_ms, bump_ttl_ms, #answers, #releases, #deletes, #bumps, then
+-- (key, answer) pairs, (lock, value) pairs, keys to delete, generation keys.
+local keep, bump_ttl = ARGV[1], ARGV[2]
+local na, nr, nd, nb = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local i = 7
+for _ = 1, na do
+  redis.call('SET', ARGV[i], ARGV[i + 1], 'PX', keep, 'NX')
+  i = i + 2
+end
+for _ = 1, nr do
+  if redis.call('GET', ARGV[i]) == ARGV[i + 1] then redis.call('DEL', ARGV[i]) end
+  i = i + 2
+end
+for _ = 1, nd do
+  redis.call('DEL', ARGV[i])
+  i = i + 1
+end
+for _ = 1, nb do
+  redis.call('INCR', ARGV[i])
+  redis.call('PEXPIRE', ARGV[i], bump_ttl)
+  i = i + 1
+end
+return 1
+"""
+
+_STORE_IF_UNCHANGED = """
+-- ARGV: (key, value, ttl_ms, generation key, generation read before computing) * n.
+-- A value computed before a change is not stored after it.
+for i = 1, #ARGV, 5 do
+  local now = redis.call('GET', ARGV[i + 3]) or '0'
+  if now == ARGV[i + 4] then
+    redis.call('SET', ARGV[i], ARGV[i + 1], 'PX', ARGV[i + 2])
+  end
+end
+return 1
+"""
+
+
+@dataclass(slots=True)
+class CacheChanges:
+    """What a booking change does to Redis, applied in one round trip (``apply``)."""
+
+    answers: list[tuple[str, str]] = field(default_factory=list)  # idem key, stored answer
+    releases: list[tuple[str, str]] = field(default_factory=list)  # lock key, our value
+    deletes: list[str] = field(default_factory=list)
+    bumps: list[str] = field(default_factory=list)  # generation counters
+
+    def __bool__(self) -> bool:
+        return bool(self.answers or self.releases or self.deletes or self.bumps)
+
+    def apply(self, *, keep_s: float, bump_ttl_s: float) -> CacheOperation[None]:
+        args: list[str | int] = [round(keep_s * 1000), round(bump_ttl_s * 1000)]
+        args += [len(self.answers), len(self.releases), len(self.deletes), len(self.bumps)]
+        for pair in (*self.answers, *self.releases):
+            args += pair
+        args += [*self.deletes, *self.bumps]
+
+        async def operation(client: Client) -> None:
+            await client.register_script(_APPLY)(args=args)
+
+        return operation
+
+
+def store_if_unchanged(
+    items: Sequence[tuple[str, str, float, str, str]],
+) -> CacheOperation[None]:
+    """SET each (key, value, ttl_s) unless its generation moved since it was read."""
+
+    async def operation(client: Client) -> None:
+        args: list[str | int] = []
+        for key, value, ttl_s, generation, seen in items:
+            args += [key, value, round(ttl_s * 1000), generation, seen]
+        if args:
+            await client.register_script(_STORE_IF_UNCHANGED)(args=args)
+
+    return operation
+
+
 def cached_values(keys: Sequence[str]) -> CacheOperation[list[bytes | None]]:
     async def operation(client: Client) -> list[bytes | None]:
         if not keys:
             return []
         values = await client.mget(keys)
         return [v.encode() if isinstance(v, str) else v for v in values]
-
-    return operation
-
-
-def store_values(items: Sequence[tuple[str, bytes | str, float]]) -> CacheOperation[None]:
-    """SET each (key, value, ttl_s), pipelined."""
-
-    async def operation(client: Client) -> None:
-        async with client.pipeline(transaction=False) as pipe:
-            for key, value, ttl_s in items:
-                pipe.set(key, value, px=round(ttl_s * 1000))
-            await pipe.execute()
-
-    return operation
-
-
-def delete_keys(keys: Sequence[str]) -> CacheOperation[None]:
-    async def operation(client: Client) -> None:
-        if keys:
-            await client.delete(*keys)
 
     return operation

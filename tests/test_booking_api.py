@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 import trio
 import trio_asyncio
 
@@ -499,3 +500,34 @@ async def test_idempotency_keys_are_kept_48_hours_then_trimmed(settings: Setting
         left = await sql_fetch(url, "SELECT key FROM idempotency_keys ORDER BY key")
     assert removed == 1
     assert [r[0] for r in left] == ["day-old", "new"]
+
+
+async def test_a_retry_gets_its_answer_while_another_request_holds_the_slot_lock(
+    settings: Settings,
+) -> None:
+    """Every answer is stored in Redis after the commit: a retry whose slot lock is
+    held by someone else (a later attempt in flight) still gets its 201, not a 409.
+    And a request that lost in Postgres releases its lock at once (no false 409s)."""
+    monday = next_weekday(MONDAY)
+    start = local(monday, 10)
+    lock = (
+        f"{settings.redis.prefix}slot:grace-okafor:{int(datetime.fromisoformat(start).timestamp())}"
+    )
+    client_redis = redis.Redis.from_url(settings.redis.url or "")
+    try:
+        async with trio_asyncio.open_loop():
+            await _prepared(settings)
+            async with running_tree(settings) as client:
+                first = await book(client, booking_body(start), key="mine")
+                client_redis.set(lock, "appointments:someone-else", px=60_000)
+                retried = await book(client, booking_body(start), key="mine")
+                # The lock expires; a loser in Postgres must not keep it.
+                client_redis.delete(lock)
+                loser = await book(client, booking_body(start), key="theirs")
+                left = client_redis.get(lock)
+    finally:
+        client_redis.close()
+    assert first.status_code == 201
+    assert retried.content == first.content
+    assert loser.status_code == 409
+    assert left is None

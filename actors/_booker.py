@@ -591,10 +591,13 @@ class SlotBooker:
         if message.consultant_id is None and current.consultant_id in candidates:
             candidates.remove(current.consultant_id)
             candidates.insert(0, current.consultant_id)
+        candidates, lock = await self._lock_for_move(current.id, candidates, start)
         moved = await self._database.run(reschedule(current.id, candidates, start, start + SLOT))
-        if moved is None:
-            raise NotFound("no such appointment")
-        if isinstance(moved, SlotTaken):
+        if moved is None or isinstance(moved, SlotTaken):
+            if lock is not None:
+                await self._apply(CacheChanges(releases=[lock]))
+            if moved is None:
+                raise NotFound("no such appointment")
             raise conflict("slot_taken", "that slot has just been taken")
         if moved.status != "RESCHEDULED" or moved.start != start:
             raise conflict("not_reschedulable", "this appointment cannot be rescheduled")
@@ -604,6 +607,25 @@ class SlotBooker:
             availability_changed(changes, self._cache, consultant, start)
         await self._apply(changes)
         return moved
+
+    async def _lock_for_move(
+        self, appointment_id: str, candidates: list[str], start: datetime
+    ) -> tuple[list[str], tuple[str, str] | None]:
+        """A reschedule respects the slot locks and holds bookings respect: the
+        candidates in lock-first order and the lock taken; 409 if all are held."""
+        value = f"reschedule:{appointment_id}"
+        locks = tuple(lock_key(self._cache, c, start) for c in candidates)
+        request = LockRequest(idempotency_key="", value=value, request_hash="", locks=locks)
+        try:
+            [reply] = await self._cache.run(
+                acquire_locks([request], self._settings.lock_s, refusal="", keep_s=1.0)
+            )
+        except LomashError:  # no Redis: the constraint alone decides
+            return candidates, None
+        if reply.locked is None:
+            raise conflict("slot_taken", "that slot has just been taken")
+        chosen = candidates[reply.locked]
+        return [chosen, *(c for c in candidates if c != chosen)], (locks[reply.locked], value)
 
     def _slot_freed(self, roster: Roster, consultant_id: str, start: datetime) -> CacheChanges:
         """The lock of a slot given up goes (anyone may book it now), and its day's

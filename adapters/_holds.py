@@ -44,7 +44,8 @@ local i = 4
 while i <= #ARGV do
   local idem, value, hash, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   i = i + 4
-  local stored = redis.call('GET', idem)
+  local stored = false
+  if idem ~= '' then stored = redis.call('GET', idem) end
   if stored then
     table.insert(out, {'replay', stored})
   else
@@ -59,8 +60,10 @@ while i <= #ARGV do
     if got > 0 then
       table.insert(out, {'locked', tostring(got)})
     else
-      local answer = cjson.encode({request_hash = hash, status = 409, body = refusal})
-      redis.call('SET', idem, answer, 'PX', keep, 'NX')
+      if idem ~= '' then
+        local answer = cjson.encode({request_hash = hash, status = 409, body = refusal})
+        redis.call('SET', idem, answer, 'PX', keep, 'NX')
+      end
       table.insert(out, {'taken', '0'})
     end
   end
@@ -96,7 +99,7 @@ return 1
 
 @dataclass(frozen=True, slots=True)
 class LockRequest:
-    idempotency_key: str  # the Redis key of the stored response
+    idempotency_key: str  # the Redis key of the stored response ('' : none)
     value: str  # the lock's value: the scoped idempotency key
     request_hash: str  # hex, stored with a refusal
     locks: tuple[str, ...]  # lock keys, in the order to try

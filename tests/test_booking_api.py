@@ -531,3 +531,33 @@ async def test_a_retry_gets_its_answer_while_another_request_holds_the_slot_lock
     assert retried.content == first.content
     assert loser.status_code == 409
     assert left is None
+
+
+async def test_a_reschedule_respects_a_slot_held_in_redis(settings: Settings) -> None:
+    """A slot held for a pending booking (or locked by a booking in flight) is not
+    free for a reschedule either: 409, and the booking stays where it was."""
+    monday = next_weekday(MONDAY)
+    held = local(monday, 16)
+    epoch = int(datetime.fromisoformat(held).timestamp())
+    client_redis = redis.Redis.from_url(settings.redis.url or "")
+    try:
+        async with trio_asyncio.open_loop():
+            await _prepared(settings)
+            async with running_tree(settings) as client:
+                first = (await book(client, booking_body(local(monday, 10)))).json()
+                lock = f"{settings.redis.prefix}slot:grace-okafor:{epoch}"
+                client_redis.set(lock, "appointments:pending-one", px=60_000)
+                moved = await client.post(
+                    f"/v1/appointments/{first['id']}/reschedule",
+                    json={"start": held},
+                    headers={"X-Manage-Token": first["manage_token"]},
+                )
+                shown = await client.get(
+                    f"/v1/appointments/{first['id']}",
+                    headers={"X-Manage-Token": first["manage_token"]},
+                )
+    finally:
+        client_redis.close()
+    assert moved.status_code == 409
+    assert moved.json()["error"]["code"] == "slot_taken"
+    assert shown.json()["start"] == local(monday, 10)

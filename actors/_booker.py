@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import secrets
 import time
 import uuid
 from collections import deque
@@ -48,6 +47,7 @@ from actors._bookings import (
     BOOKINGS_QUEUE,
     REPLAY_KIND,
     SLOT_TAKEN,
+    TOKEN_MARKER,
     Book,
     BookerMessage,
     BookingRequest,
@@ -65,10 +65,13 @@ from actors._bookings import (
     interrupted,
     key_reused,
     lock_key,
+    manage_token,
     new_reference,
     pending_record,
+    reveal,
     slot_candidates,
     to_json,
+    token_key,
     with_candidates,
 )
 from actors._calendar import (
@@ -120,7 +123,6 @@ _CONTENTION_RETRIES = 3
 class _Item:
     message: Book
     booking: NewBooking
-    token: str
     done: trio.Event = field(default_factory=trio.Event)
     reply: BookReply | None = None
     error: LomashError | None = None
@@ -162,6 +164,7 @@ class SlotBooker:
         self._roster = roster
         self._settings = settings
         self._clock = clock
+        self._token_key = token_key(settings.token_secret)
         self._inflight: dict[str, _Item] = {}
         # Group commit without a task of its own: the handlers of waiting bookings
         # take turns leading a batch, at most ``flushers`` batches at once.
@@ -191,9 +194,9 @@ class SlotBooker:
         if first is not None:  # a concurrent duplicate: share the first one's answer
             if first.message.request_hash != message.request_hash:
                 raise key_reused()
-            return await first.result()
-        booking, token = self._prepare(message, key, roster)
-        item = _Item(message, booking, token)
+            return self._reveal(await first.result())
+        booking = self._prepare(message, key, roster)
+        item = _Item(message, booking)
         self._inflight[key] = item
         self._waiting.append(item)
         try:
@@ -204,7 +207,11 @@ class SlotBooker:
                 item.fail(interrupted())
             if item.done.is_set() and self._inflight.get(key) is item:
                 del self._inflight[key]  # answered (a batch's leader removes the others)
-        return await item.result()
+        return self._reveal(await item.result())
+
+    def _reveal(self, reply: BookReply) -> BookReply:
+        """Answers are stored without the manage token; the caller gets it."""
+        return BookReply(reply.status, reveal(reply.body, self._token_key))
 
     async def _until_done(self, item: _Item) -> None:
         """Lead a batch while fewer than ``flushers`` are in flight, else wait for one
@@ -235,14 +242,15 @@ class SlotBooker:
                 self._progress.set()
                 self._progress = trio.Event()
 
-    def _prepare(self, message: Book, key: str, roster: Roster) -> tuple[NewBooking, str]:
+    def _prepare(self, message: Book, key: str, roster: Roster) -> NewBooking:
         request = message.request
         start = request.start.astimezone(UTC)
         check_start(start, self._clock(), self._settings.horizon_days)
         candidates = slot_candidates(roster, request, start, spread=hash(key))
-        token = secrets.token_urlsafe(24)
-        booking = NewBooking(
-            id=str(uuid.uuid4()),
+        appointment_id = str(uuid.uuid4())
+        token = manage_token(self._token_key, appointment_id)
+        return NewBooking(
+            id=appointment_id,
             reference=new_reference(),
             kind=request.kind.value,
             category=request.category.value,
@@ -260,7 +268,6 @@ class SlotBooker:
             idempotency_key=key,
             request_hash=message.request_hash,
         )
-        return booking, token
 
     async def _flush(self, batch: list[_Item]) -> None:
         ready = await self._lock_slots(batch)
@@ -391,7 +398,7 @@ class SlotBooker:
             "id": b.id,
             "reference": b.reference,
             "status": status,
-            "manage_token": item.token,
+            "manage_token": TOKEN_MARKER,  # stored as is; the caller gets the token
             "type": b.kind,
             "category": b.category,
             "start": local_iso(b.start),

@@ -7,6 +7,7 @@ checks a requested slot must pass against the roster.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import hmac
@@ -33,6 +34,7 @@ __all__ = [
     "BOOKINGS_QUEUE",
     "REPLAY_KIND",
     "SLOT_TAKEN",
+    "TOKEN_MARKER",
     "Book",
     "BookReply",
     "BookerMessage",
@@ -52,10 +54,13 @@ __all__ = [
     "interrupted",
     "key_reused",
     "lock_key",
+    "manage_token",
     "new_reference",
     "pending_record",
+    "reveal",
     "slot_candidates",
     "to_json",
+    "token_key",
     "with_candidates",
 ]
 
@@ -128,6 +133,29 @@ type BookerMessage = Book | Lookup | Cancel | Reschedule
 
 def hash_token(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
+
+
+# What stored answers hold in place of the manage token; ``reveal`` puts it back.
+TOKEN_MARKER = "<manage-token>"
+_DEVELOPMENT_SECRET = b"lomash-development-only"
+
+
+def token_key(secret: str | None) -> bytes:
+    return secret.encode() if secret is not None else _DEVELOPMENT_SECRET
+
+
+def manage_token(key: bytes, appointment_id: str) -> str:
+    """The guest's manage token: derived, so no copy of it needs storing anywhere."""
+    digest = hmac.new(key, f"manage-token:{appointment_id}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode()[:32]
+
+
+def reveal(body: str, key: bytes) -> str:
+    """A stored answer as the client gets it: the marker replaced by the token."""
+    if TOKEN_MARKER not in body:
+        return body
+    appointment_id = msgspec.json.decode(body)["id"]
+    return body.replace(TOKEN_MARKER, manage_token(key, appointment_id))
 
 
 def check_token(appointment: Appointment, token: str) -> bool:

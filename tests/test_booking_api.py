@@ -561,3 +561,26 @@ async def test_a_reschedule_respects_a_slot_held_in_redis(settings: Settings) ->
     assert moved.status_code == 409
     assert moved.json()["error"]["code"] == "slot_taken"
     assert shown.json()["start"] == local(monday, 10)
+
+
+async def test_the_manage_token_is_stored_nowhere(settings: Settings) -> None:
+    """Neither the idempotency record in Postgres nor the answer in Redis holds the
+    token; a replay of the key still returns it, byte for byte; it opens the booking."""
+    monday = next_weekday(MONDAY)
+    client_redis = redis.Redis.from_url(settings.redis.url or "")
+    try:
+        async with trio_asyncio.open_loop():
+            url = await _prepared(settings)
+            async with running_tree(settings) as client:
+                first = await book(client, booking_body(local(monday, 10)), key="k")
+                again = await book(client, booking_body(local(monday, 10)), key="k")
+            stored = await sql_fetch(url, "SELECT response FROM idempotency_keys")
+        cached = client_redis.get(f"{settings.redis.prefix}idem:appointments:k")
+    finally:
+        client_redis.close()
+    token = first.json()["manage_token"]
+    assert len(token) == 32
+    assert again.content == first.content
+    assert token not in stored[0][0]
+    assert cached is not None
+    assert token.encode() not in cached

@@ -58,6 +58,14 @@ def test_variables_override_nested_settings() -> None:
         ({"LOMASH_TEST_ROUTES": "maybe"}, "LOMASH_TEST_ROUTES: expected true or false"),
         ({"LOMASH_LOG_FORMAT": "xml"}, "LOMASH_LOG_FORMAT: expected one of auto, json, console"),
         ({"LOMASH_DATABSE_URL": "postgresql://x"}, "LOMASH_DATABSE_URL: unknown setting"),
+        (
+            {"LOMASH_ENVIRONMENT": "production"},
+            "LOMASH_ENVIRONMENT: production needs LOMASH_BOOKING_TOKEN_SECRET",
+        ),
+        (
+            {"LOMASH_DATABASE_COMMAND_TIMEOUT_S": "1"},
+            "LOMASH_DATABASE_COMMAND_TIMEOUT_S: must be above statement_timeout_s",
+        ),
     ],
 )
 def test_invalid_configuration_fails_with_one_line_naming_the_variable(

@@ -117,6 +117,8 @@ __all__ = ["SlotBooker", "booker_mailbox"]
 log = structlog.get_logger("actors.booker")
 
 _CONTENTION_RETRIES = 3
+# Time to answer after a batch's deadline, before the caller's own bound.
+_ANSWER_MARGIN_S = 1.0
 
 
 @dataclass(slots=True)
@@ -140,7 +142,11 @@ class _Item:
     async def result(self) -> BookReply:
         await self.done.wait()
         if self.error is not None:
-            raise self.error
+            # A copy per raiser: duplicates share the answer, not one traceback.
+            error = type(self.error).__new__(type(self.error))
+            error.__dict__.update(self.error.__dict__)
+            error.args = self.error.args
+            raise error
         assert self.reply is not None
         return self.reply
 
@@ -234,7 +240,11 @@ class SlotBooker:
             finally:
                 self._leading -= 1
                 for done in batch:
-                    if not done.done.is_set():
+                    if done.done.is_set():
+                        pass
+                    elif done.reply is not None:  # decided before the deadline hit
+                        done.finish(done.reply)
+                    else:
                         done.fail(interrupted())
                     key = done.booking.idempotency_key
                     if self._inflight.get(key) is done:
@@ -309,6 +319,8 @@ class SlotBooker:
                 # Redis learns every answer: a retry whose slot lock someone else
                 # holds must still get this answer, not a 409.
                 changes.answers.append(self._stored_answer(item, reply))
+            if isinstance(reply, BookReply):
+                item.reply = reply  # decided: given even if the deadline hits below
             replies.append(reply)
         await self._apply(changes)
         for item, reply in zip(ready, replies, strict=True):
@@ -325,7 +337,6 @@ class SlotBooker:
             LockRequest(
                 idempotency_key=cache.key("idem", item.booking.idempotency_key),
                 value=item.booking.idempotency_key,
-                request_hash=item.booking.request_hash.hex(),
                 locks=tuple(
                     lock_key(cache, c, item.booking.start) for c in item.booking.candidates
                 ),
@@ -334,14 +345,7 @@ class SlotBooker:
         ]
         replies: Sequence[LockReply | None]
         try:
-            replies = await cache.run(
-                acquire_locks(
-                    requests,
-                    self._settings.lock_s,
-                    refusal=SLOT_TAKEN.body,
-                    keep_s=self._settings.idempotency_keep_s,
-                )
-            )
+            replies = await cache.run(acquire_locks(requests, self._settings.lock_s))
         except LomashError as error:
             log.info("slot_locks_unavailable", error=error.message)
             replies = [None] * len(batch)
@@ -358,8 +362,11 @@ class SlotBooker:
             elif reply.locked is None:
                 item.finish(SLOT_TAKEN)
             else:
-                chosen = item.booking.candidates[reply.locked]
-                others = tuple(c for c in item.booking.candidates if c != chosen)
+                # The lock taken first, then only candidates nobody held: a slot
+                # held for a pending booking (or in flight) is never a fallback.
+                candidates = item.booking.candidates
+                chosen = candidates[reply.locked]
+                others = tuple(candidates[j] for j in reply.free)
                 item.booking = with_candidates(item.booking, (chosen, *others))
                 item.lock = request.locks[reply.locked]
                 item.consultant = chosen
@@ -622,17 +629,15 @@ class SlotBooker:
         candidates in lock-first order and the lock taken; 409 if all are held."""
         value = f"reschedule:{appointment_id}"
         locks = tuple(lock_key(self._cache, c, start) for c in candidates)
-        request = LockRequest(idempotency_key="", value=value, request_hash="", locks=locks)
+        request = LockRequest(idempotency_key="", value=value, locks=locks)
         try:
-            [reply] = await self._cache.run(
-                acquire_locks([request], self._settings.lock_s, refusal="", keep_s=1.0)
-            )
+            [reply] = await self._cache.run(acquire_locks([request], self._settings.lock_s))
         except LomashError:  # no Redis: the constraint alone decides
             return candidates, None
         if reply.locked is None:
             raise conflict("slot_taken", "that slot has just been taken")
-        chosen = candidates[reply.locked]
-        return [chosen, *(c for c in candidates if c != chosen)], (locks[reply.locked], value)
+        chosen = [candidates[reply.locked], *(candidates[j] for j in reply.free)]
+        return chosen, (locks[reply.locked], value)
 
     def _slot_freed(self, roster: Roster, consultant_id: str, start: datetime) -> CacheChanges:
         """The lock of a slot given up goes (anyone may book it now), and its day's
@@ -646,9 +651,14 @@ class SlotBooker:
 
 def booker_mailbox(settings: BookingSettings, runtime: RuntimeSettings) -> MailboxSettings:
     """Enough handlers at once to fill every flusher's batch and the next one; the
-    rest wait in the bounded mailbox (full: 503 ``overloaded``)."""
+    rest wait in the bounded mailbox (full: 503 ``overloaded``). A booking may take
+    as long as its batch (``flush_timeout_s``): its caller waits that long, not less,
+    so nobody is told "timeout" about a booking that is then written."""
+    message_timeout_s = settings.flush_timeout_s + _ANSWER_MARGIN_S
     return dataclasses.replace(
         runtime.mailbox,
         capacity=settings.mailbox_capacity,
         concurrency=settings.batch_max * (settings.flushers + 1),
+        message_timeout_s=message_timeout_s,
+        ask_timeout_s=max(runtime.mailbox.ask_timeout_s, message_timeout_s + _ANSWER_MARGIN_S),
     )

@@ -150,12 +150,17 @@ def manage_token(key: bytes, appointment_id: str) -> str:
     return base64.urlsafe_b64encode(digest).decode()[:32]
 
 
+_TOKEN_FIELD = f'"manage_token":"{TOKEN_MARKER}"'
+
+
 def reveal(body: str, key: bytes) -> str:
-    """A stored answer as the client gets it: the marker replaced by the token."""
-    if TOKEN_MARKER not in body:
+    """A stored answer as the client gets it: the marker replaced by the token (in
+    the ``manage_token`` field only: a customer's notes may say anything)."""
+    if _TOKEN_FIELD not in body:
         return body
     appointment_id = msgspec.json.decode(body)["id"]
-    return body.replace(TOKEN_MARKER, manage_token(key, appointment_id))
+    token = manage_token(key, appointment_id)
+    return body.replace(_TOKEN_FIELD, f'"manage_token":"{token}"', 1)
 
 
 def check_token(appointment: Appointment, token: str) -> bool:

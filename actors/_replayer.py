@@ -10,9 +10,11 @@ the same transaction, so the customer is told. Then the Redis hold is dropped.
   walks a pending booking into the dead-letter queue.
 - **No hold**: the SlotBooker queues the job *before* it holds the slot, so a hold
   that failed (the customer was told 503 or 409) leaves a job with no pending record:
-  it is skipped. A record older than ``pending_hold_s`` has expired with its hold:
-  the booking is written anyway, and the database decides (the customer was told
-  202; they get CONFIRMED or CANCELLED, never silence).
+  it is skipped, once the batch that queued it is surely over (``flush_timeout_s``;
+  before that the hold may still be on its way, and the job is retried later). A
+  record older than ``pending_hold_s`` has expired with its hold: the booking is
+  written anyway, and the database decides (the customer was told 202; they get
+  CONFIRMED or CANCELLED, never silence).
 
 Why an actor of its own: counted by the SlotBooker's breaker, replay failures would
 open it and turn away the very bookings Redis can still hold.
@@ -65,6 +67,9 @@ class BookingReplayer:
         pending = cache.key("pending", booking.id)
         if not await self._held(pending):
             age_s = time.time() - float(payload["accepted_at"])
+            if age_s < self._settings.flush_timeout_s:
+                # The hold comes right after the job: it may still be on its way.
+                raise RetryLater("hold not settled yet", after_s=self._settings.replay_retry_s)
             if age_s < self._settings.pending_hold_s:
                 log.info("booking_replay_skipped", appointment_id=booking.id, age_s=age_s)
                 return SKIPPED
@@ -82,10 +87,10 @@ class BookingReplayer:
             raise RetryLater(down.message, after_s=self._settings.replay_retry_s) from None
         log.info("booking_replayed", appointment_id=booking.id, status=status)
         try:
-            # The database is the truth now: drop the hold and the pending record.
+            # The database is the truth now: drop the hold and the pending record
+            # (the stored answer stays: a retry must still find it first).
             lock = lock_key(cache, consultant_id, booking.start)
-            idem = cache.key("idem", booking.idempotency_key)
-            await cache.run(release_pending(lock, booking.idempotency_key, pending, idem))
+            await cache.run(release_pending(lock, booking.idempotency_key, pending))
             consultant = (await self._roster.current()).consultant(consultant_id)
             if consultant is not None:
                 changes = CacheChanges()

@@ -34,37 +34,38 @@ __all__ = [
 ]
 
 _ACQUIRE = """
--- ARGV: ttl_ms, keep_ms, refusal body, then per request: idem key, value, request
--- hash, n, n lock keys.
--- Per request: {'replay', stored response} | {'locked', i} (i-th key) | {'taken', 0};
--- a refusal is stored under the idem key like any answer, so a retry gets it again.
-local ttl, keep, refusal = ARGV[1], ARGV[2], ARGV[3]
+-- ARGV: ttl_ms, then per request: idem key ('' for none), value, n, n lock keys.
+-- Per request: {'replay', stored response} | {'locked', i, free} where i is the
+-- lock taken (1-based) and free the other keys nobody holds ("2,5") | {'taken'}.
+-- A refusal here is not stored as the key's answer: nothing was attempted (and the
+-- key may have an answer in Postgres that Redis has lost).
+local ttl = ARGV[1]
 local out = {}
-local i = 4
+local i = 2
 while i <= #ARGV do
-  local idem, value, hash, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  i = i + 4
+  local idem, value, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  i = i + 3
   local stored = false
   if idem ~= '' then stored = redis.call('GET', idem) end
   if stored then
     table.insert(out, {'replay', stored})
   else
     local got = 0
+    local free = {}
     for j = 1, n do
       local key = ARGV[i + j - 1]
-      if redis.call('SET', key, value, 'NX', 'PX', ttl) or redis.call('GET', key) == value then
+      local holder = redis.call('GET', key)
+      if got == 0 and (holder == false or holder == value) then
+        redis.call('SET', key, value, 'PX', ttl)
         got = j
-        break
+      elseif holder == false then
+        table.insert(free, tostring(j))
       end
     end
     if got > 0 then
-      table.insert(out, {'locked', tostring(got)})
+      table.insert(out, {'locked', tostring(got), table.concat(free, ',')})
     else
-      if idem ~= '' then
-        local answer = cjson.encode({request_hash = hash, status = 409, body = refusal})
-        redis.call('SET', idem, answer, 'PX', keep, 'NX')
-      end
-      table.insert(out, {'taken', '0'})
+      table.insert(out, {'taken'})
     end
   end
   i = i + n
@@ -87,9 +88,9 @@ return 1
 """
 
 _RELEASE = """
--- KEYS: lock, pending, idem. ARGV: value. Drops the pending record, its stored
--- answer (Postgres has it now) and our lock.
-redis.call('DEL', KEYS[2], KEYS[3])
+-- KEYS: lock, pending. ARGV: value. Drops the pending record and our lock (the
+-- stored answer stays until it expires: a retry must find it before any lock).
+redis.call('DEL', KEYS[2])
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
 end
@@ -101,33 +102,33 @@ return 1
 class LockRequest:
     idempotency_key: str  # the Redis key of the stored response ('' : none)
     value: str  # the lock's value: the scoped idempotency key
-    request_hash: str  # hex, stored with a refusal
     locks: tuple[str, ...]  # lock keys, in the order to try
 
 
 @dataclass(frozen=True, slots=True)
 class LockReply:
-    replay: str | None = None  # a stored response (the key was used while pending)
+    replay: str | None = None  # a stored response
     locked: int | None = None  # index into ``locks`` of the lock now held
+    free: tuple[int, ...] = ()  # the other locks nobody held (still fair game)
 
 
-def acquire_locks(
-    requests: Sequence[LockRequest], ttl_s: float, *, refusal: str, keep_s: float
-) -> CacheOperation[list[LockReply]]:
-    """Per request: its stored response, or the first lock it could take, or neither
-    (then ``refusal``, a 409 body, is stored as its answer for ``keep_s``)."""
+def acquire_locks(requests: Sequence[LockRequest], ttl_s: float) -> CacheOperation[list[LockReply]]:
+    """Per request: its stored response, or the first lock it could take (and which
+    of the others nobody holds), or neither."""
 
     async def operation(client: Client) -> list[LockReply]:
-        args: list[str | int] = [round(ttl_s * 1000), round(keep_s * 1000), refusal]
+        args: list[str | int] = [round(ttl_s * 1000)]
         for r in requests:
-            args += [r.idempotency_key, r.value, r.request_hash, len(r.locks), *r.locks]
+            args += [r.idempotency_key, r.value, len(r.locks), *r.locks]
         script = client.register_script(_ACQUIRE)
         replies: list[LockReply] = []
-        for kind, value in await script(args=args):
+        for reply in await script(args=args):
+            kind = reply[0]
             if kind == b"replay":
-                replies.append(LockReply(replay=value.decode()))
+                replies.append(LockReply(replay=reply[1].decode()))
             elif kind == b"locked":
-                replies.append(LockReply(locked=int(value) - 1))
+                free = tuple(int(j) - 1 for j in reply[2].decode().split(",") if j)
+                replies.append(LockReply(locked=int(reply[1]) - 1, free=free))
             else:
                 replies.append(LockReply())
         return replies
@@ -163,12 +164,9 @@ def hold_pending(
     return operation
 
 
-def release_pending(
-    lock: str, value: str, pending_key: str, idempotency_key: str
-) -> CacheOperation[None]:
+def release_pending(lock: str, value: str, pending_key: str) -> CacheOperation[None]:
     async def operation(client: Client) -> None:
-        keys = [lock, pending_key, idempotency_key]
-        await client.register_script(_RELEASE)(keys=keys, args=[value])
+        await client.register_script(_RELEASE)(keys=[lock, pending_key], args=[value])
 
     return operation
 

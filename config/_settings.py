@@ -263,12 +263,15 @@ class BookingSettings:
     batch_max: int = 64
     flushers: int = 2
     # A batch (Redis locks, the transaction, the pending path) gets this long; then
-    # its bookings are answered 503 (a retry with the same key learns the outcome).
-    flush_timeout_s: float = 20.0
+    # its undecided bookings are answered 503 (a retry with the same key learns the
+    # outcome). The SlotBooker's callers wait this long plus a second, not less; it
+    # must leave room for a stalled query (database command_timeout_s) and the
+    # pending path after it.
+    flush_timeout_s: float = 10.0
     # Guests' manage tokens are HMAC-SHA256(secret, appointment id): never stored,
     # not even in the idempotency records. Required in production; elsewhere a fixed
     # development secret is used (tokens then are forgeable: development only).
-    token_secret: str | None = None
+    token_secret: str | None = field(default=None, repr=False)
     # Bookings waiting in the SlotBooker's mailbox before new ones get 503.
     mailbox_capacity: int = 1024
     # A ConnectionLost write is retried in place this often before the pending path.
@@ -333,6 +336,11 @@ class Settings:
         _check(0 < self.drain_timeout_s < 30, "drain_timeout_s: must be > 0 and below ECS's 30 s")
         _check(self.cleanup_timeout_s > 0, "cleanup_timeout_s: must be > 0")
         _check(self.max_body_bytes > 0, "max_body_bytes: must be > 0")
+        _check(
+            self.booking.flush_timeout_s > self.database.command_timeout_s,
+            "booking: flush_timeout_s must be above database command_timeout_s "
+            "(a stalled query must end inside the batch's deadline)",
+        )
         _check(
             self.environment != "production" or self.booking.token_secret is not None,
             "environment: production needs LOMASH_BOOKING_TOKEN_SECRET (manage tokens)",

@@ -80,8 +80,10 @@ class FastRoutes:
                 status, content = reply.status, reply.body.encode()
             except Exception as error:  # every failure answers in the one error format
                 status, content, extra = self._error(error, rid)
-            await self._respond(send, status, content, rid, extra)
-            log_request("POST", "/v1/appointments", status, started)
+            try:
+                await self._respond(send, status, content, rid, extra)
+            finally:  # logged even when the client has gone
+                log_request("POST", "/v1/appointments", status, started)
 
     async def _body(self, receive: Receive, headers: dict[str, str]) -> bytes:
         declared = headers.get("content-length")

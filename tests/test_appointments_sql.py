@@ -7,12 +7,21 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import trio
 import trio_asyncio
 
 from actors import LONDON, BookingReplayer, RosterSource, RunJob
 from actors._bookings import pending_record
-from adapters import Job, NewBooking, open_database, open_redis, replay_pending, reschedule
+from adapters import (
+    Job,
+    NewBooking,
+    RetryLater,
+    open_database,
+    open_redis,
+    replay_pending,
+    reschedule,
+)
 from config import BookingSettings, DatabaseSettings, RedisSettings
 from tests._booking import next_weekday, prepare_database, sql_fetch
 
@@ -109,6 +118,9 @@ async def test_a_replay_without_its_hold_is_skipped_unless_the_hold_expired(
             replayer = BookingReplayer(
                 db, cache, RosterSource(lambda: db, lambda: cache, refresh_s=60), settings
             )
+            # Just queued, no hold yet: the hold may be on its way; try again later.
+            with pytest.raises(RetryLater):
+                await replayer.handle(RunJob(_job(never_held, time.time())))
             results = [
                 await replayer.handle(RunJob(_job(b, accepted_at)))
                 for b, accepted_at in (

@@ -194,7 +194,8 @@ async def test_idempotency_key_replays_the_first_response(settings: Settings) ->
             lost = await book(client, booking_body(local(monday, 9)), key="key-2")
             lost_again = await book(client, booking_body(local(monday, 9)), key="key-2")
             changed = await book(client, booking_body(local(monday, 12)), key="key-1")
-            # The slot frees up; a retry of the refused key still gets its first answer.
+            # The slot frees up. A refusal by the slot lock was not stored (nothing was
+            # attempted, as Stripe does for conflicts): the same key may now book.
             await client.post(
                 f"/v1/appointments/{first.json()['id']}/cancel",
                 headers={"X-Manage-Token": first.json()["manage_token"]},
@@ -206,11 +207,11 @@ async def test_idempotency_key_replays_the_first_response(settings: Settings) ->
     assert again.content == first.content
     assert (lost.status_code, lost_again.status_code) == (409, 409)
     assert lost_again.content == lost.content
-    assert lost_later.content == lost.content
-    assert fresh.status_code == 201
+    assert lost_later.status_code == 201
+    assert fresh.status_code == 409
     assert changed.status_code == 422
     assert changed.json()["error"]["code"] == "idempotency_key_reused"
-    assert rows[0][0] == 2  # the first (cancelled since) and the fresh key's
+    assert rows[0][0] == 2  # the first (cancelled since) and the refused key's retry
 
 
 async def test_concurrent_duplicates_share_one_booking(settings: Settings) -> None:
@@ -584,3 +585,34 @@ async def test_the_manage_token_is_stored_nowhere(settings: Settings) -> None:
     assert token not in stored[0][0]
     assert cached is not None
     assert token.encode() not in cached
+
+
+async def test_a_held_slot_is_never_an_any_consultant_fallback(settings: Settings) -> None:
+    """An "any consultant" booking whose locked candidate is taken in Postgres falls
+    back only to candidates nobody holds in Redis: a slot held for a pending booking
+    (or in flight) is left alone, even with Postgres saying it is free."""
+    monday = next_weekday(MONDAY)
+    start = local(monday, 11)
+    epoch = int(datetime.fromisoformat(start).timestamp())
+    online = {"type": "ONLINE", "showroom_id": None}
+    client_redis = redis.Redis.from_url(settings.redis.url or "")
+    try:
+        async with trio_asyncio.open_loop():
+            url = await _prepared(settings)
+            async with running_tree(settings) as client:
+                taken = await book(
+                    client, booking_body(start, consultant_id="amira-khan", **online)
+                )
+                # amira's lock expires (as after lock_s); every other consultant's slot
+                # is held in Redis (pending bookings, in-flight attempts).
+                client_redis.delete(f"{settings.redis.prefix}slot:amira-khan:{epoch}")
+                for other in ("tom-hughes", "grace-okafor", "sofia-rossi", "owen-evans"):
+                    key = f"{settings.redis.prefix}slot:{other}:{epoch}"
+                    client_redis.set(key, "appointments:held", px=60_000)
+                anyone = await book(client, booking_body(start, consultant_id=None, **online))
+            rows = await sql_fetch(url, "SELECT consultant_id FROM appointments")
+    finally:
+        client_redis.close()
+    assert taken.status_code == 201
+    assert anyone.status_code == 409
+    assert [r[0] for r in rows] == ["amira-khan"]

@@ -55,6 +55,8 @@ def configure_logging(log_format: LogFormat, level: str, *, stream: TextIO | Non
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        # One write per line (print() writes the newline separately): worker processes
+        # share stderr, and a pipe keeps writes under PIPE_BUF whole, not two halves.
+        logger_factory=structlog.WriteLoggerFactory(stream),
         cache_logger_on_first_use=True,
     )

@@ -84,6 +84,7 @@ from actors._calendar import (
 from actors._roster import RosterSource
 from adapters import (
     Appointment,
+    BatchOutcome,
     Booked,
     Cache,
     CacheChanges,
@@ -373,7 +374,7 @@ class SlotBooker:
                 ready.append(item)
         return ready
 
-    async def _write(self, ready: list[_Item]) -> list[Any]:
+    async def _write(self, ready: list[_Item]) -> list[BatchOutcome]:
         by_id = {item.booking.id: item for item in ready}
 
         def render(booking: NewBooking, outcome: Booked | SlotTaken) -> tuple[int, str]:

@@ -86,10 +86,6 @@ class RosterSource:
         self._loaded_at = -float("inf")
         self._lock = trio.Lock()
 
-    def invalidate(self) -> None:
-        """Reload at the next use (after seeding or editing hours)."""
-        self._loaded_at = -float("inf")
-
     async def current(self) -> Roster:
         """The schedule, reloaded if older than ``refresh_s`` and Postgres answers."""
         if self._fresh():

@@ -6,7 +6,6 @@ translated into the project's error tree here and never leak further.
 
 from adapters._alerts import DeadLetterAlerts
 from adapters._appointments import (
-    ACTIVE_STATUSES,
     Appointment,
     BatchOutcome,
     Booked,
@@ -76,7 +75,6 @@ from adapters._seed import DEMO_SEED, load_seed
 from adapters._showrooms import PostgresShowrooms, Showroom, ShowroomStore
 
 __all__ = [
-    "ACTIVE_STATUSES",
     "DEMO_SEED",
     "MIGRATIONS_DIR",
     "Appointment",

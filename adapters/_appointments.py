@@ -35,7 +35,6 @@ from adapters._outbox import add_many_to_outbox
 from adapters._postgres import Connection, Operation
 
 __all__ = [
-    "ACTIVE_STATUSES",
     "Appointment",
     "BatchOutcome",
     "Booked",
@@ -53,7 +52,6 @@ __all__ = [
     "trim_idempotency_keys",
 ]
 
-ACTIVE_STATUSES = ("PENDING", "CONFIRMED", "RESCHEDULED")
 NOTIFICATIONS = "notifications"
 
 

@@ -552,25 +552,7 @@ class SlotBooker:
                 raise down
             return None
         record = json.loads(raw)
-        b = booking_from_record(record)
-        return Appointment(
-            id=b.id,
-            reference=b.reference,
-            kind=b.kind,
-            category=b.category,
-            status="PENDING",
-            consultant_id=record["consultant_id"],
-            showroom_id=b.showroom_id,
-            start=b.start,
-            end=b.end,
-            customer_name=b.customer_name,
-            customer_email=b.customer_email,
-            customer_phone=b.customer_phone,
-            customer_postcode=b.customer_postcode,
-            customer_address=b.customer_address,
-            notes=b.notes,
-            token_hash=b.token_hash,
-        )
+        return booking_from_record(record).as_appointment(record["consultant_id"], "PENDING")
 
     async def _cancel(self, message: Cancel) -> Appointment:
         current = await self._find(message.appointment_id, message.token)

@@ -77,6 +77,27 @@ class NewBooking:
     idempotency_key: str
     request_hash: bytes
 
+    def as_appointment(self, consultant_id: str, status: str) -> Appointment:
+        """The appointment this booking is, with ``consultant_id`` and ``status``."""
+        return Appointment(
+            id=self.id,
+            reference=self.reference,
+            kind=self.kind,
+            category=self.category,
+            status=status,
+            consultant_id=consultant_id,
+            showroom_id=self.showroom_id,
+            start=self.start,
+            end=self.end,
+            customer_name=self.customer_name,
+            customer_email=self.customer_email,
+            customer_phone=self.customer_phone,
+            customer_postcode=self.customer_postcode,
+            customer_address=self.customer_address,
+            notes=self.notes,
+            token_hash=self.token_hash,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Booked:

@@ -118,8 +118,6 @@ __all__ = ["SlotBooker", "booker_mailbox"]
 log = structlog.get_logger("actors.booker")
 
 _CONTENTION_RETRIES = 3
-# Time to answer after a batch's deadline, before the caller's own bound.
-_ANSWER_MARGIN_S = 1.0
 
 
 @dataclass(slots=True)
@@ -130,7 +128,11 @@ class _Item:
     reply: BookReply | None = None
     error: LomashError | None = None
     lock: str | None = None  # the slot lock this booking holds
-    consultant: str | None = None  # the consultant of that lock
+
+    @property
+    def consultant(self) -> str | None:
+        """The consultant whose slot lock this booking holds: its first candidate."""
+        return self.booking.candidates[0] if self.lock is not None else None
 
     def finish(self, reply: BookReply) -> None:
         self.reply = reply
@@ -370,7 +372,6 @@ class SlotBooker:
                 others = tuple(candidates[j] for j in reply.free)
                 item.booking = with_candidates(item.booking, (chosen, *others))
                 item.lock = request.locks[reply.locked]
-                item.consultant = chosen
                 ready.append(item)
         return ready
 
@@ -637,11 +638,13 @@ def booker_mailbox(settings: BookingSettings, runtime: RuntimeSettings) -> Mailb
     rest wait in the bounded mailbox (full: 503 ``overloaded``). A booking may take
     as long as its batch (``flush_timeout_s``): its caller waits that long, not less,
     so nobody is told "timeout" about a booking that is then written."""
-    message_timeout_s = settings.flush_timeout_s + _ANSWER_MARGIN_S
+    message_timeout_s = settings.flush_timeout_s + settings.answer_margin_s
     return dataclasses.replace(
         runtime.mailbox,
         capacity=settings.mailbox_capacity,
         concurrency=settings.batch_max * (settings.flushers + 1),
         message_timeout_s=message_timeout_s,
-        ask_timeout_s=max(runtime.mailbox.ask_timeout_s, message_timeout_s + _ANSWER_MARGIN_S),
+        ask_timeout_s=max(
+            runtime.mailbox.ask_timeout_s, message_timeout_s + settings.answer_margin_s
+        ),
     )

@@ -268,6 +268,8 @@ class BookingSettings:
     # must leave room for a stalled query (database command_timeout_s) and the
     # pending path after it.
     flush_timeout_s: float = 10.0
+    # How long after a batch's deadline its callers still wait for their answer.
+    answer_margin_s: float = 1.0
     # Guests' manage tokens are HMAC-SHA256(secret, appointment id): never stored,
     # not even in the idempotency records. Required in production; elsewhere a fixed
     # development secret is used (tokens then are forgeable: development only).
@@ -287,6 +289,7 @@ class BookingSettings:
             "availability_stale_s",
             "schedule_refresh_s",
             "flush_timeout_s",
+            "answer_margin_s",
         ):
             _check(getattr(self, name) > 0, f"{name}: must be > 0")
         for name in ("max_range_days", "horizon_days", "batch_max", "flushers"):

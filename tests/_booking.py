@@ -10,10 +10,8 @@ from contextlib import asynccontextmanager
 from datetime import date, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import httpx
 import trio
-import trio_asyncio
 
 from actors import LONDON
 from adapters import RedisJobQueue, load_seed, migrate_up, open_redis
@@ -23,16 +21,17 @@ from gateway._embedded import free_port
 from gateway._tree import build_tree
 from supervisors import open_supervisor
 from tests._service import service_settings
+from tests.conftest import fetch
 
 BOUND_S = 30.0
 
 # A consultant of our own for the clock-change tests: Sundays 00:00-03:00 local.
-NIGHT_OWL = """
-INSERT INTO consultants (id, name, email, showroom_id, specialisations)
-VALUES ('night-owl', 'Night Owl', 'owl@lomashwood.example', 'leeds', '{KITCHEN}');
-INSERT INTO consultant_hours (consultant_id, weekday, starts, ends)
-VALUES ('night-owl', 6, '00:00', '03:00');
-"""
+NIGHT_OWL = (
+    """INSERT INTO consultants (id, name, email, showroom_id, specialisations)
+    VALUES ('night-owl', 'Night Owl', 'owl@lomashwood.example', 'leeds', '{KITCHEN}')""",
+    """INSERT INTO consultant_hours (consultant_id, weekday, starts, ends)
+    VALUES ('night-owl', 6, '00:00', '03:00')""",
+)
 
 
 def booking_settings(database_url: str, redis_url: str, redis_prefix: str) -> Settings:
@@ -48,34 +47,11 @@ def booking_settings(database_url: str, redis_url: str, redis_prefix: str) -> Se
 
 
 async def prepare_database(url: str, *extra_sql: str) -> None:
-    """Migrations, the demo seed, and ``extra_sql`` (inside ``open_loop``)."""
+    """Migrations, the demo seed, and ``extra_sql`` statements (inside ``open_loop``)."""
     await migrate_up(url)
     await load_seed(url)
     for sql in extra_sql:
-        await sql_execute(url, sql)
-
-
-async def sql_execute(url: str, sql: str, *args: Any) -> None:
-    async def run() -> None:
-        connection = await asyncpg.connect(url)
-        try:
-            await connection.execute(sql, *args)
-        finally:
-            await connection.close()
-
-    await trio_asyncio.aio_as_trio(run)()
-
-
-async def sql_fetch(url: str, sql: str, *args: Any) -> list[Any]:
-    async def run() -> list[Any]:
-        connection = await asyncpg.connect(url)
-        try:
-            return list(await connection.fetch(sql, *args))
-        finally:
-            await connection.close()
-
-    rows: list[Any] = await trio_asyncio.aio_as_trio(run)()
-    return rows
+        await fetch(url, sql)
 
 
 @asynccontextmanager
@@ -142,7 +118,7 @@ async def announced(settings: Settings) -> list[tuple[str, dict[str, Any]]]:
     url = settings.database.url
 
     async def relayed() -> bool:
-        waiting: int = (await sql_fetch(url, "SELECT count(*) FROM outbox"))[0][0]
+        waiting: int = (await fetch(url, "SELECT count(*) FROM outbox"))[0][0]
         return waiting == 0
 
     await eventually(relayed)

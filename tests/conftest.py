@@ -104,5 +104,21 @@ def migrated_url(postgres_url: str) -> str:
     return postgres_url
 
 
+async def fetch(url: str, sql: str, *args: object) -> list[asyncpg.Record]:
+    """Run one statement on a connection of its own (one bridge hop, inside
+    ``trio_asyncio.open_loop``); its rows, if any."""
+    import trio_asyncio
+
+    async def run() -> list[asyncpg.Record]:
+        connection = await asyncpg.connect(url)
+        try:
+            return await connection.fetch(sql, *args)
+        finally:
+            await connection.close()
+
+    rows: list[asyncpg.Record] = await trio_asyncio.aio_as_trio(run)()
+    return rows
+
+
 def port_of(url: str) -> int:
     return urlsplit(url).port or 5432

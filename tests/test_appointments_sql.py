@@ -23,7 +23,8 @@ from adapters import (
     reschedule,
 )
 from config import BookingSettings, DatabaseSettings, RedisSettings
-from tests._booking import next_weekday, prepare_database, sql_fetch
+from tests._booking import next_weekday, prepare_database
+from tests.conftest import fetch
 
 START = datetime.combine(next_weekday(0), datetime.min.time(), LONDON).replace(hour=10)
 
@@ -70,8 +71,8 @@ async def test_two_deliveries_of_one_replay_at_once_confirm_it_once(
                 async with trio.open_nursery() as nursery:
                     for _ in range(4):
                         nursery.start_soon(deliver)
-        rows = await sql_fetch(fresh_database_url, "SELECT status, status_reason FROM appointments")
-        kinds = await sql_fetch(fresh_database_url, "SELECT kind FROM outbox")
+        rows = await fetch(fresh_database_url, "SELECT status, status_reason FROM appointments")
+        kinds = await fetch(fresh_database_url, "SELECT kind FROM outbox")
     assert statuses == ["CONFIRMED"] * 4
     assert [tuple(r) for r in rows] == [("CONFIRMED", None)]
     assert [r[0] for r in kinds] == ["appointment.confirmed"]
@@ -93,7 +94,7 @@ async def test_every_reschedule_is_announced_even_back_and_forth(
                     reschedule(first.id, ["grace-okafor"], utc, utc + timedelta(hours=1))
                 )
                 assert not isinstance(moved, type(None))
-        kinds = await sql_fetch(fresh_database_url, "SELECT kind FROM outbox ORDER BY id")
+        kinds = await fetch(fresh_database_url, "SELECT kind FROM outbox ORDER BY id")
     assert [r[0] for r in kinds] == ["appointment.confirmed"] + ["appointment.rescheduled"] * 3
 
 
@@ -128,7 +129,7 @@ async def test_a_replay_without_its_hold_is_skipped_unless_the_hold_expired(
                     (expired, time.time() - settings.pending_hold_s - 60),
                 )
             ]
-        rows = await sql_fetch(fresh_database_url, "SELECT id::text, status FROM appointments")
+        rows = await fetch(fresh_database_url, "SELECT id::text, status FROM appointments")
     assert results == ["SKIPPED", "CONFIRMED"]
     assert [tuple(r) for r in rows] == [(expired.id, "CONFIRMED")]
 

@@ -26,9 +26,8 @@ from tests._booking import (
     next_weekday,
     prepare_database,
     running_tree,
-    sql_execute,
-    sql_fetch,
 )
+from tests.conftest import fetch
 
 MONDAY = 0
 
@@ -101,7 +100,7 @@ async def test_availability_is_right_across_the_clock_changes(
     settings: Settings, sunday: date, expected: list[str]
 ) -> None:
     async with trio_asyncio.open_loop():
-        await _prepared(settings, NIGHT_OWL)
+        await _prepared(settings, *NIGHT_OWL)
         booking = settings.booking
         far = (sunday - datetime.now().date()).days + 7
         settings = settings.with_overrides(booking=dataclasses.replace(booking, horizon_days=far))
@@ -150,7 +149,7 @@ async def test_a_booking_is_confirmed_readable_and_announced(settings: Settings)
                 },
             )
             jobs = await announced(settings)
-        rows = await sql_fetch(url, "SELECT status, consultant_id FROM appointments")
+        rows = await fetch(url, "SELECT status, consultant_id FROM appointments")
     assert created.status_code == 201, created.text
     assert body["status"] == "CONFIRMED"
     assert body["reference"].startswith("LW-")
@@ -202,7 +201,7 @@ async def test_idempotency_key_replays_the_first_response(settings: Settings) ->
             )
             lost_later = await book(client, booking_body(local(monday, 9)), key="key-2")
             fresh = await book(client, booking_body(local(monday, 9)), key="key-3")
-        rows = await sql_fetch(url, "SELECT count(*) FROM appointments")
+        rows = await fetch(url, "SELECT count(*) FROM appointments")
     assert (first.status_code, again.status_code) == (201, 201)
     assert again.content == first.content
     assert (lost.status_code, lost_again.status_code) == (409, 409)
@@ -228,7 +227,7 @@ async def test_concurrent_duplicates_share_one_booking(settings: Settings) -> No
             async with trio.open_nursery() as nursery:
                 for _ in range(20):
                     nursery.start_soon(one)
-        rows = await sql_fetch(url, "SELECT count(*) FROM appointments")
+        rows = await fetch(url, "SELECT count(*) FROM appointments")
     assert {a.status_code for a in answers} == {201}
     assert len({a.content for a in answers}) == 1
     assert rows[0][0] == 1
@@ -247,7 +246,7 @@ async def test_fifty_concurrent_attempts_at_one_slot_give_one_booking(settings: 
             async with trio.open_nursery() as nursery:
                 for _ in range(50):
                     nursery.start_soon(one)
-        rows = await sql_fetch(url, "SELECT count(*) FROM appointments")
+        rows = await fetch(url, "SELECT count(*) FROM appointments")
     assert sorted(statuses) == [201] + [409] * 49
     assert rows[0][0] == 1
 
@@ -468,7 +467,7 @@ async def test_bad_input_gets_a_clear_4xx_naming_the_field(settings: Settings) -
             far = await client.get(
                 "/v1/appointments/availability", params={"type": "ONLINE", "from": "9999-12-30"}
             )
-        rows = await sql_fetch(url, "SELECT count(*) FROM appointments")
+        rows = await fetch(url, "SELECT count(*) FROM appointments")
     for (name, _, status, code, field), answer in zip(cases, answers, strict=True):
         error = answer.json()["error"]
         assert (answer.status_code, error["code"]) == (status, code), (name, answer.text)
@@ -489,7 +488,7 @@ async def test_idempotency_keys_are_kept_48_hours_then_trimmed(settings: Setting
     async with trio_asyncio.open_loop():
         url = await _prepared(settings)
         for key, age_h in (("old", 49), ("day-old", 25), ("new", 0)):
-            await sql_execute(
+            await fetch(
                 url,
                 "INSERT INTO idempotency_keys (key, request_hash, status, response, created_at)"
                 " VALUES ($1, '\\x00', 201, '{}', now() - make_interval(hours => $2))",
@@ -498,7 +497,7 @@ async def test_idempotency_keys_are_kept_48_hours_then_trimmed(settings: Setting
             )
         async with open_database(settings.database, application="t", cleanup_s=1.0) as db:
             removed = await db.run(trim_idempotency_keys(settings.booking.idempotency_keep_s))
-        left = await sql_fetch(url, "SELECT key FROM idempotency_keys ORDER BY key")
+        left = await fetch(url, "SELECT key FROM idempotency_keys ORDER BY key")
     assert removed == 1
     assert [r[0] for r in left] == ["day-old", "new"]
 
@@ -575,7 +574,7 @@ async def test_the_manage_token_is_stored_nowhere(settings: Settings) -> None:
             async with running_tree(settings) as client:
                 first = await book(client, booking_body(local(monday, 10)), key="k")
                 again = await book(client, booking_body(local(monday, 10)), key="k")
-            stored = await sql_fetch(url, "SELECT response FROM idempotency_keys")
+            stored = await fetch(url, "SELECT response FROM idempotency_keys")
         cached = client_redis.get(f"{settings.redis.prefix}idem:appointments:k")
     finally:
         client_redis.close()
@@ -610,7 +609,7 @@ async def test_a_held_slot_is_never_an_any_consultant_fallback(settings: Setting
                     key = f"{settings.redis.prefix}slot:{other}:{epoch}"
                     client_redis.set(key, "appointments:held", px=60_000)
                 anyone = await book(client, booking_body(start, consultant_id=None, **online))
-            rows = await sql_fetch(url, "SELECT consultant_id FROM appointments")
+            rows = await fetch(url, "SELECT consultant_id FROM appointments")
     finally:
         client_redis.close()
     assert taken.status_code == 201

@@ -17,6 +17,7 @@ import redis
 import trio
 import trio_asyncio
 
+from adapters import RedisClient, RedisJobQueue, open_redis
 from config import DatabaseSettings, Settings
 from gateway._embedded import free_port
 from tests._booking import (
@@ -29,12 +30,10 @@ from tests._booking import (
     next_weekday,
     prepare_database,
     running_tree,
-    sql_execute,
-    sql_fetch,
 )
 from tests._proxy import open_proxy
 from tests._service import with_database_url, with_redis_url
-from tests.conftest import port_of
+from tests.conftest import fetch, port_of
 from tests.test_postgres import via
 
 MONDAY = 0
@@ -97,7 +96,7 @@ async def test_postgres_outage_bookings_wait_pending_then_confirm(settings: Sett
             holder.close()
             after_retry = await book(client, booking_body(local(monday, 10)), key="p10")
             jobs = await announced(settings)
-        rows = await sql_fetch(url, "SELECT id::text, status FROM appointments ORDER BY starts_at")
+        rows = await fetch(url, "SELECT id::text, status FROM appointments ORDER BY starts_at")
     assert before.status_code == 201
     assert cached.status_code == 200
     assert [p.status_code for p in pending] == [202, 202, 202]
@@ -142,7 +141,7 @@ async def test_a_pending_booking_whose_slot_was_lost_is_cancelled_and_told(
             proxy.reset()
             pending = await book(client, booking_body(local(monday, 10)))
             assert pending.status_code == 202, pending.text
-            await sql_execute(
+            await fetch(
                 url,
                 """INSERT INTO appointments (id, reference, type, category, status,
                 consultant_id, showroom_id, starts_at, ends_at, customer_name, customer_email,
@@ -195,10 +194,16 @@ async def test_postgres_and_redis_both_down_refuses_with_503_and_writes_nothing(
                 "/v1/appointments/availability",
                 params={"type": "ONLINE", "from": str(monday), "to": str(monday)},
             )
-            pg.forward()
-            redis.forward()
-            await trio.sleep(1.0)  # a replay, if anything had been queued, would run now
-        rows = await sql_fetch(url, "SELECT count(*) FROM appointments")
+        rows = await fetch(url, "SELECT count(*) FROM appointments")
+        # Nothing half-written in Redis either: no replay job, no hold, no pending record.
+        async with open_redis(settings.redis, cleanup_s=1.0) as cache:
+            queued = await RedisJobQueue(cache, prefix="jobs").statistics("bookings")
+
+            async def keys(client: RedisClient) -> list[str]:
+                found = await client.keys(cache.key("*"))
+                return [k.decode() if isinstance(k, bytes) else k for k in found]
+
+            left = await cache.run(keys)
     for answer in refused:
         assert answer.status_code == 503, answer.text
         assert int(answer.headers["Retry-After"]) >= 1
@@ -209,6 +214,8 @@ async def test_postgres_and_redis_both_down_refuses_with_503_and_writes_nothing(
     assert codes[5:] == ["circuit_open"] * 2
     assert shown.status_code == 503
     assert rows[0][0] == 0
+    assert (queued.waiting, queued.delayed, queued.active, queued.completed) == (0, 0, 0, 0)
+    assert not [k for k in left if any(f":{kind}:" in k for kind in ("slot", "pending", "idem"))]
 
 
 async def test_without_redis_the_constraint_alone_prevents_double_booking(
@@ -239,7 +246,7 @@ async def test_without_redis_the_constraint_alone_prevents_double_booking(
                     "to": str(monday),
                 },
             )
-        rows = await sql_fetch(url, "SELECT count(*) FROM appointments")
+        rows = await fetch(url, "SELECT count(*) FROM appointments")
     assert sorted(statuses) == [201] + [409] * 29
     assert rows[0][0] == 1
     assert shown.status_code == 200

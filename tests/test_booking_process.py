@@ -11,7 +11,8 @@ import trio
 import trio_asyncio
 
 from gateway._embedded import free_port
-from tests._booking import booking_body, local, next_weekday, prepare_database, sql_fetch
+from tests._booking import booking_body, local, next_weekday, prepare_database
+from tests.conftest import fetch
 from tests.test_process import service
 
 ATTEMPTS = 200
@@ -59,7 +60,7 @@ async def test_two_processes_200_attempts_one_slot_one_booking(
                 await trio.sleep(0.2)
                 start.set()
     async with trio_asyncio.open_loop():
-        rows = await sql_fetch(fresh_database_url, "SELECT consultant_id FROM appointments")
+        rows = await fetch(fresh_database_url, "SELECT consultant_id FROM appointments")
     statuses = sorted(a.status_code for a in answers)
     assert statuses == [201] + [409] * (ATTEMPTS - 1), {s: statuses.count(s) for s in statuses}
     assert {a.json()["error"]["code"] for a in answers if a.status_code == 409} == {"slot_taken"}
@@ -97,7 +98,7 @@ async def test_one_key_sent_to_two_processes_at_once_books_once(
             for n in range(20):
                 nursery.start_soon(attempt, first.url if n % 2 else second.url)
     async with trio_asyncio.open_loop():
-        rows = await sql_fetch(fresh_database_url, "SELECT count(*) FROM appointments")
+        rows = await fetch(fresh_database_url, "SELECT count(*) FROM appointments")
     assert {a.status_code for a in answers} == {201}
     assert len({a.content for a in answers}) == 1
     assert rows[0][0] == 1

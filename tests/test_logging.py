@@ -27,13 +27,14 @@ def test_each_line_is_one_write_and_secrets_are_redacted() -> None:
     """Two processes writing to one pipe interleave whole writes only: a line and its
     newline must be one write, or lines of two workers run into each other."""
     stream = Recording()
+    before = structlog.get_config()
     configure_logging(LogFormat.JSON, "info", stream=stream)
     try:
         log = structlog.get_logger("test")
         log.info("first", token="s3cret", count=1)
         log.info("second")
     finally:
-        structlog.reset_defaults()
+        structlog.configure(**before)  # the test session's own set-up (conftest)
     assert len(stream.writes) == 2
     assert all(w.endswith("\n") and w.count("\n") == 1 for w in stream.writes)
     first = json.loads(stream.writes[0])

@@ -21,6 +21,7 @@ from adapters._migrations import (
     migration_status,
 )
 from supervisors import DatabaseError
+from tests.conftest import fetch
 
 # The repository's own migrations, whatever later issues add.
 REPO = load_migrations()
@@ -60,20 +61,6 @@ def write(directory: Path, *migrations: tuple[str, str, str]) -> Path:
         (directory / f"{label}.up.sql").write_text(up)
         (directory / f"{label}.down.sql").write_text(down)
     return directory
-
-
-async def fetch(url: str, sql: str, *args: object) -> list[asyncpg.Record]:
-    """Run one query on a connection of its own (one bridge hop)."""
-
-    async def run() -> list[asyncpg.Record]:
-        connection = await asyncpg.connect(url)
-        try:
-            return await connection.fetch(sql, *args)
-        finally:
-            await connection.close()
-
-    rows: list[asyncpg.Record] = await trio_asyncio.aio_as_trio(run)()
-    return rows
 
 
 async def exists(url: str, table: str) -> bool:

@@ -56,6 +56,7 @@ from actors._bookings import (
     Customer,
     Lookup,
     Reschedule,
+    apply_changes,
     availability_changed,
     booking_from_record,
     check_start,
@@ -176,7 +177,9 @@ class SlotBooker:
         self._token_key = token_key(settings.token_secret)
         self._inflight: dict[str, _Item] = {}
         # Group commit without a task of its own: the handlers of waiting bookings
-        # take turns leading a batch, at most ``flushers`` batches at once.
+        # take turns leading a batch, at most ``flushers`` batches at once. Both
+        # structures hold one entry per running handler at most: the mailbox's
+        # concurrency bounds them.
         self._waiting: deque[_Item] = deque()
         self._leading = 0
         self._progress = trio.Event()
@@ -502,12 +505,7 @@ class SlotBooker:
         if not changes:
             return
         try:
-            await self._cache.run(
-                changes.apply(
-                    keep_s=self._settings.idempotency_keep_s,
-                    bump_ttl_s=2 * self._settings.availability_stale_s,
-                )
-            )
+            await self._cache.run(apply_changes(changes, self._settings))
         except LomashError as error:
             log.info("cache_changes_skipped", error=error.message)
 

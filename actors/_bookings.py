@@ -27,7 +27,8 @@ from actors._calendar import (
     Roster,
     local_iso,
 )
-from adapters import Appointment, Cache, CacheChanges, NewBooking
+from adapters import Appointment, Cache, CacheChanges, CacheOperation, NewBooking
+from config import BookingSettings
 from supervisors import Conflict, ConnectionLost, InvalidRequest, LomashError
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "Customer",
     "Lookup",
     "Reschedule",
+    "apply_changes",
     "appointment_view",
     "availability_changed",
     "availability_generation",
@@ -206,6 +208,14 @@ def availability_generation(cache: Cache, day: date) -> str:
     """The counter bumped by every booking change on local ``day``: a free-slot list
     computed before a change is never cached after it."""
     return cache.key("avail-gen", day.isoformat())
+
+
+def apply_changes(changes: CacheChanges, settings: BookingSettings) -> CacheOperation[None]:
+    """The Redis operation for ``changes``: answers kept ``idempotency_keep_s``,
+    generations a while past the stale copies they guard."""
+    return changes.apply(
+        keep_s=settings.idempotency_keep_s, bump_ttl_s=2 * settings.availability_stale_s
+    )
 
 
 def availability_changed(

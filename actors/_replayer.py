@@ -26,7 +26,12 @@ import time
 
 import structlog
 
-from actors._bookings import availability_changed, booking_from_record, lock_key
+from actors._bookings import (
+    apply_changes,
+    availability_changed,
+    booking_from_record,
+    lock_key,
+)
 from actors._roster import RosterSource
 from actors._worker import RunJob
 from adapters import (
@@ -95,12 +100,7 @@ class BookingReplayer:
             if consultant is not None:
                 changes = CacheChanges()
                 availability_changed(changes, cache, consultant, booking.start)
-                await cache.run(
-                    changes.apply(
-                        keep_s=self._settings.idempotency_keep_s,
-                        bump_ttl_s=2 * self._settings.availability_stale_s,
-                    )
-                )
+                await cache.run(apply_changes(changes, self._settings))
         except LomashError as error:
             log.info("pending_hold_left_to_expire", error=error.message)
         return status

@@ -3,6 +3,7 @@
 This package imports nothing of ours; everything else may import it.
 """
 
+from config._http import HttpSettings
 from config._runtime import (
     RUNTIME_DEFAULTS,
     BreakerSettings,
@@ -33,6 +34,7 @@ __all__ = [
     "ConfigError",
     "DatabaseSettings",
     "HealthSettings",
+    "HttpSettings",
     "JobSettings",
     "LogFormat",
     "MailboxSettings",

@@ -20,7 +20,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from adapters import DeadJob, JobQueue
-from gateway._json import json_response
+from gateway._json import NO_STORE, json_response
 from supervisors import InvalidRequest, Unauthorized
 
 __all__ = ["register_admin_routes"]
@@ -59,6 +59,12 @@ def register_admin_routes(app: QuartTrio, jobs: JobQueue, token: str) -> None:
         given = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(given, expected):
             raise Unauthorized("a valid admin bearer token is required")
+
+    @app.after_request
+    async def private(response: Response) -> Response:
+        if request.path.startswith("/admin/"):  # job payloads hold customers' details
+            response.headers.update(NO_STORE)
+        return response
 
     @app.get("/admin/queues/<queue>")
     async def queue_statistics(queue: str) -> Response:

@@ -23,7 +23,8 @@ import structlog
 import trio
 from quart import Response, g, request
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.routing import RequestRedirect
 
 from actors import CatalogueMessage, CatalogueReply, ListShowrooms
 from adapters import Cache, Database, JobQueue, Showroom
@@ -40,6 +41,7 @@ __all__ = ["Lifecycle", "Services", "create_app", "log_request", "request_id"]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _HTTP_CODES = {
     400: "bad_request",
+    408: "request_timeout",
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
@@ -93,6 +95,11 @@ def create_app(services: Services) -> QuartTrio:
     settings = services.settings
     app = QuartTrio("lomash")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["BODY_TIMEOUT"] = settings.http.body_timeout_s
+    # No redirects: werkzeug would build one to the client's Host header
+    # (``GET /v1//showrooms`` with ``Host: evil.example``); an odd path is a 404.
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
 
     def error_json(error: BaseException) -> Response:
         mapped = error_response(error, default_retry_after_s=settings.unavailable_retry_after_s)
@@ -126,6 +133,8 @@ def create_app(services: Services) -> QuartTrio:
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:
         status = error.code or 500
+        if isinstance(error, RequestRedirect):
+            status, error = 404, NotFound()
         code = _HTTP_CODES.get(status, "bad_request" if status < 500 else "internal_error")
         body = {"error": {"code": code, "message": error.description or code}}
         body["error"]["request_id"] = getattr(g, "request_id", "")

@@ -42,7 +42,13 @@ from actors import (
 )
 from adapters import Appointment
 from config import BookingSettings
-from gateway._json import check_json_mimetype, decode_json, json_response, read_json
+from gateway._json import (
+    NO_STORE,
+    check_json_content_type,
+    decode_json,
+    json_response,
+    read_json,
+)
 from supervisors import ActorRef, InvalidRequest, NotFound, Unauthorized
 
 __all__ = ["AppointmentIn", "book_message", "register_appointment_routes"]
@@ -144,10 +150,10 @@ def _postcode(raw: str) -> str:
     return f"{compact[:-3]} {compact[-3:]}"
 
 
-def book_message(idempotency_key: str | None, mimetype: str, body: bytes) -> Book:
+def book_message(idempotency_key: str | None, content_type: str, body: bytes) -> Book:
     """The SlotBooker's message for a ``POST /v1/appointments``, or the 4xx error."""
     key = _idempotency_key(idempotency_key)
-    check_json_mimetype(mimetype)
+    check_json_content_type(content_type)
     decoded = decode_json(body, AppointmentIn)
     digest = hashlib.sha256(_ENCODER.encode(decoded)).digest()
     return Book(booking_request(decoded), key, digest)
@@ -276,7 +282,7 @@ def register_appointment_routes(
     async def show(raw_id: str) -> Response:
         appointment_id, token = _appointment_id(raw_id), _token()
         found: Appointment = await booker.ask(Lookup(appointment_id, token))
-        return json_response(appointment_view(found))
+        return json_response(appointment_view(found), headers=NO_STORE)
 
     @app.post("/v1/appointments/<raw_id>/cancel")
     async def cancel(raw_id: str) -> Response:
@@ -286,7 +292,7 @@ def register_appointment_routes(
             given = (await read_json(CancelIn)).reason
             reason = given or reason
         after: Appointment = await booker.ask(Cancel(appointment_id, token, reason))
-        return json_response(appointment_view(after))
+        return json_response(appointment_view(after), headers=NO_STORE)
 
     @app.post("/v1/appointments/<raw_id>/reschedule")
     async def reschedule(raw_id: str) -> Response:
@@ -296,4 +302,4 @@ def register_appointment_routes(
         moved: Appointment = await booker.ask(
             Reschedule(appointment_id, token, start, body.consultant_id)
         )
-        return json_response(appointment_view(moved))
+        return json_response(appointment_view(moved), headers=NO_STORE)

@@ -20,12 +20,13 @@ from typing import Any
 
 import msgspec
 import structlog
+import trio
 
 from actors import BookReply
 from gateway._app import Lifecycle, log_request, request_id
 from gateway._appointments import book_message
 from gateway._http_errors import error_response
-from supervisors import ActorRef, LomashError, PayloadTooLarge
+from supervisors import ActorRef, LomashError, PayloadTooLarge, RequestTimeout
 
 __all__ = ["ASGIApp", "FastRoutes"]
 
@@ -37,6 +38,7 @@ type ASGIApp = Callable[..., Awaitable[None]]  # QuartTrio, or this wrapper
 log = structlog.get_logger("gateway")
 
 _JSON = (b"content-type", b"application/json")
+_NO_STORE = (b"cache-control", b"no-store")  # answers carry a manage token
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -49,12 +51,14 @@ class FastRoutes:
         *,
         max_body_bytes: int,
         retry_after_s: float,
+        body_timeout_s: float,
     ) -> None:
         self._app = app
         self._booker = booker
         self._lifecycle = lifecycle
         self._max_body_bytes = max_body_bytes
         self._retry_after_s = retry_after_s
+        self._body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -72,12 +76,18 @@ class FastRoutes:
         rid = request_id(headers.get("x-request-id"))
         with structlog.contextvars.bound_contextvars(request_id=rid):
             try:
-                body = await self._body(receive, headers)
-                mimetype = headers.get("content-type", "").split(";")[0].strip().lower()
-                message = book_message(headers.get("idempotency-key"), mimetype, body)
+                with trio.fail_after(self._body_timeout_s):
+                    body = await self._body(receive, headers)
+                message = book_message(
+                    headers.get("idempotency-key"), headers.get("content-type", ""), body
+                )
                 reply: BookReply = await self._booker.ask(message)
                 extra: dict[str, str] = {}
                 status, content = reply.status, reply.body.encode()
+            except trio.TooSlowError:
+                status, content, extra = self._error(
+                    RequestTimeout(timeout_s=self._body_timeout_s), rid
+                )
             except Exception as error:  # every failure answers in the one error format
                 status, content, extra = self._error(error, rid)
             try:
@@ -117,6 +127,7 @@ class FastRoutes:
     ) -> None:
         headers = [
             _JSON,
+            _NO_STORE,
             (b"content-length", str(len(content)).encode()),
             (b"x-request-id", rid.encode()),
             *((name.lower().encode(), value.encode()) for name, value in extra.items()),

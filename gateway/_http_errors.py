@@ -33,9 +33,11 @@ from supervisors import (
     NotFound,
     OperationTimeout,
     PayloadTooLarge,
+    RequestTimeout,
     ServiceUnavailable,
     Unauthorized,
     Unavailable,
+    UnsupportedMediaType,
     UpstreamError,
 )
 
@@ -77,12 +79,14 @@ def _own_code(error: LomashError) -> str:
 
 
 _TABLE: dict[type[LomashError], _Entry] = {
+    UnsupportedMediaType: _Entry(415, "unsupported_media_type", None),
     InvalidRequest: _Entry(_invalid_status, _own_code, None),
     InvalidData: _Entry(422, "invalid_data", None),
     NotFound: _Entry(404, "not_found", None),
     Unauthorized: _Entry(401, "unauthorized", None),
     Conflict: _Entry(409, _own_code, None),
     PayloadTooLarge: _Entry(413, "payload_too_large", None),
+    RequestTimeout: _Entry(408, "request_timeout", None),
     DomainError: _Entry(400, "bad_request", None),
     ServiceUnavailable: _Entry(503, "circuit_open", "temporarily unavailable, please retry"),
     MailboxFull: _Entry(503, "overloaded", "too busy right now, please retry"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -9,11 +10,13 @@ import msgspec
 from quart import Response
 from quart import request as current_request
 
-from supervisors import InvalidRequest
+from supervisors import InvalidRequest, UnsupportedMediaType
 
-__all__ = ["check_json_mimetype", "decode_json", "json_response", "read_json"]
+__all__ = ["NO_STORE", "check_json_content_type", "decode_json", "json_response", "read_json"]
 
 _ENCODER = msgspec.json.Encoder()
+# Responses that carry personal data or a manage token: no cache may keep them.
+NO_STORE = {"Cache-Control": "no-store"}
 _PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _MISSING = re.compile(r"(?:missing required|unknown) field `(?P<name>[^`]+)`")
 
@@ -39,25 +42,45 @@ def _field(message: str) -> str | None:
 
 
 async def read_json[T](kind: type[T]) -> T:
-    """The request body decoded and validated as ``kind``; 400/422 naming the field."""
-    check_json_mimetype(current_request.mimetype)
+    """The request body decoded and validated as ``kind``; 400/415/422 naming the field."""
+    check_json_content_type(current_request.headers.get("Content-Type", ""))
     return decode_json(await current_request.get_data(as_text=False), kind)
 
 
-def check_json_mimetype(mimetype: str) -> None:
-    """400 ``unsupported_media_type`` unless the body is declared JSON."""
-    if mimetype != "application/json":
-        raise InvalidRequest(
-            "expected a JSON body with Content-Type: application/json",
-            code="unsupported_media_type",
-            malformed=True,
-        )
+def check_json_content_type(content_type: str) -> None:
+    """415 ``unsupported_media_type`` unless the body is declared JSON in UTF-8 (the
+    only charset JSON has: RFC 8259); a charset parameter must say so."""
+    mimetype, *parameters = content_type.split(";")
+    if mimetype.strip().lower() != "application/json":
+        raise UnsupportedMediaType("expected a JSON body with Content-Type: application/json")
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in (
+            "utf-8",
+            "utf8",
+        ):
+            raise UnsupportedMediaType("JSON bodies are UTF-8: charset=utf-8 or none")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        duplicate = next(key for key in keys if keys.count(key) > 1)
+        raise _DuplicateKey(duplicate)
+    return dict(pairs)
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
 
 
 def decode_json[T](body: bytes | str, kind: type[T]) -> T:
-    """``body`` decoded and validated as ``kind``; 400/422 naming the field."""
+    """``body`` decoded and validated as ``kind``; 400/422 naming the field. A key
+    given twice in one object is refused (parsers disagree on which one wins)."""
     try:
-        return msgspec.json.decode(body, type=kind)
+        decoded = msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as error:
         message = str(error)
         field = _field(message)
@@ -65,7 +88,20 @@ def decode_json[T](body: bytes | str, kind: type[T]) -> T:
         raise InvalidRequest(
             f"{field}: {text}" if field else text, code="invalid_field", field=field
         ) from None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        raise _malformed() from None
+    try:
+        json.loads(body, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as duplicate:
         raise InvalidRequest(
-            "the request body is not valid JSON", code="malformed_json", malformed=True
+            f"{duplicate.key}: given twice", code="duplicate_field", field=duplicate.key
         ) from None
+    except ValueError:  # msgspec accepted what the stdlib parser does not
+        raise _malformed() from None
+    return decoded
+
+
+def _malformed() -> InvalidRequest:
+    return InvalidRequest(
+        "the request body is not valid JSON (UTF-8)", code="malformed_json", malformed=True
+    )

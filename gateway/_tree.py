@@ -22,8 +22,6 @@ from contextlib import AbstractAsyncContextManager
 from functools import partial
 from typing import Any
 
-import hypercorn.config
-import hypercorn.trio
 import structlog
 import trio
 
@@ -56,7 +54,9 @@ from adapters import (
 )
 from config import BreakerSettings, JobSettings, Settings
 from gateway._app import Lifecycle, Services, create_app
+from gateway._edge import EdgeGuard
 from gateway._fast import ASGIApp, FastRoutes
+from gateway._http_server import ConnectionLimiter, hypercorn_config, serve_http
 from gateway._test_routes import TEST_JOB_KIND, effect_recorder_spec
 from supervisors import (
     ActorRef,
@@ -112,25 +112,33 @@ class Resource[T]:
 
 
 class HttpServer:
-    """Hypercorn on trio. Stopping closes the listener, then in-flight requests finish
-    within ``drain_timeout_s`` (hypercorn's graceful timeout) before the rest is cancelled."""
+    """The HTTP server (gateway/_http_server.py). Stopping closes the listener, then
+    in-flight requests finish within ``drain_timeout_s`` before the rest is cancelled."""
 
     def __init__(self, app_factory: Callable[[], ASGIApp], settings: Settings, bind: str):
         self._app_factory = app_factory
         self._settings = settings
         self._bind = bind
         self._stop = trio.Event()
+        self.connections = ConnectionLimiter(settings.http.max_connections)
 
     async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
-        config = hypercorn.config.Config()
-        config.bind = [self._bind]
-        config.graceful_timeout = self._settings.drain_timeout_s
-        config.accesslog = None  # the app logs one canonical line per request
-        config.loglevel = "WARNING"  # our structlog lines say what hypercorn would
+        settings = self._settings
+        config = hypercorn_config(
+            self._bind, settings.http, graceful_timeout_s=settings.drain_timeout_s
+        )
         app = self._app_factory()
         async with trio.open_nursery() as nursery:
             urls = await nursery.start(
-                partial(hypercorn.trio.serve, app, config, shutdown_trigger=self._stop.wait)
+                partial(
+                    serve_http,
+                    app,
+                    config,
+                    settings.http,
+                    limiter=self.connections,
+                    retry_after_s=settings.unavailable_retry_after_s,
+                    shutdown_trigger=self._stop.wait,
+                )
             )
             log.info("http_listening", urls=urls)
             task_status.started(urls)
@@ -270,12 +278,18 @@ def build_tree(settings: Settings, lifecycle: Lifecycle, *, bind: str) -> Superv
                 booker=booker.ref,
             )
         )
-        return FastRoutes(
+        fast = FastRoutes(
             quart,
             booker.ref,
             lifecycle,
             max_body_bytes=settings.max_body_bytes,
             retry_after_s=settings.unavailable_retry_after_s,
+            body_timeout_s=settings.http.body_timeout_s,
+        )
+        return EdgeGuard(
+            fast,
+            max_body_bytes=settings.max_body_bytes,
+            body_timeout_s=settings.http.body_timeout_s,
         )
 
     domain = SupervisorSpec(

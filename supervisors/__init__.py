@@ -29,11 +29,13 @@ from supervisors._errors import (
     NotFound,
     OperationTimeout,
     PayloadTooLarge,
+    RequestTimeout,
     RestartIntensityExceeded,
     ServiceUnavailable,
     SupervisionError,
     Unauthorized,
     Unavailable,
+    UnsupportedMediaType,
     UpstreamError,
 )
 from supervisors._mailbox import Idempotent
@@ -78,6 +80,7 @@ __all__ = [
     "PayloadTooLarge",
     "Permit",
     "Registry",
+    "RequestTimeout",
     "Restart",
     "RestartIntensityExceeded",
     "RetryPolicy",
@@ -91,6 +94,7 @@ __all__ = [
     "TaskSpec",
     "Unauthorized",
     "Unavailable",
+    "UnsupportedMediaType",
     "UpstreamError",
     "open_supervisor",
 ]

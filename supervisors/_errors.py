@@ -8,11 +8,13 @@ adapter boundary; the gateway maps it to HTTP in one table.
     ├── DomainError                   the caller's fault or a business rule; never trips
     │   │                             a breaker, never retried
     │   ├── InvalidRequest            the request is malformed (400) or a field is wrong (422)
+    │   │   └── UnsupportedMediaType  not JSON, or not UTF-8 (415)
     │   ├── InvalidData               the database refused a value (check / not-null / type)
     │   ├── NotFound                  no such resource (404)
     │   ├── Unauthorized              missing or wrong credentials (401)
     │   ├── Conflict                  the write collides with existing state (409)
-    │   └── PayloadTooLarge           the body is over the limit (413)
+    │   ├── PayloadTooLarge           the body is over the limit (413)
+    │   └── RequestTimeout            the body did not arrive in time (408)
     ├── DependencyError               something we depend on failed
     │   ├── UpstreamError             a provider answered with an error status
     │   ├── ConnectionLost            reset / refused / dropped (ECONNRESET); also "down,
@@ -56,11 +58,13 @@ __all__ = [
     "NotFound",
     "OperationTimeout",
     "PayloadTooLarge",
+    "RequestTimeout",
     "RestartIntensityExceeded",
     "ServiceUnavailable",
     "SupervisionError",
     "Unauthorized",
     "Unavailable",
+    "UnsupportedMediaType",
     "UpstreamError",
 ]
 
@@ -91,6 +95,13 @@ class InvalidRequest(DomainError):
         self.code = code
         self.field = field
         self.malformed = malformed
+
+
+class UnsupportedMediaType(InvalidRequest):
+    """The body is not in a media type (or charset) the route accepts (415)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="unsupported_media_type", malformed=True)
 
 
 class InvalidData(DomainError):
@@ -124,6 +135,14 @@ class PayloadTooLarge(DomainError):
     def __init__(self, *, limit: int) -> None:
         super().__init__(f"request body is larger than {limit} bytes")
         self.limit = limit
+
+
+class RequestTimeout(DomainError):
+    """The request body did not arrive within the body deadline (408)."""
+
+    def __init__(self, *, timeout_s: float) -> None:
+        super().__init__(f"the request body did not arrive within {timeout_s:g} s")
+        self.timeout_s = timeout_s
 
 
 class DependencyError(LomashError):

@@ -74,7 +74,9 @@ async def test_the_booking_route_keeps_the_common_http_contract() -> None:
         forwarded.append(scope["path"])
 
     lifecycle = Lifecycle()
-    app = FastRoutes(quart, spec.ref, lifecycle, max_body_bytes=len(BODY) + 50, retry_after_s=5)
+    app = FastRoutes(
+        quart, spec.ref, lifecycle, max_body_bytes=len(BODY) + 50, retry_after_s=5, body_timeout_s=5
+    )
     with trio.fail_after(10):
         async with open_supervisor(SupervisorSpec("t", [spec])):
             ok = await call(app, headers={"x-request-id": "abc-123"})
@@ -93,7 +95,7 @@ async def test_the_booking_route_keeps_the_common_http_contract() -> None:
     assert ok[2] == {"status": "CONFIRMED"}
     assert len(generated[1]["x-request-id"]) == 32
     assert behaviour.seen[0].idempotency_key == "k1"
-    assert (wrong_type[0], wrong_type[2]["error"]["code"]) == (400, "unsupported_media_type")
+    assert (wrong_type[0], wrong_type[2]["error"]["code"]) == (415, "unsupported_media_type")
     assert wrong_type[2]["error"]["request_id"] == wrong_type[1]["x-request-id"]
     assert (no_key[0], no_key[2]["error"]["code"]) == (400, "invalid_idempotency_key")
     assert (too_big[0], too_big[2]["error"]["code"]) == (413, "payload_too_large")

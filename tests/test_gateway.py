@@ -152,7 +152,7 @@ async def test_every_response_carries_a_request_id(settings: Settings) -> None:
             "malformed_json",
             None,
         ),
-        ("POST", "/_test/echo", {"data": "name=x"}, 400, "unsupported_media_type", None),
+        ("POST", "/_test/echo", {"data": "name=x"}, 415, "unsupported_media_type", None),
         (
             "POST",
             "/_test/echo",

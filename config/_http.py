@@ -1,0 +1,40 @@
+"""The HTTP edge: keep-alive, connection cap, body and send deadlines, protocols."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["HttpSettings"]
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """Limits that keep one hostile or careless client from holding the service.
+
+    Behind an ALB, set the target group's idle timeout below ``keep_alive_s`` (or raise
+    ``keep_alive_s`` above it): the side that closes an idle connection first must be
+    the load balancer, else it may reuse a connection the service has just closed.
+    """
+
+    # An idle keep-alive connection (and one whose request headers have not all
+    # arrived) is closed after this long.
+    keep_alive_s: float = 5.0
+    # Open connections per process; beyond it the oldest idle one is closed to make
+    # room, and if none is idle the newcomer gets 503 + Retry-After and is closed.
+    max_connections: int = 800
+    # A request body must have arrived completely this long after the request began
+    # (a trickled body is answered 408 and the connection closed).
+    body_timeout_s: float = 30.0
+    # Writing one chunk of a response may take this long; a client that does not
+    # read is disconnected (its request task is not held).
+    send_timeout_s: float = 10.0
+    # HTTP/2 over plain HTTP (h2c upgrade, prior knowledge). Off: an Upgrade: h2c or
+    # a PRI preface is answered as HTTP/1.1 (or refused as malformed).
+    h2c: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("keep_alive_s", "body_timeout_s", "send_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}: must be > 0")
+        if self.max_connections < 1:
+            raise ValueError("max_connections: must be >= 1")

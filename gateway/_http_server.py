@@ -1,0 +1,280 @@
+"""The HTTP server: hypercorn's HTTP/1.1 protocol on trio, driven by us.
+
+``hypercorn.trio.serve`` leaves holes a hostile client can use, so this module owns
+the accept loop and the per-connection driver while keeping hypercorn's protocol
+classes (h11 parsing and strictness, pipelining, keep-alive, graceful drain):
+
+- Every event the protocol sends on a connection (bytes, close, idle) is finished
+  under a shield bounded by ``send_timeout_s``. An app whose request task is
+  cancelled while it sends (quart-trio cancels its request when the client's
+  disconnect arrives) would otherwise leave the connection half-recycled: never
+  closed, with no idle timeout, the next request never read. A client that stops
+  reading is disconnected after ``send_timeout_s`` instead of holding its task.
+- A connection cap (``max_connections``): at the cap the oldest idle keep-alive
+  connection is closed to make room; with none idle, the newcomer gets a 503 with
+  ``Retry-After`` and is closed.
+- Idle keep-alive connections close after ``keep_alive_s`` and at once on drain.
+- HTTP/2 over plain HTTP (h2c upgrade, prior knowledge) only when ``h2c`` is set.
+- No ``Server`` banner.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+import hypercorn.config
+import structlog
+import trio
+from hypercorn.events import Closed, Event, RawData, Updated
+from hypercorn.protocol import ProtocolWrapper
+from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.trio.lifespan import Lifespan
+from hypercorn.trio.task_group import TaskGroup
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import ConnectionState
+from hypercorn.utils import parse_socket_addr, repr_socket_addr, wrap_app
+
+from config import HttpSettings
+
+__all__ = ["ConnectionLimiter", "hypercorn_config", "serve_http"]
+
+log = structlog.get_logger("gateway.http")
+
+_SHED_BODY = (
+    b'{"error":{"code":"overloaded","message":"too many connections right now, please retry"}}'
+)
+
+
+def hypercorn_config(bind: str, http: HttpSettings, *, graceful_timeout_s: float) -> Any:
+    config = hypercorn.config.Config()
+    config.bind = [bind]
+    config.graceful_timeout = graceful_timeout_s
+    config.keep_alive_timeout = http.keep_alive_s
+    config.include_server_header = False
+    config.accesslog = None  # the app logs one canonical line per request
+    config.loglevel = "WARNING"  # our structlog lines say what hypercorn would
+    return config
+
+
+class _HTTP11Only(H11Protocol):
+    """HTTP/1.1 without the switches to HTTP/2 (h2c upgrade, PRI prior knowledge)."""
+
+    async def _check_protocol(self, event: Any) -> None:
+        return None
+
+
+class ConnectionLimiter:
+    """Open connections of one server, and which of them are idle (oldest first)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+        self.shed = 0
+        self.evicted = 0
+        # Insertion-ordered: the first entry is the connection idle the longest.
+        self._idle: dict[_Connection, trio.CancelScope] = {}
+
+    def admit(self) -> bool:
+        """Room for one more connection, closing the oldest idle one if needed."""
+        if self.open < self.limit:
+            return True
+        if not self._idle:
+            self.shed += 1
+            return False
+        oldest = next(iter(self._idle))
+        self._idle.pop(oldest).cancel()
+        self.evicted += 1
+        return True  # it closes on its own task; the count drops then
+
+    def idle(self, connection: _Connection, scope: trio.CancelScope) -> None:
+        self._idle[connection] = scope
+
+    def busy(self, connection: _Connection) -> None:
+        self._idle.pop(connection, None)
+
+
+class _Connection(TCPServer):
+    """hypercorn's TCPServer with bounded, shielded sends and our protocol choice."""
+
+    def __init__(
+        self,
+        app: Any,
+        config: Any,
+        context: WorkerContext,
+        state: dict[str, Any],
+        stream: trio.SocketStream,
+        *,
+        http: HttpSettings,
+        limiter: ConnectionLimiter,
+        cut: trio.CancelScope,
+    ) -> None:
+        super().__init__(app, config, context, state, stream)  # type: ignore[arg-type]
+        self._http = http
+        self._limiter = limiter
+        self._cut = cut
+
+    async def run(self) -> None:
+        socket = self.stream.socket
+        try:
+            client = parse_socket_addr(socket.family, socket.getpeername())
+            server = parse_socket_addr(socket.family, socket.getsockname())
+            async with TaskGroup() as task_group:
+                self._task_group = task_group
+                args = (
+                    self.app,
+                    self.config,
+                    self.context,
+                    task_group,
+                    ConnectionState(self.state),
+                    False,
+                    client,
+                    server,
+                    self.protocol_send,
+                )
+                protocol: Any = (
+                    ProtocolWrapper(*args, "http/1.1") if self._http.h2c else _HTTP11Only(*args)
+                )
+                self.protocol = protocol
+                await self.protocol.initiate()
+                await self.idle_task.restart(self._task_group, self._idle_timeout)
+                await self._read_data()
+        except OSError:
+            pass
+        finally:
+            self._limiter.busy(self)
+            with trio.move_on_after(self._http.send_timeout_s, shield=True):
+                await self._close()
+
+    async def protocol_send(self, event: Event) -> None:
+        if self._cut.cancel_called:
+            # The drain budget ran out: the connection is cut, not finished (no
+            # last-minute 500 for a request that was cancelled).
+            await self._protocol_send(event)
+            return
+        # Finished even if the caller (the app's request task) is being cancelled:
+        # a half-done close or recycle would leave the connection open for good.
+        with trio.move_on_after(self._http.send_timeout_s, shield=True) as scope:
+            await self._protocol_send(event)
+        if scope.cancelled_caught:  # the client does not read what we send
+            log.info("http_client_not_reading", timeout_s=self._http.send_timeout_s)
+            with trio.CancelScope(shield=True):
+                await self.stream.aclose()
+
+    async def _protocol_send(self, event: Event) -> None:
+        if isinstance(event, RawData):
+            async with self.send_lock:
+                try:
+                    await self.stream.send_all(event.data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    await self.protocol.handle(Closed())
+        elif isinstance(event, Closed):
+            await self._close()
+            await self.protocol.handle(Closed())
+        elif isinstance(event, Updated):
+            if event.idle:
+                await self.idle_task.restart(self._task_group, self._idle_timeout)
+            else:
+                self._limiter.busy(self)
+                await self.idle_task.stop()
+
+    async def _idle_timeout(self) -> None:
+        # Cancelled by a new request (the idle task stops), ended by the keep-alive
+        # timeout, by drain (terminated), or by the limiter making room.
+        with trio.move_on_after(self.config.keep_alive_timeout) as scope:
+            self._limiter.idle(self, scope)
+            try:
+                await self.context.terminated.wait()
+            finally:
+                self._limiter.busy(self)
+        with trio.CancelScope(shield=True):
+            await self._initiate_server_close()
+
+
+async def _shed(stream: trio.SocketStream, retry_after_s: float, timeout_s: float) -> None:
+    """503 and close, without reading the request: the connection cap is reached."""
+    head = (
+        b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+        b"retry-after: %d\r\nconnection: close\r\ncontent-length: %d\r\n\r\n"
+        % (max(1, math.ceil(retry_after_s)), len(_SHED_BODY))
+    )
+    with trio.move_on_after(timeout_s):
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await stream.send_all(head + _SHED_BODY)
+    with trio.CancelScope(shield=True):
+        await stream.aclose()
+
+
+async def serve_http(
+    app: Any,
+    config: Any,
+    http: HttpSettings,
+    *,
+    limiter: ConnectionLimiter,
+    retry_after_s: float,
+    shutdown_trigger: Callable[[], Awaitable[Any]],
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` until ``shutdown_trigger`` returns, then drain: the listeners
+    close, idle connections close, in-flight requests get ``config.graceful_timeout``."""
+    wrapped = wrap_app(app, config.wsgi_max_body_size, "asgi")
+    state: dict[str, Any] = {}
+    lifespan = Lifespan(wrapped, config, state)
+    context = WorkerContext(None)
+    connections: trio.Nursery  # the handlers' nursery, opened below
+
+    async def connection(stream: trio.SocketStream) -> None:
+        if not limiter.admit():
+            await _shed(stream, retry_after_s, http.send_timeout_s)
+            return
+        limiter.open += 1
+        try:
+            await _Connection(
+                wrapped,
+                config,
+                context,
+                state.copy(),
+                stream,
+                http=http,
+                limiter=limiter,
+                cut=connections.cancel_scope,
+            )
+        finally:
+            limiter.open -= 1
+
+    async with trio.open_nursery() as lifespan_nursery:
+        await lifespan_nursery.start(lifespan.handle_lifespan)
+        await lifespan.wait_for_startup()
+        async with trio.open_nursery() as connections:
+            sockets = config.create_sockets()
+            listeners = []
+            urls = []
+            for sock in sockets.insecure_sockets:
+                sock.listen(config.backlog)
+                listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
+                urls.append(f"http://{repr_socket_addr(sock.family, sock.getsockname())}")
+            try:
+                async with trio.open_nursery() as accepting:
+                    accepting.start_soon(
+                        partial(
+                            trio.serve_listeners,
+                            connection,
+                            listeners,
+                            handler_nursery=connections,
+                        )
+                    )
+                    task_status.started(urls)
+                    await shutdown_trigger()
+                    accepting.cancel_scope.cancel()
+            finally:
+                for listener in listeners:
+                    with trio.CancelScope(shield=True):
+                        await listener.aclose()
+                await context.terminated.set()  # idle connections close now
+                connections.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
+        await lifespan.wait_for_shutdown()
+        lifespan_nursery.cancel_scope.cancel()

@@ -26,7 +26,13 @@ from actors import BookReply
 from gateway._app import Lifecycle, log_request, request_id
 from gateway._appointments import book_message
 from gateway._http_errors import error_response
-from supervisors import ActorRef, LomashError, PayloadTooLarge, RequestTimeout
+from supervisors import (
+    ActorRef,
+    LomashError,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    RequestTimeout,
+)
 
 __all__ = ["ASGIApp", "FastRoutes"]
 
@@ -61,14 +67,25 @@ class FastRoutes:
         self._body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["path"] == "/v1/appointments"
-            and scope["method"] == "POST"
-        ):
-            await self._book(scope, receive, send)
+        if scope["type"] == "http" and scope["path"] == "/v1/appointments":
+            if scope["method"] == "POST":
+                await self._book(scope, receive, send)
+            else:
+                await self._not_allowed(scope, send)
         else:
             await self._app(scope, receive, send)
+
+    async def _not_allowed(self, scope: Scope, send: Send) -> None:
+        started = time.perf_counter()
+        rid = request_id(_headers(scope).get("x-request-id"))
+        with structlog.contextvars.bound_contextvars(request_id=rid):
+            status, content, extra = self._error(
+                MethodNotAllowed(scope["method"], allowed=("POST",)), rid
+            )
+            try:
+                await self._respond(send, status, content, rid, extra)
+            finally:
+                log_request(scope["method"], "/v1/appointments", status, started)
 
     async def _book(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()

@@ -30,6 +30,7 @@ from supervisors import (
     InvalidRequest,
     LomashError,
     MailboxFull,
+    MethodNotAllowed,
     NotFound,
     OperationTimeout,
     PayloadTooLarge,
@@ -59,8 +60,13 @@ class ErrorResponse:
         error["request_id"] = request_id
         return {"error": error}
 
+    allow: tuple[str, ...] = ()
+
     def headers(self) -> dict[str, str]:
-        return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
+        headers = {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
+        if self.allow:
+            headers["Allow"] = ", ".join(self.allow)
+        return headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +91,7 @@ _TABLE: dict[type[LomashError], _Entry] = {
     NotFound: _Entry(404, "not_found", None),
     Unauthorized: _Entry(401, "unauthorized", None),
     Conflict: _Entry(409, _own_code, None),
+    MethodNotAllowed: _Entry(405, "method_not_allowed", None),
     PayloadTooLarge: _Entry(413, "payload_too_large", None),
     RequestTimeout: _Entry(408, "request_timeout", None),
     DomainError: _Entry(400, "bad_request", None),
@@ -123,4 +130,5 @@ def error_response(error: BaseException, *, default_retry_after_s: float) -> Err
         message=entry.message if entry.message is not None else error.message,
         field=getattr(error, "field", None),
         retry_after=retry_after,
+        allow=getattr(error, "allowed", ()),
     )

@@ -13,6 +13,7 @@ adapter boundary; the gateway maps it to HTTP in one table.
     │   ├── NotFound                  no such resource (404)
     │   ├── Unauthorized              missing or wrong credentials (401)
     │   ├── Conflict                  the write collides with existing state (409)
+    │   ├── MethodNotAllowed          the path exists, the method does not (405)
     │   ├── PayloadTooLarge           the body is over the limit (413)
     │   └── RequestTimeout            the body did not arrive in time (408)
     ├── DependencyError               something we depend on failed
@@ -55,6 +56,7 @@ __all__ = [
     "LomashError",
     "MailboxFull",
     "MessageTimeout",
+    "MethodNotAllowed",
     "NotFound",
     "OperationTimeout",
     "PayloadTooLarge",
@@ -127,6 +129,14 @@ class Conflict(DomainError):
         super().__init__(message)
         self.code = code
         self.constraint = constraint
+
+
+class MethodNotAllowed(DomainError):
+    """The path exists, the method does not (405, with the methods it has)."""
+
+    def __init__(self, method: str, *, allowed: tuple[str, ...]) -> None:
+        super().__init__(f"{method} is not allowed here; use {', '.join(allowed)}")
+        self.allowed = allowed
 
 
 class PayloadTooLarge(DomainError):

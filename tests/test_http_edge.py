@@ -1,0 +1,296 @@
+"""The HTTP edge against a real ``lomash serve``, with raw sockets: connections close,
+nothing wedges, nothing leaks, one client cannot hold the service."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+import trio
+
+from tests._raw_http import RawConnection, open_client, open_sockets, request
+from tests.test_process import BOUND_S, Service, environment, service
+
+__all__ = ["environment"]  # the fixture, used by name below
+
+TOKEN_ID = "123e4567-e89b-12d3-a456-426614174000"
+LIVE = request("GET", "/health/live")
+
+
+async def _answered_again(connection: RawConnection) -> None:
+    """The connection still serves: a second request gets its 200."""
+    await connection.send(LIVE)
+    again = await connection.read_response()
+    assert again is not None
+    assert again.status == 200
+
+
+async def test_an_idle_keep_alive_connection_is_closed_after_the_timeout(
+    environment: dict[str, str],
+) -> None:
+    """Keep-alive serves several requests, then the idle connection is closed by the
+    server (LOMASH_HTTP_KEEP_ALIVE_S), for every kind of route."""
+    environment = {**environment, "LOMASH_HTTP_KEEP_ALIVE_S": "1"}
+    async with service(environment) as running, open_client(running.url) as client:
+        with trio.fail_after(BOUND_S):
+            for path in ("/health/live", "/v1/showrooms", "/nowhere"):
+                connection = await client.connect()
+                await connection.send(request("GET", path))
+                first = await connection.read_response()
+                assert first is not None
+                await _answered_again(connection)
+                assert await connection.closed_by_server()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        request("GET", "/health/live", headers={"Connection": "close"}),
+        b"GET /health/live HTTP/1.0\r\n\r\n",
+        request("GET", "/v1/showrooms", headers={"Connection": "close"}),
+    ],
+    ids=["connection-close", "http-1.0", "quart-route"],
+)
+async def test_connection_close_and_http_1_0_close_after_the_answer(
+    environment: dict[str, str], raw: bytes
+) -> None:
+    """``Connection: close`` and HTTP/1.0 get their answer, then end of stream at once
+    (the keep-alive timeout is 60 s here, so only the close rule can end it)."""
+    environment = {**environment, "LOMASH_HTTP_KEEP_ALIVE_S": "60"}
+    async with service(environment) as running, open_client(running.url) as client:
+        with trio.fail_after(BOUND_S):
+            connection = await client.connect()
+            await connection.send(raw)
+            response = await connection.read_response()
+            assert response is not None
+            assert response.status == 200
+            assert await connection.closed_by_server()
+
+
+EARLY = [
+    ("POST", "/nowhere", {}, 404),
+    ("POST", "/health/live", {}, 405),
+    ("POST", "/v1/showrooms", {}, 405),
+    ("POST", "/v1/appointments/availability", {}, 405),
+    ("POST", f"/v1/appointments/{TOKEN_ID}/cancel", {}, 401),
+    ("POST", f"/v1/appointments/{TOKEN_ID}/reschedule", {}, 401),
+    ("POST", f"/v1/appointments/{TOKEN_ID}/cancel", {"X-Manage-Token": "x" * 20}, 404),
+    ("PUT", "/v1/appointments", {}, 405),
+    ("POST", "/admin/queues/bookings/dead/x/requeue", {}, 401),
+]
+
+
+async def test_an_answer_before_the_body_leaves_the_connection_usable(
+    environment: dict[str, str],
+) -> None:
+    """A route that answers before the body has arrived (404/405/401): the body sent
+    50 ms later is drained and the next request on the connection is answered."""
+    environment = {**environment, "LOMASH_ADMIN_TOKEN": "a" * 40}
+    body = b'{"reason": "changed my mind"}'
+    async with service(environment) as running, open_client(running.url) as client:
+        with trio.fail_after(BOUND_S):
+            for method, path, headers, status in EARLY:
+                connection = await client.connect()
+                head = request(
+                    method,
+                    path,
+                    headers={
+                        "Content-Type": "application/json",
+                        "Content-Length": str(len(body)),
+                        **headers,
+                    },
+                )
+                await connection.send(head)
+                await trio.sleep(0.05)
+                await connection.send(body)
+                response = await connection.read_response()
+                assert response is not None
+                assert (path, response.status) == (path, status)
+                await _answered_again(connection)
+                await connection.aclose()
+        assert not running.logs.named("unhandled_error")
+        assert not [line for line in running.logs.lines if line.get("event") == "raw"]
+
+
+async def test_a_body_that_never_arrives_is_408_and_the_connection_closes(
+    environment: dict[str, str],
+) -> None:
+    """A declared body trickled in (or never sent) is answered 408 request_timeout at
+    LOMASH_HTTP_BODY_TIMEOUT_S on the booking route and a Quart route alike."""
+    environment = {**environment, "LOMASH_HTTP_BODY_TIMEOUT_S": "1"}
+    async with service(environment) as running, open_client(running.url) as client:
+        with trio.fail_after(BOUND_S):
+            for path, extra in (
+                ("/v1/appointments", {"Idempotency-Key": "slow-body"}),
+                ("/_test/echo", {}),
+            ):
+                connection = await client.connect()
+                headers = {"Content-Type": "application/json", "Content-Length": "60000", **extra}
+                await connection.send(request("POST", path, headers=headers) + b'{"na')
+                response = await connection.read_response()
+                assert response is not None
+                assert (path, response.status, response.code) == (path, 408, "request_timeout")
+                assert await connection.closed_by_server()
+
+
+async def test_content_length_with_transfer_encoding_closes_the_connection(
+    environment: dict[str, str],
+) -> None:
+    """RFC 9112 6.1: a request with both framings gets Connection: close, then EOF."""
+    async with service(environment) as running, open_client(running.url) as client:
+        with trio.fail_after(BOUND_S):
+            connection = await client.connect()
+            await connection.send(
+                b"POST /_test/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+            )
+            response = await connection.read_response()
+            assert response is not None
+            assert response.headers.get("connection") == "close"
+            assert await connection.closed_by_server()
+
+
+async def test_no_http2_switch_no_server_banner_no_redirect_from_the_host_header(
+    environment: dict[str, str],
+) -> None:
+    """h2c upgrade is answered in HTTP/1.1 (no 101), no Server header, and a doubled
+    slash is a JSON 404, not a redirect to the client's Host."""
+    async with service(environment) as running, open_client(running.url) as client:
+        with trio.fail_after(BOUND_S):
+            connection = await client.connect()
+            await connection.send(
+                request(
+                    "GET",
+                    "/health/live",
+                    headers={
+                        "Upgrade": "h2c",
+                        "Connection": "Upgrade, HTTP2-Settings",
+                        "HTTP2-Settings": "AAMAAABkAARAAAAAAAIAAAAA",
+                    },
+                )
+            )
+            upgraded = await connection.read_response()
+            assert upgraded is not None
+            assert upgraded.status == 200
+            assert "server" not in upgraded.headers
+            await connection.send(b"GET /v1//showrooms HTTP/1.1\r\nHost: evil.example\r\n\r\n")
+            odd = await connection.read_response()
+            assert odd is not None
+            assert (odd.status, odd.code) == (404, "not_found")
+            assert "location" not in odd.headers
+            await _answered_again(connection)
+
+
+async def test_the_connection_cap_sheds_idle_connections_first_then_answers_503(
+    environment: dict[str, str],
+) -> None:
+    """At LOMASH_HTTP_MAX_CONNECTIONS a newcomer closes the oldest idle connection;
+    with every connection busy it gets 503 overloaded with Retry-After and EOF."""
+    environment = {**environment, "LOMASH_HTTP_MAX_CONNECTIONS": "3"}
+    async with service(environment) as running, open_client(running.url) as client:
+        with trio.fail_after(BOUND_S):
+            idle = []
+            for _ in range(3):
+                connection = await client.connect()
+                await _answered_again(connection)
+                idle.append(connection)
+            newcomer = await client.connect()
+            await _answered_again(newcomer)  # served: room was made
+            assert await idle[0].closed_by_server()  # the oldest idle one
+            await _answered_again(idle[1])
+
+            async with trio.open_nursery() as nursery:
+                busy = [idle[1], idle[2], newcomer]
+                for connection in busy:
+                    await connection.send(request("GET", "/_test/sleep?seconds=3"))
+                await running.logs.wait_for("test_sleep_started", 3)
+                refused = await client.connect()
+                await refused.send(LIVE)
+                shed = await refused.read_response()
+                assert shed is not None
+                assert (shed.status, shed.code) == (503, "overloaded")
+                assert int(shed.headers["retry-after"]) >= 1
+                assert await refused.closed_by_server()
+                for connection in busy:
+                    nursery.start_soon(_expect_ok, connection)
+
+
+async def _expect_ok(connection: RawConnection) -> None:
+    response = await connection.read_response()
+    assert response is not None
+    assert response.status == 200
+
+
+async def _settles_at(running: Service, baseline: int) -> None:
+    # Another process's descriptor table has no event to wait on: poll it (bounded
+    # by the caller's fail_after).
+    while open_sockets(running.process.pid) > baseline:  # noqa: ASYNC110
+        await trio.sleep(0.05)
+
+
+async def test_hostile_requests_leave_no_socket_behind(environment: dict[str, str]) -> None:
+    """A few hundred early answers, abandoned bodies, half-sent headers and idle
+    connections: the server's open sockets return to the baseline."""
+    environment = {**environment, "LOMASH_HTTP_KEEP_ALIVE_S": "1"}
+    async with service(environment) as running, open_client(running.url) as client:
+        with trio.fail_after(BOUND_S * 2):
+            warm = await client.connect()
+            await _answered_again(warm)
+            await warm.aclose()
+            pid = running.process.pid
+            await _settles_at(running, open_sockets(pid))  # the warm-up's socket gone
+            baseline = open_sockets(pid)
+
+            async def hostile(n: int) -> None:
+                connection = await client.connect()
+                kind = n % 4
+                if kind == 0:  # early answer, then leave without sending the body
+                    await connection.send(
+                        request("POST", "/nowhere", headers={"Content-Length": "500"})
+                    )
+                    await connection.read_response()
+                elif kind == 1:  # a booking whose body never finishes
+                    await connection.send(
+                        request(
+                            "POST",
+                            "/v1/appointments",
+                            headers={"Content-Length": "900", "Idempotency-Key": f"k{n}"},
+                        )
+                        + b'{"type"'
+                    )
+                elif kind == 2:  # half of a request line
+                    await connection.send(b"GET /health/li")
+                else:  # a keep-alive client that goes quiet
+                    await connection.send(LIVE)
+                    await connection.read_response()
+                await connection.aclose()
+
+            for start in range(0, 300, 50):
+                async with trio.open_nursery() as nursery:
+                    for n in range(start, start + 50):
+                        nursery.start_soon(hostile, n)
+            await _settles_at(running, baseline)
+            await _answered_again(await client.connect())
+        assert not running.logs.named("unhandled_error")
+
+
+async def test_drain_closes_idle_connections_at_once(environment: dict[str, str]) -> None:
+    """SIGTERM with idle keep-alive connections open: they are closed and the process
+    exits well before its 20 s drain budget (idle sockets do not hold the drain)."""
+    environment = {
+        **environment,
+        "LOMASH_HTTP_KEEP_ALIVE_S": "60",
+        "LOMASH_DRAIN_TIMEOUT_S": "20",
+    }
+    async with service(environment) as running, open_client(running.url) as client:
+        connections = []
+        with trio.fail_after(BOUND_S):
+            for _ in range(5):
+                connection = await client.connect()
+                await _answered_again(connection)
+                connections.append(connection)
+        with trio.fail_after(10):
+            running.signal(signal.SIGTERM)
+            for connection in connections:
+                assert await connection.closed_by_server()
+            assert await running.process.wait() == 0

@@ -23,6 +23,7 @@ from actors._catalogue import (
     ListShowrooms,
     catalogue_spec,
 )
+from actors._reader import BookingReader
 from actors._replayer import BookingReplayer
 from actors._roster import RosterSource
 from actors._scheduler import MissedTicks, Schedule, Scheduler, spec_schedules
@@ -37,6 +38,7 @@ __all__ = [
     "Availability",
     "Book",
     "BookReply",
+    "BookingReader",
     "BookingReplayer",
     "BookingRequest",
     "Cancel",

@@ -1,7 +1,8 @@
 """The SlotBooker: the one writer of appointments, with group commit.
 
-Messages: ``Book`` (POST /v1/appointments), ``Lookup``, ``Cancel``, ``Reschedule``
-(the ``booking.replay`` job is the BookingReplayer's: actors/_replayer.py). Its
+Messages: ``Book`` (POST /v1/appointments), ``Cancel``, ``Reschedule`` (reads are the
+BookingReader's: actors/_reader.py; the ``booking.replay`` job is the
+BookingReplayer's: actors/_replayer.py). Its
 mailbox handles many messages at once (each ``Book`` handler only waits for its
 batch), so its policies apply per booking: bounded mailbox -> 503 ``overloaded``
 when full; the breaker opens when bookings fail outright (both Postgres and Redis
@@ -54,13 +55,10 @@ from actors._bookings import (
     BookReply,
     Cancel,
     Customer,
-    Lookup,
     Reschedule,
     apply_changes,
     availability_changed,
-    booking_from_record,
     check_start,
-    check_token,
     conflict,
     hash_token,
     interrupted,
@@ -82,6 +80,7 @@ from actors._calendar import (
     Roster,
     local_iso,
 )
+from actors._reader import find_booking
 from actors._roster import RosterSource
 from adapters import (
     Appointment,
@@ -95,12 +94,10 @@ from adapters import (
     LockReply,
     LockRequest,
     NewBooking,
-    RedisClient,
     SlotTaken,
     acquire_locks,
     book_batch,
     cancel,
-    fetch_appointment,
     hold_pending,
     reschedule,
 )
@@ -111,7 +108,6 @@ from supervisors import (
     LomashError,
     NotFound,
     OperationTimeout,
-    ServiceUnavailable,
 )
 
 __all__ = ["SlotBooker", "booker_mailbox"]
@@ -188,8 +184,6 @@ class SlotBooker:
         match message:
             case Book():
                 return await self._book(message)
-            case Lookup():
-                return await self._lookup(message)
             case Cancel():
                 return await self._cancel(message)
             case Reschedule():
@@ -511,50 +505,10 @@ class SlotBooker:
 
     # -- reading and changing a booking -----------------------------------------------
 
-    async def _lookup(self, message: Lookup) -> Appointment:
-        return await self._find(message.appointment_id, message.token)
-
-    async def _find(self, appointment_id: str, token: str) -> Appointment:
-        """The appointment if ``token`` is its manage token; else ``NotFound`` (the same
-        answer whether or not it exists). A pending one is read from Redis."""
-        found: Appointment | None = None
-        down: LomashError | None = None
-        try:
-            # Not from the replica (a booking just made may not be there yet).
-            found = await self._database.run(fetch_appointment(appointment_id), idempotent=True)
-        except (ConnectionLost, OperationTimeout, ServiceUnavailable) as error:
-            down = error
-        if found is None:
-            found = await self._pending(appointment_id, down)
-        if found is None or not check_token(found, token):
-            if down is not None:
-                # While Postgres is down a wrong token gets the same 503 as an id that
-                # is not pending: nothing tells which bookings exist.
-                raise down
-            raise NotFound("no such appointment")
-        return found
-
-    async def _pending(self, appointment_id: str, down: LomashError | None) -> Appointment | None:
-        key = self._cache.key("pending", appointment_id)
-
-        async def get(client: RedisClient) -> Any:
-            return await client.get(key)
-
-        try:
-            raw = await self._cache.run(get)
-        except LomashError:
-            if down is not None:
-                raise down from None
-            raise
-        if raw is None:
-            if down is not None:
-                raise down
-            return None
-        record = json.loads(raw)
-        return booking_from_record(record).as_appointment(record["consultant_id"], "PENDING")
-
     async def _cancel(self, message: Cancel) -> Appointment:
-        current = await self._find(message.appointment_id, message.token)
+        current = await find_booking(
+            self._database, self._cache, message.appointment_id, message.token
+        )
         if current.status == "PENDING" and current.status_reason is None:
             raise conflict("booking_pending", "this booking is being confirmed: try again shortly")
         if current.status in ("COMPLETED", "NO_SHOW"):
@@ -567,7 +521,9 @@ class SlotBooker:
         return after
 
     async def _reschedule(self, message: Reschedule) -> Appointment:
-        current = await self._find(message.appointment_id, message.token)
+        current = await find_booking(
+            self._database, self._cache, message.appointment_id, message.token
+        )
         if current.status not in ("CONFIRMED", "RESCHEDULED"):
             raise conflict(
                 "not_reschedulable", f"a {current.status} appointment cannot be rescheduled"

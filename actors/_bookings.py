@@ -130,7 +130,7 @@ class Reschedule:
     consultant_id: str | None = None
 
 
-type BookerMessage = Book | Lookup | Cancel | Reschedule
+type BookerMessage = Book | Cancel | Reschedule
 
 
 def hash_token(token: str) -> bytes:

@@ -67,8 +67,10 @@ class Services:
     catalogue: ActorRef[CatalogueMessage, CatalogueReply]
     lifecycle: Lifecycle
     jobs: JobQueue | None = None
-    # The SlotBooker; without it the appointment routes are not served.
+    # The SlotBooker and the BookingReader; without them the appointment routes are
+    # not served.
     booker: ActorRef[Any, Any] | None = None
+    reader: ActorRef[Any, Any] | None = None
 
 
 def request_id(given: str | None) -> str:
@@ -201,8 +203,10 @@ def create_app(services: Services) -> QuartTrio:
         rows = cast(list[Showroom], await services.catalogue.ask(ListShowrooms()))
         return json_response({"showrooms": rows})
 
-    if services.booker is not None:
-        register_appointment_routes(app, services.booker, services.catalogue, settings.booking)
+    if services.booker is not None and services.reader is not None:
+        register_appointment_routes(
+            app, services.booker, services.reader, services.catalogue, settings.booking
+        )
 
     if settings.test_routes:
         register_test_routes(app)

@@ -238,9 +238,17 @@ def _slot_json(slot: Slot) -> dict[str, Any]:
 def register_appointment_routes(
     app: QuartTrio,
     booker: ActorRef[Any, Any],
+    reader: ActorRef[Any, Any],
     catalogue: ActorRef[Any, Any],
     settings: BookingSettings,
 ) -> None:
+    async def verified(raw_id: str) -> tuple[str, str]:
+        """The id and token of a booking the caller may change (the reader checks, so
+        no anonymous request reaches the writer or its breaker)."""
+        appointment_id, token = _appointment_id(raw_id), _token()
+        await reader.ask(Lookup(appointment_id, token))
+        return appointment_id, token
+
     @app.get("/v1/appointments/availability")
     async def availability() -> Response:
         kind = _enum(AppointmentType, "type", required=True)
@@ -281,12 +289,12 @@ def register_appointment_routes(
     @app.get("/v1/appointments/<raw_id>")
     async def show(raw_id: str) -> Response:
         appointment_id, token = _appointment_id(raw_id), _token()
-        found: Appointment = await booker.ask(Lookup(appointment_id, token))
+        found: Appointment = await reader.ask(Lookup(appointment_id, token))
         return json_response(appointment_view(found), headers=NO_STORE)
 
     @app.post("/v1/appointments/<raw_id>/cancel")
     async def cancel(raw_id: str) -> Response:
-        appointment_id, token = _appointment_id(raw_id), _token()
+        appointment_id, token = await verified(raw_id)
         reason = "cancelled_by_customer"
         if await request.get_data(as_text=False):
             given = (await read_json(CancelIn)).reason
@@ -296,7 +304,7 @@ def register_appointment_routes(
 
     @app.post("/v1/appointments/<raw_id>/reschedule")
     async def reschedule(raw_id: str) -> Response:
-        appointment_id, token = _appointment_id(raw_id), _token()
+        appointment_id, token = await verified(raw_id)
         body = await read_json(RescheduleIn)
         start = _aware(body.start, "start")
         moved: Appointment = await booker.ask(

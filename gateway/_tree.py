@@ -3,7 +3,7 @@
     root (rest_for_one)
     ├── postgres   Resource: the pools (open_database)
     ├── redis      Resource: the client (open_redis)
-    ├── domain     one_for_one: catalogue, slot-booker, booking-replayer, ...
+    ├── domain     one_for_one: catalogue, slot-booker, booking-reader, booking-replayer, ...
     ├── jobs       one_for_one: outbox relay, trimmer, scheduler, a worker per queue
     └── http       HttpServer: hypercorn on trio, stopped first on shutdown
 
@@ -28,6 +28,7 @@ import trio
 from actors import (
     REPLAY_KIND,
     Availability,
+    BookingReader,
     BookingReplayer,
     JobWorker,
     QueueTrimmer,
@@ -265,6 +266,16 @@ def build_tree(settings: Settings, lifecycle: Lifecycle, *, bind: str) -> Superv
         shutdown_s=settings.runtime.child_shutdown_s,
     )
     handlers[REPLAY_KIND] = replayer.ref
+    # Reads apart from the writer: their own mailbox (bulkhead), no breaker (a read
+    # that fails is no booking that failed; the reconnect gates answer a dead store).
+    reader: ActorSpec[Any, Any] = ActorSpec(
+        "booking-reader",
+        lambda: BookingReader(database.value, cache.value),
+        mailbox=dataclasses.replace(
+            settings.runtime.mailbox, concurrency=settings.database.pool_max_size
+        ),
+        shutdown_s=settings.runtime.child_shutdown_s,
+    )
 
     def app() -> ASGIApp:
         quart = create_app(
@@ -276,6 +287,7 @@ def build_tree(settings: Settings, lifecycle: Lifecycle, *, bind: str) -> Superv
                 lifecycle=lifecycle,
                 jobs=queue(),
                 booker=booker.ref,
+                reader=reader.ref,
             )
         )
         fast = FastRoutes(
@@ -294,7 +306,7 @@ def build_tree(settings: Settings, lifecycle: Lifecycle, *, bind: str) -> Superv
 
     domain = SupervisorSpec(
         "domain",
-        [catalogue, booker, replayer, *test_actors],
+        [catalogue, booker, reader, replayer, *test_actors],
         strategy=Strategy.ONE_FOR_ONE,
         restarts=settings.runtime.restart,
     )

@@ -1,0 +1,76 @@
+"""The BookingReader: a guest reads a booking with its manage token, apart from the writer.
+
+Reads never share the SlotBooker's mailbox or breaker: a flood of lookups (valid or
+not) cannot fill the writer's mailbox, and a read that cannot be answered (Redis
+down, say) never counts as a failed booking. Its own bounded mailbox is the reads'
+bulkhead; the Postgres and Redis reconnect gates make a dead store answer at once.
+Cancel and reschedule are checked here too before the writer sees them.
+
+Every lookup does the same work, a Redis read of the pending bookings and a Postgres
+read, so neither the answer nor its timing tells an unknown id from a wrong token:
+both are 404, or both 503 while a store that might hold the booking cannot be read.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from actors._bookings import Lookup, booking_from_record, check_token
+from adapters import Appointment, Cache, Database, RedisClient, fetch_appointment
+from supervisors import ConnectionLost, LomashError, NotFound, OperationTimeout, ServiceUnavailable
+
+__all__ = ["BookingReader", "find_booking"]
+
+
+class BookingReader:
+    def __init__(self, database: Database, cache: Cache) -> None:
+        self._database = database
+        self._cache = cache
+
+    async def handle(self, message: Lookup) -> Appointment:
+        return await find_booking(
+            self._database, self._cache, message.appointment_id, message.token
+        )
+
+
+async def find_booking(
+    database: Database, cache: Cache, appointment_id: str, token: str
+) -> Appointment:
+    """The appointment if ``token`` is its manage token, from Postgres or, while it is
+    pending, from Redis; else ``NotFound`` (or the outage that may have hidden it).
+
+    Redis is read first: a replay commits the booking to Postgres before it drops the
+    pending record, so in this order a booking being replayed is always seen in one of
+    the two (the other order could miss it in both)."""
+    pending: Appointment | None = None
+    unread: LomashError | None = None
+    try:
+        pending = await _pending(cache, appointment_id)
+    except LomashError as error:
+        unread = error
+    found: Appointment | None = None
+    try:
+        # Not from the replica (a booking just made may not be there yet).
+        found = await database.run(fetch_appointment(appointment_id), idempotent=True)
+    except (ConnectionLost, OperationTimeout, ServiceUnavailable) as error:
+        unread = error  # Postgres's outage is the one to report
+    for candidate in (found, pending):
+        if candidate is not None and check_token(candidate, token):
+            return candidate
+    if unread is not None:
+        raise unread
+    raise NotFound("no such appointment")
+
+
+async def _pending(cache: Cache, appointment_id: str) -> Appointment | None:
+    key = cache.key("pending", appointment_id)
+
+    async def get(client: RedisClient) -> Any:
+        return await client.get(key)
+
+    raw = await cache.run(get)
+    if raw is None:
+        return None
+    record = json.loads(raw)
+    return booking_from_record(record).as_appointment(record["consultant_id"], "PENDING")

@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import structlog
 
-from actors._bookings import availability_generation
+from actors._bookings import availability_generation, check_showroom, within_horizon
 from actors._calendar import LONDON, AppointmentType, Category, Roster, Slot, days
 from actors._roster import RosterSource
 from adapters import Cache, Database, booked_between, cached_values, store_if_unchanged
@@ -63,6 +63,8 @@ class Availability:
 
     async def find(self, message: FindSlots) -> list[Slot]:
         roster = await self._roster.current()
+        # Before any cache key is built from it: only a showroom that exists.
+        check_showroom(roster, message.showroom_id)
         wanted = list(days(message.first_day, message.last_day))
         showroom = message.showroom_id if message.kind is AppointmentType.SHOWROOM else None
         fresh_keys = [self._key("avail", message.kind, showroom, d) for d in wanted]
@@ -85,7 +87,14 @@ class Availability:
             for d in wanted
             for epoch, consultant_id in by_day[d]
         ]
-        return [s for s in slots if s.start > now and _fits(roster, s, message.category)]
+        horizon = self._settings.horizon_days
+        return [
+            s
+            for s in slots
+            if now < s.start
+            and within_horizon(s.start, now, horizon)
+            and _fits(roster, s, message.category)
+        ]
 
     def _key(self, name: str, kind: AppointmentType, showroom: str | None, day: date) -> str:
         return self._cache.key(name, kind, showroom or "-", day.isoformat())

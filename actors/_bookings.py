@@ -49,6 +49,7 @@ __all__ = [
     "availability_changed",
     "availability_generation",
     "booking_from_record",
+    "check_showroom",
     "check_start",
     "check_token",
     "conflict",
@@ -64,6 +65,7 @@ __all__ = [
     "to_json",
     "token_key",
     "with_candidates",
+    "within_horizon",
 ]
 
 BOOKINGS_QUEUE = "bookings"
@@ -258,13 +260,26 @@ def interrupted() -> ConnectionLost:
 SLOT_TAKEN = BookReply(409, error_body("slot_taken", "that slot has just been taken", "start"))
 
 
+def within_horizon(start: datetime, now: datetime, horizon_days: int) -> bool:
+    """Bookings open ``horizon_days`` ahead: the one rule for booking and availability."""
+    return start <= now + timedelta(days=horizon_days)
+
+
+def check_showroom(roster: Roster, showroom_id: str | None) -> None:
+    """422 ``unknown_showroom`` unless ``showroom_id`` is None or one of the roster's."""
+    if showroom_id is not None and showroom_id not in roster.showrooms:
+        raise InvalidRequest(
+            "showroom_id: no such showroom", code="unknown_showroom", field="showroom_id"
+        )
+
+
 def check_start(start: datetime, now: datetime, horizon_days: int) -> None:
     """422 unless ``start`` (aware, UTC) is on the hour, ahead, and within the horizon."""
     if start.minute or start.second or start.microsecond:
         raise InvalidRequest("start: slots start on the hour", code="slot_off_grid", field="start")
     if start <= now:
         raise InvalidRequest("start: that slot is in the past", code="slot_in_past", field="start")
-    if start > now + timedelta(days=horizon_days):
+    if not within_horizon(start, now, horizon_days):
         raise InvalidRequest(
             f"start: bookings open {horizon_days} days ahead", code="slot_too_far", field="start"
         )
@@ -275,10 +290,7 @@ def slot_candidates(
 ) -> list[Consultant]:
     """Who could take this booking, in the order to try; 422 naming the field if nobody."""
     kind, category = request.kind, request.category
-    if request.showroom_id is not None and request.showroom_id not in roster.showrooms:
-        raise InvalidRequest(
-            "showroom_id: no such showroom", code="unknown_showroom", field="showroom_id"
-        )
+    check_showroom(roster, request.showroom_id)
     if request.consultant_id is not None:
         consultant = roster.consultant(request.consultant_id)
         if consultant is None:

@@ -196,6 +196,19 @@ def _appointment_id(raw: str) -> str:
         raise NotFound("no such appointment") from None
 
 
+_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # the same rule as the body's ``_Id``
+
+
+def _showroom_id(raw: str | None) -> str | None:
+    if raw is None or raw == "":
+        return None
+    if not _ID.match(raw):
+        raise InvalidRequest(
+            "showroom_id: no such showroom", code="unknown_showroom", field="showroom_id"
+        )
+    return raw
+
+
 def _day(name: str, default: date) -> date:
     raw = request.args.get(name)
     if raw is None or raw == "":
@@ -254,7 +267,7 @@ def register_appointment_routes(
         kind = _enum(AppointmentType, "type", required=True)
         assert kind is not None
         category = _enum(Category, "category", required=False)
-        showroom_id = request.args.get("showroom_id") or None
+        showroom_id = _showroom_id(request.args.get("showroom_id"))
         if kind is AppointmentType.SHOWROOM and showroom_id is None:
             raise InvalidRequest(
                 "showroom_id: required for SHOWROOM availability",

@@ -28,7 +28,7 @@ from actors._calendar import (
     local_iso,
 )
 from adapters import Appointment, Cache, CacheChanges, CacheOperation, NewBooking
-from config import BookingSettings
+from config import DEVELOPMENT_TOKEN_SECRET, BookingSettings
 from supervisors import Conflict, ConnectionLost, InvalidRequest, LomashError
 
 __all__ = [
@@ -141,7 +141,7 @@ def hash_token(token: str) -> bytes:
 
 # What stored answers hold in place of the manage token; ``reveal`` puts it back.
 TOKEN_MARKER = "<manage-token>"
-_DEVELOPMENT_SECRET = b"lomash-development-only"
+_DEVELOPMENT_SECRET = DEVELOPMENT_TOKEN_SECRET.encode()
 
 
 def token_key(secret: str | None) -> bytes:

@@ -14,9 +14,11 @@ from config._runtime import (
     RuntimeSettings,
 )
 from config._settings import (
+    DEVELOPMENT_TOKEN_SECRET,
     BookingSettings,
     ConfigError,
     DatabaseSettings,
+    Environment,
     HealthSettings,
     JobSettings,
     LogFormat,
@@ -28,11 +30,13 @@ from config._settings import (
 )
 
 __all__ = [
+    "DEVELOPMENT_TOKEN_SECRET",
     "RUNTIME_DEFAULTS",
     "BookingSettings",
     "BreakerSettings",
     "ConfigError",
     "DatabaseSettings",
+    "Environment",
     "HealthSettings",
     "HttpSettings",
     "JobSettings",

@@ -25,8 +25,10 @@ from config._http import HttpSettings
 from config._runtime import RuntimeSettings
 
 __all__ = [
+    "DEVELOPMENT_TOKEN_SECRET",
     "ConfigError",
     "DatabaseSettings",
+    "Environment",
     "HealthSettings",
     "JobSettings",
     "LogFormat",
@@ -42,6 +44,22 @@ PREFIX = "LOMASH_"
 
 class ConfigError(Exception):
     """The configuration is invalid; the message names the variable."""
+
+
+class Environment(StrEnum):
+    """Where the service runs; production refuses development conveniences."""
+
+    DEVELOPMENT = "development"
+    TEST = "test"
+    STAGING = "staging"
+    PRODUCTION = "production"
+
+
+# Manage tokens are HMAC(secret, id): with this published secret anyone can forge one,
+# so it is used only outside production, and production refuses it.
+DEVELOPMENT_TOKEN_SECRET = "lomash-development-only"
+# Shortest secret (manage-token secret, admin token) production accepts.
+MIN_SECRET_LENGTH = 32
 
 
 class LogFormat(StrEnum):
@@ -307,7 +325,7 @@ class BookingSettings:
 class Settings:
     service: str = "lomash-backend"
     version: str = "0.1.0"
-    environment: str = "development"
+    environment: Environment = Environment.DEVELOPMENT
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
@@ -346,13 +364,38 @@ class Settings:
             "booking: flush_timeout_s must be above database command_timeout_s "
             "(a stalled query must end inside the batch's deadline)",
         )
-        _check(
-            self.environment != "production" or self.booking.token_secret is not None,
-            "environment: production needs LOMASH_BOOKING_TOKEN_SECRET (manage tokens)",
-        )
+        if self.environment is Environment.PRODUCTION:
+            self._check_production()
         _check(
             self.log_level in ("debug", "info", "warning", "error"),
             "log_level: one of debug, info, warning, error",
+        )
+
+    def _check_production(self) -> None:
+        secret = self.booking.token_secret
+        _check(
+            secret is not None,
+            "environment: production needs LOMASH_BOOKING_TOKEN_SECRET (manage tokens)",
+        )
+        assert secret is not None
+        _check(
+            secret != DEVELOPMENT_TOKEN_SECRET,
+            "environment: production refuses the published development "
+            "LOMASH_BOOKING_TOKEN_SECRET (anyone could forge manage tokens)",
+        )
+        _check(
+            len(secret) >= MIN_SECRET_LENGTH,
+            f"environment: production needs a LOMASH_BOOKING_TOKEN_SECRET of at least "
+            f"{MIN_SECRET_LENGTH} characters",
+        )
+        _check(
+            self.admin_token is None or len(self.admin_token) >= MIN_SECRET_LENGTH,
+            f"environment: production needs a LOMASH_ADMIN_TOKEN of at least "
+            f"{MIN_SECRET_LENGTH} characters (or none: no admin API)",
+        )
+        _check(
+            not self.test_routes,
+            "environment: production refuses LOMASH_TEST_ROUTES (test-only routes)",
         )
 
     @classmethod

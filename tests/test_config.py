@@ -45,6 +45,17 @@ def test_variables_override_nested_settings() -> None:
     assert settings.test_routes is True
 
 
+PRODUCTION = {"LOMASH_ENVIRONMENT": "production", "LOMASH_BOOKING_TOKEN_SECRET": "s" * 32}
+
+
+def test_production_starts_with_strong_secrets_and_no_test_routes() -> None:
+    """A production configuration done right is accepted (the refusals below are not
+    a production that can never start)."""
+    settings = Settings.from_env({**PRODUCTION, "LOMASH_ADMIN_TOKEN": "a" * 32})
+    assert settings.environment == "production"
+    assert settings.test_routes is False
+
+
 @pytest.mark.parametrize(
     ("environ", "message"),
     [
@@ -61,6 +72,30 @@ def test_variables_override_nested_settings() -> None:
         (
             {"LOMASH_ENVIRONMENT": "production"},
             "LOMASH_ENVIRONMENT: production needs LOMASH_BOOKING_TOKEN_SECRET",
+        ),
+        (
+            {"LOMASH_ENVIRONMENT": "Production"},
+            "LOMASH_ENVIRONMENT: production needs LOMASH_BOOKING_TOKEN_SECRET",
+        ),
+        (
+            {"LOMASH_ENVIRONMENT": "prod"},
+            "LOMASH_ENVIRONMENT: expected one of development, test, staging, production",
+        ),
+        (
+            {**PRODUCTION, "LOMASH_BOOKING_TOKEN_SECRET": "lomash-development-only"},
+            "LOMASH_ENVIRONMENT: production refuses the published development",
+        ),
+        (
+            {**PRODUCTION, "LOMASH_BOOKING_TOKEN_SECRET": "x"},
+            "LOMASH_ENVIRONMENT: production needs a LOMASH_BOOKING_TOKEN_SECRET of at least 32",
+        ),
+        (
+            {**PRODUCTION, "LOMASH_ADMIN_TOKEN": "x"},
+            "LOMASH_ENVIRONMENT: production needs a LOMASH_ADMIN_TOKEN of at least 32",
+        ),
+        (
+            {**PRODUCTION, "LOMASH_TEST_ROUTES": "1"},
+            "LOMASH_ENVIRONMENT: production refuses LOMASH_TEST_ROUTES",
         ),
         (
             {"LOMASH_DATABASE_COMMAND_TIMEOUT_S": "1"},

@@ -91,6 +91,7 @@ from adapters import (
     Database,
     JobQueue,
     KeyReplay,
+    LimitReached,
     LockReply,
     LockRequest,
     NewBooking,
@@ -305,6 +306,14 @@ class SlotBooker:
                     reply = key_reused()
                 else:
                     reply = BookReply(outcome.status, outcome.response)
+            elif isinstance(outcome, LimitReached):
+                # Not stored under the key: once one of them is cancelled, the same
+                # key may book.
+                reply = conflict(
+                    "too_many_bookings",
+                    f"this customer already has {self._settings.max_active_per_customer} "
+                    "upcoming appointments: cancel one first",
+                )
             else:
                 reply = self._render(item, outcome)
             if isinstance(outcome, Booked) and outcome.consultant_id == item.consultant:
@@ -379,7 +388,11 @@ class SlotBooker:
             reply = self._render(by_id[booking.id], outcome)
             return reply.status, reply.body
 
-        operation = book_batch([item.booking for item in ready], render)
+        operation = book_batch(
+            [item.booking for item in ready],
+            render,
+            max_active_per_customer=self._settings.max_active_per_customer,
+        )
         for attempt in range(_CONTENTION_RETRIES + self._settings.write_retries + 1):
             try:
                 return await self._database.run(operation)

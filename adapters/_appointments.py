@@ -118,7 +118,13 @@ class KeyReplay:
     response: str
 
 
-type BatchOutcome = Booked | SlotTaken | KeyReplay
+@dataclass(frozen=True, slots=True)
+class LimitReached:
+    """The customer (by e-mail or phone) already has the most active bookings allowed;
+    nothing of this booking, not even its idempotency key, was kept."""
+
+
+type BatchOutcome = Booked | SlotTaken | KeyReplay | LimitReached
 type Render = Callable[[NewBooking, Booked | SlotTaken], tuple[int, str]]
 
 
@@ -165,6 +171,30 @@ UPDATE idempotency_keys AS k SET status = u.status, response = u.response
 FROM unnest($1::text[], $2::int[], $3::text[]) AS u(key, status, response)
 WHERE k.key = u.key
 """
+_ACTIVE = "status IN ('PENDING', 'CONFIRMED', 'RESCHEDULED')"
+_PHONE_DIGITS = "regexp_replace(customer_phone, '[^0-9]', '', 'g')"
+# Advisory-lock class of the per-customer cap (two-int form: apart from other locks).
+_CUSTOMER_LOCK_CLASS = 4201
+_LOCK_CUSTOMERS = f"""
+SELECT pg_advisory_xact_lock({_CUSTOMER_LOCK_CLASS}, hashtext(k))
+FROM unnest($1::text[]) WITH ORDINALITY AS u(k, n) ORDER BY n
+"""
+# Keyed by the values given (so the caller's normalisation decides the keys).
+_ACTIVE_BY_CUSTOMER = f"""
+SELECT 'email:' || e, (
+    SELECT count(*) FROM appointments
+    WHERE {_ACTIVE} AND starts_at > now() AND lower(customer_email) = lower(e)
+) FROM unnest($1::text[]) AS u(e)
+UNION ALL
+SELECT 'phone:' || p, (
+    SELECT count(*) FROM appointments
+    WHERE {_ACTIVE} AND starts_at > now() AND {_PHONE_DIGITS} = p
+) FROM unnest($2::text[]) AS u(p)
+"""
+_FORGET = """
+WITH gone AS (DELETE FROM appointments WHERE id = ANY($1::uuid[]))
+DELETE FROM idempotency_keys WHERE key = ANY($2::text[])
+"""
 _COLUMNS = """id, reference, type, category, status, consultant_id, showroom_id, starts_at,
 ends_at, customer_name, customer_email, customer_phone, customer_postcode, customer_address,
 notes, manage_token_hash"""
@@ -187,11 +217,16 @@ WHERE status IN ('PENDING', 'CONFIRMED', 'RESCHEDULED') AND starts_at < $2 AND e
 """
 
 
-def book_batch(batch: Sequence[NewBooking], render: Render) -> Operation[list[BatchOutcome]]:
+def book_batch(
+    batch: Sequence[NewBooking], render: Render, *, max_active_per_customer: int
+) -> Operation[list[BatchOutcome]]:
     """Book ``batch`` (distinct idempotency keys) in one transaction; outcomes in order.
 
     ``render`` makes the stored response of a new key's outcome (status, JSON text);
-    it runs inside the transaction, so it must not block.
+    it runs inside the transaction, so it must not block. A customer (by e-mail, or
+    by phone digits) never ends the transaction with more than
+    ``max_active_per_customer`` active future bookings: the latest of this batch's
+    over the cap are ``LimitReached``.
     """
 
     async def operation(connection: Connection) -> list[BatchOutcome]:
@@ -210,10 +245,22 @@ def book_batch(batch: Sequence[NewBooking], render: Render) -> Operation[list[Ba
                 ):
                     outcomes[row[0]] = KeyReplay(bytes(row[1]), row[2], row[3])
             todo = [b for b in batch if b.idempotency_key in new]
+            if todo:
+                keys_of_customers = sorted({k for b in todo for k in _customer_keys(b)})
+                await connection.execute(_LOCK_CUSTOMERS, keys_of_customers)
             booked = await _insert_rounds(connection, todo)
+            over = await _over_the_cap(connection, todo, booked, max_active_per_customer)
+            if over:
+                await connection.execute(
+                    _FORGET, [b.id for b in over], [b.idempotency_key for b in over]
+                )
+                for b in over:
+                    outcomes[b.idempotency_key] = LimitReached()
             stored: list[tuple[str, int, str]] = []
             notices: list[tuple[str, str, str, Payload]] = []
             for b in todo:
+                if b.idempotency_key in outcomes:
+                    continue  # over the cap: forgotten
                 outcome: Booked | SlotTaken = booked.get(b.id, SlotTaken())
                 outcomes[b.idempotency_key] = outcome
                 stored.append((b.idempotency_key, *render(b, outcome)))
@@ -225,6 +272,33 @@ def book_batch(batch: Sequence[NewBooking], render: Render) -> Operation[list[Ba
         return [outcomes[b.idempotency_key] for b in batch]
 
     return operation
+
+
+def _customer_keys(b: NewBooking) -> tuple[str, str]:
+    phone = "".join(c for c in b.customer_phone if c.isdigit())
+    return f"email:{b.customer_email.lower()}", f"phone:{phone}"
+
+
+async def _over_the_cap(
+    connection: Connection, todo: Sequence[NewBooking], booked: dict[str, Booked], cap: int
+) -> list[NewBooking]:
+    """The bookings of ``todo`` just inserted that take a customer past ``cap``
+    (the latest first), counting what is in the table now (this batch included)."""
+    mine = [b for b in todo if b.id in booked]
+    if not mine:
+        return []
+    emails = sorted({_customer_keys(b)[0].removeprefix("email:") for b in mine})
+    phones = sorted({_customer_keys(b)[1].removeprefix("phone:") for b in mine})
+    rows = await connection.fetch(_ACTIVE_BY_CUSTOMER, emails, phones)
+    counts: dict[str, int] = {row[0]: row[1] for row in rows}
+    over: list[NewBooking] = []
+    for b in reversed(mine):
+        keys = _customer_keys(b)
+        if any(counts[k] > cap for k in keys):
+            over.append(b)
+            for k in keys:
+                counts[k] -= 1
+    return over
 
 
 async def _insert_rounds(connection: Connection, todo: Sequence[NewBooking]) -> dict[str, Booked]:

@@ -18,7 +18,7 @@ end
 
 local template = '{"type": "ONLINE", "category": "KITCHEN", "start": "%s", '
    .. '"consultant_id": "bench-c%02d", "customer": {"name": "Ada Lovelace", '
-   .. '"email": "ada@example.com", "phone": "+44 7700 900123", "postcode": "SW1A 1AA"}, '
+   .. '"email": "ada-%s-%d@example.com", "phone": "+44 7%09d", "postcode": "SW1A 1AA"}, '
    .. '"notes": "bench"}'
 
 function init(args)
@@ -46,7 +46,9 @@ function request()
    end
    local start = os.date("!%Y-%m-%dT%H:00:00+00:00", base + math.floor(g / consultants) * 3600)
    headers["Idempotency-Key"] = tag .. "-" .. seq
-   return wrk.format("POST", nil, headers, string.format(template, start, g % consultants))
+   -- A customer per request: the per-customer booking cap is not what is measured.
+   local body = string.format(template, start, g % consultants, tag, seq, seq % 1000000000)
+   return wrk.format("POST", nil, headers, body)
 end
 
 function response(status, headers, body)

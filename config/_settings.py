@@ -297,6 +297,9 @@ class BookingSettings:
     mailbox_capacity: int = 1024
     # A ConnectionLost write is retried in place this often before the pending path.
     write_retries: int = 1
+    # Active future bookings one customer (by e-mail, and by phone digits) may hold;
+    # one more is refused 409 too_many_bookings (checked in the booking transaction).
+    max_active_per_customer: int = 5
 
     def __post_init__(self) -> None:
         for name in (
@@ -315,6 +318,7 @@ class BookingSettings:
             _check(getattr(self, name) >= 1, f"{name}: must be >= 1")
         _check(self.mailbox_capacity >= 1, "mailbox_capacity: must be >= 1")
         _check(self.write_retries >= 0, "write_retries: must be >= 0")
+        _check(self.max_active_per_customer >= 1, "max_active_per_customer: must be >= 1")
         _check(
             self.idempotency_keep_s >= 24 * 3600,
             "idempotency_keep_s: must be at least 24 h (86400)",

@@ -1,0 +1,2 @@
+DROP INDEX appointments_active_by_phone;
+DROP INDEX appointments_active_by_email;

@@ -79,6 +79,11 @@ class _DuplicateKey(ValueError):
 def decode_json[T](body: bytes | str, kind: type[T]) -> T:
     """``body`` decoded and validated as ``kind``; 400/422 naming the field. A key
     given twice in one object is refused (parsers disagree on which one wins)."""
+    if isinstance(body, bytes):
+        try:
+            body.decode()  # JSON is UTF-8: invalid bytes are malformed, whatever field
+        except UnicodeDecodeError:
+            raise _malformed() from None
     try:
         decoded = msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as error:
@@ -88,7 +93,7 @@ def decode_json[T](body: bytes | str, kind: type[T]) -> T:
         raise InvalidRequest(
             f"{field}: {text}" if field else text, code="invalid_field", field=field
         ) from None
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except msgspec.DecodeError:
         raise _malformed() from None
     try:
         json.loads(body, object_pairs_hook=_unique_keys)

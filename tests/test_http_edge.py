@@ -15,6 +15,15 @@ __all__ = ["environment"]  # the fixture, used by name below
 
 TOKEN_ID = "123e4567-e89b-12d3-a456-426614174000"
 LIVE = request("GET", "/health/live")
+H2C_UPGRADE = request(
+    "GET",
+    "/health/live",
+    headers={
+        "Upgrade": "h2c",
+        "Connection": "Upgrade, HTTP2-Settings",
+        "HTTP2-Settings": "AAMAAABkAARAAAAAAAIAAAAA",
+    },
+)
 
 
 async def _answered_again(connection: RawConnection) -> None:
@@ -158,17 +167,7 @@ async def test_no_http2_switch_no_server_banner_no_redirect_from_the_host_header
     async with service(environment) as running, open_client(running.url) as client:
         with trio.fail_after(BOUND_S):
             connection = await client.connect()
-            await connection.send(
-                request(
-                    "GET",
-                    "/health/live",
-                    headers={
-                        "Upgrade": "h2c",
-                        "Connection": "Upgrade, HTTP2-Settings",
-                        "HTTP2-Settings": "AAMAAABkAARAAAAAAAIAAAAA",
-                    },
-                )
-            )
+            await connection.send(H2C_UPGRADE)
             upgraded = await connection.read_response()
             assert upgraded is not None
             assert upgraded.status == 200
@@ -294,3 +293,25 @@ async def test_drain_closes_idle_connections_at_once(environment: dict[str, str]
             for connection in connections:
                 assert await connection.closed_by_server()
             assert await running.process.wait() == 0
+
+
+async def test_http2_prior_knowledge_is_not_spoken_unless_configured(
+    environment: dict[str, str],
+) -> None:
+    """The HTTP/2 preface gets an HTTP/1.1 answer (no HTTP/2 frames); with
+    LOMASH_HTTP_H2C=1 the h2c upgrade is honoured (101)."""
+    async with service(environment) as running, open_client(running.url) as client:
+        with trio.fail_after(BOUND_S):
+            connection = await client.connect()
+            await connection.send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            answer = await connection.read_response()
+            assert answer is not None
+            assert answer.status in (400, 404, 505)
+    environment = {**environment, "LOMASH_HTTP_H2C": "1"}
+    async with service(environment) as running, open_client(running.url) as client:
+        with trio.fail_after(BOUND_S):
+            connection = await client.connect()
+            await connection.send(H2C_UPGRADE)
+            switched = await connection.read_response()
+            assert switched is not None
+            assert switched.status == 101

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -14,6 +14,7 @@ import redis
 import trio
 import trio_asyncio
 
+from actors import LONDON
 from adapters import open_database, trim_idempotency_keys
 from config import Settings
 from tests._booking import (
@@ -77,28 +78,50 @@ async def test_availability_lists_free_slots_in_london_time(settings: Settings) 
     assert {s["consultant_id"] for s in kitchen.json()["slots"]} == {"grace-okafor"}
 
 
+def _last_sunday(year: int, month: int) -> date:
+    """The last Sunday of ``month``: the UK's clocks change then (March, October)."""
+    last = date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)
+    return last - timedelta(days=(last.weekday() - 6) % 7)
+
+
+def _coming_change(month: int) -> date:
+    """The next clock change in ``month`` at least eight days from today."""
+    soon = datetime.now(LONDON).date() + timedelta(days=8)
+    change = _last_sunday(soon.year, month)
+    return change if change >= soon else _last_sunday(soon.year + 1, month)
+
+
+SPRING, AUTUMN = _coming_change(3), _coming_change(10)
+
+
 @pytest.mark.parametrize(
     ("sunday", "expected"),
     [
         # Clocks go forward at 01:00 GMT: 00:00-03:00 local is two hours long.
-        (date(2027, 3, 28), ["2027-03-28T00:00:00+00:00", "2027-03-28T02:00:00+01:00"]),
+        (SPRING, [f"{SPRING}T00:00:00+00:00", f"{SPRING}T02:00:00+01:00"]),
         # Clocks go back at 02:00 BST: 01:00-02:00 happens twice; four slots.
         (
-            date(2027, 10, 31),
+            AUTUMN,
             [
-                "2027-10-31T00:00:00+01:00",
-                "2027-10-31T01:00:00+01:00",
-                "2027-10-31T01:00:00+00:00",
-                "2027-10-31T02:00:00+00:00",
+                f"{AUTUMN}T00:00:00+01:00",
+                f"{AUTUMN}T01:00:00+01:00",
+                f"{AUTUMN}T01:00:00+00:00",
+                f"{AUTUMN}T02:00:00+00:00",
             ],
         ),
-        # An ordinary Sunday: three slots, all GMT.
-        (date(2027, 3, 21), [f"2027-03-21T0{h}:00:00+00:00" for h in range(3)]),
+        # An ordinary Sunday (the week before spring's): three slots, all GMT.
+        (
+            SPRING - timedelta(weeks=1),
+            [f"{SPRING - timedelta(weeks=1)}T0{h}:00:00+00:00" for h in range(3)],
+        ),
     ],
+    ids=["spring-forward", "fall-back", "ordinary"],
 )
 async def test_availability_is_right_across_the_clock_changes(
     settings: Settings, sunday: date, expected: list[str]
 ) -> None:
+    """The night-owl's 00:00-03:00 on the coming clock-change Sundays: 2 slots in
+    spring, 4 in autumn (01:00 twice), 3 on an ordinary Sunday; the last is bookable."""
     async with trio_asyncio.open_loop():
         await _prepared(settings, *NIGHT_OWL)
         booking = settings.booking
@@ -347,7 +370,7 @@ def _bad_bodies(monday: date) -> list[tuple[str, Any, int, str, str | None]]:
         ),
         (
             "slot in the past",
-            booking_body("2020-01-06T10:00:00+00:00"),
+            booking_body(local(next_weekday(MONDAY, weeks_ahead=-5), 10)),
             422,
             "slot_in_past",
             "start",
@@ -457,11 +480,19 @@ async def test_bad_input_gets_a_clear_4xx_naming_the_field(settings: Settings) -
             )
             bad_range = await client.get(
                 "/v1/appointments/availability",
-                params={"type": "ONLINE", "from": "2027-01-10", "to": "2027-01-01"},
+                params={
+                    "type": "ONLINE",
+                    "from": str(monday + timedelta(days=9)),
+                    "to": str(monday),
+                },
             )
             long_range = await client.get(
                 "/v1/appointments/availability",
-                params={"type": "ONLINE", "from": "2027-01-01", "to": "2027-06-01"},
+                params={
+                    "type": "ONLINE",
+                    "from": str(monday),
+                    "to": str(monday + timedelta(days=151)),
+                },
             )
             no_type = await client.get("/v1/appointments/availability")
             far = await client.get(

@@ -21,9 +21,10 @@ from typing import Any, cast
 
 import structlog
 import trio
-from quart import Response, g, request
+import werkzeug.exceptions
+from quart import Response, current_app, g, request
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
 from actors import CatalogueMessage, CatalogueReply, ListShowrooms
@@ -34,19 +35,20 @@ from gateway._appointments import register_appointment_routes
 from gateway._http_errors import error_response
 from gateway._json import json_response
 from gateway._test_routes import register_test_routes
-from supervisors import ActorRef, LomashError
+from supervisors import (
+    ActorRef,
+    InvalidRequest,
+    LomashError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
 
 __all__ = ["Lifecycle", "Services", "create_app", "log_request", "request_id"]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-_HTTP_CODES = {
-    400: "bad_request",
-    408: "request_timeout",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-}
 
 log = structlog.get_logger("gateway")
 
@@ -87,6 +89,26 @@ def log_request(method: str, path: str, status: int, started: float) -> None:
         status=status,
         duration_ms=round((time.perf_counter() - started) * 1000, 3),
     )
+
+
+def from_werkzeug(error: HTTPException, *, max_body_bytes: int) -> LomashError:
+    """Quart's routing and body errors as ours, so the one table answers them."""
+    match error:
+        case werkzeug.exceptions.NotFound() | RequestRedirect():
+            # No redirect is ever built (it would point at the client's Host header).
+            return NotFound("no such resource")
+        case werkzeug.exceptions.MethodNotAllowed():
+            return MethodNotAllowed(
+                request.method, allowed=tuple(sorted(error.valid_methods or ()))
+            )
+        case werkzeug.exceptions.RequestEntityTooLarge():
+            return PayloadTooLarge(limit=max_body_bytes)
+        case werkzeug.exceptions.RequestTimeout():
+            return RequestTimeout(timeout_s=current_app.config["BODY_TIMEOUT"])
+        case werkzeug.exceptions.UnsupportedMediaType():
+            return UnsupportedMediaType("this media type is not accepted here")
+        case _:
+            return InvalidRequest("the request is malformed", code="bad_request", malformed=True)
 
 
 def _timestamp() -> str:
@@ -134,13 +156,7 @@ def create_app(services: Services) -> QuartTrio:
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:
-        status = error.code or 500
-        if isinstance(error, RequestRedirect):
-            status, error = 404, NotFound()
-        code = _HTTP_CODES.get(status, "bad_request" if status < 500 else "internal_error")
-        body = {"error": {"code": code, "message": error.description or code}}
-        body["error"]["request_id"] = getattr(g, "request_id", "")
-        return json_response(body, status)
+        return error_json(from_werkzeug(error, max_body_bytes=settings.max_body_bytes))
 
     @app.errorhandler(Exception)
     async def unexpected_error(error: Exception) -> Response:

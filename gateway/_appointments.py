@@ -278,10 +278,10 @@ def register_appointment_routes(
         first = _day("from", today)
         last = _day("to", first + timedelta(days=6))
         if last < first:
-            raise InvalidRequest("to: must not be before from", code="invalid_field", field="to")
+            raise InvalidRequest("to: must be on or after from", code="invalid_field", field="to")
         if (last - first).days + 1 > settings.max_range_days:
             raise InvalidRequest(
-                f"to: at most {settings.max_range_days} days from `from`",
+                f"to: at most {settings.max_range_days} days after from",
                 code="range_too_long",
                 field="to",
             )

@@ -101,6 +101,8 @@ class FastRoutes:
                 reply: BookReply = await self._booker.ask(message)
                 extra: dict[str, str] = {}
                 status, content = reply.status, reply.body.encode()
+                if status >= 400:  # a stored refusal (409 slot_taken): this request's id
+                    content = _with_request_id(content, rid)
             except trio.TooSlowError:
                 status, content, extra = self._error(
                     RequestTimeout(timeout_s=self._body_timeout_s), rid
@@ -153,6 +155,17 @@ class FastRoutes:
             headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
+
+
+_DECODER = msgspec.json.Decoder()
+
+
+def _with_request_id(content: bytes, rid: str) -> bytes:
+    """An error body of the booker (stored without one) in the table's shape, with
+    this request's ``request_id`` (a replayed refusal carries the replay's id)."""
+    body = _DECODER.decode(content)
+    body["error"]["request_id"] = rid
+    return _ENCODER.encode(body)
 
 
 def _headers(scope: Scope) -> dict[str, str]:

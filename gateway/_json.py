@@ -29,6 +29,42 @@ def json_response(
     )
 
 
+# What a pattern means, by the field's last name (msgspec would show the regex).
+_FORMATS = {
+    "email": "not a valid e-mail address",
+    "phone": "not a valid phone number (7 to 20 digits, spaces, brackets or dashes)",
+    "postcode": "not a valid UK postcode",
+}
+_LENGTH = re.compile(r"^Expected `(?:str|array|object)` of length (?P<op>[<>]=) (?P<n>\d+)$")
+_TYPE = re.compile(r"^Expected `(?P<want>\w+)(?: \| null)?`, got `(?P<got>\w+)`$")
+_NAMES = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false"}
+_NAMES |= {"object": "an object", "array": "an array", "null": "null"}
+
+
+def _plain(field: str | None, text: str) -> str:
+    """msgspec's validation message in words a person reads (no regex, no jargon)."""
+    leaf = (field or "").rsplit(".", 1)[-1]
+    if text.startswith("Expected `str` matching regex"):
+        return _FORMATS.get(leaf, "contains characters that are not allowed here")
+    if length := _LENGTH.match(text):
+        n = int(length["n"])
+        if length["op"] == ">=":
+            return "must not be empty" if n == 1 else f"must have at least {n} characters"
+        return f"must have at most {n} characters"
+    if typed := _TYPE.match(text):
+        want = _NAMES.get(typed["want"], typed["want"])
+        return f"expected {want}, got {_NAMES.get(typed['got'], typed['got'])}"
+    if text.startswith("Invalid enum value"):
+        return "not one of the accepted values"
+    if text.startswith("Invalid RFC3339"):
+        return "expected a date and time with its offset, e.g. 2027-01-04T10:00:00+00:00"
+    if text.startswith("Object contains unknown field"):
+        return "unknown field"
+    if text.startswith("Object missing required field"):
+        return "required"
+    return text
+
+
 def _field(message: str) -> str | None:
     """``$.customer.email`` -> ``customer.email``; ``$[0]`` -> ``[0]``; the missing one."""
     path = ""
@@ -89,7 +125,7 @@ def decode_json[T](body: bytes | str, kind: type[T]) -> T:
     except msgspec.ValidationError as error:
         message = str(error)
         field = _field(message)
-        text = _PATH.sub("", message)
+        text = _plain(field, _PATH.sub("", message))
         raise InvalidRequest(
             f"{field}: {text}" if field else text, code="invalid_field", field=field
         ) from None

@@ -206,7 +206,8 @@ async def test_without_a_consultant_any_free_one_is_chosen(settings: Settings) -
 
 
 async def test_idempotency_key_replays_the_first_response(settings: Settings) -> None:
-    """Same key and body: the first response again, byte for byte (201 or 409)."""
+    """Same key and body: the first response again, byte for byte for a 201; a 409 is
+    the same refusal carrying its own request's id (the error shape of every route)."""
     async with trio_asyncio.open_loop():
         url = await _prepared(settings)
         monday = next_weekday(MONDAY)
@@ -228,7 +229,13 @@ async def test_idempotency_key_replays_the_first_response(settings: Settings) ->
     assert (first.status_code, again.status_code) == (201, 201)
     assert again.content == first.content
     assert (lost.status_code, lost_again.status_code) == (409, 409)
-    assert lost_again.content == lost.content
+    for refused in (lost, lost_again):
+        assert refused.json()["error"]["request_id"] == refused.headers["X-Request-ID"]
+    assert lost.headers["X-Request-ID"] != lost_again.headers["X-Request-ID"]
+    assert {**lost_again.json()["error"], "request_id": ""} == {
+        **lost.json()["error"],
+        "request_id": "",
+    }
     assert lost_later.status_code == 201
     assert fresh.status_code == 409
     assert changed.status_code == 422

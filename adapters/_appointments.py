@@ -175,26 +175,31 @@ _ACTIVE = "status IN ('PENDING', 'CONFIRMED', 'RESCHEDULED')"
 _PHONE_DIGITS = "regexp_replace(customer_phone, '[^0-9]', '', 'g')"
 # Advisory-lock class of the per-customer cap (two-int form: apart from other locks).
 _CUSTOMER_LOCK_CLASS = 4201
-_LOCK_CUSTOMERS = f"""
-SELECT pg_advisory_xact_lock({_CUSTOMER_LOCK_CLASS}, hashtext(k))
-FROM unnest($1::text[]) WITH ORDINALITY AS u(k, n) ORDER BY n
+# A customer is an e-mail address (lower-cased here, by Postgres: the one place that
+# decides what is the same address) and, apart, a phone number's digits. $1 e-mails,
+# $2 phone digits, one pair per booking.
+_CUSTOMER_KEYS = """
+FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(e, p, n)
 """
-# Keyed by the values given (so the caller's normalisation decides the keys).
+# Locks in key order (the sorted subquery), so two batches never wait on each other
+# in opposite orders.
+_LOCK_CUSTOMERS = f"""
+SELECT pg_advisory_xact_lock({_CUSTOMER_LOCK_CLASS}, hashtext(k)) FROM (
+    SELECT DISTINCT k {_CUSTOMER_KEYS}
+    CROSS JOIN LATERAL (VALUES ('email:' || lower(e)), ('phone:' || p)) AS v(k)
+    ORDER BY k
+) AS sorted
+"""
 _ACTIVE_BY_CUSTOMER = f"""
-SELECT 'email:' || e, (
+SELECT 'email:' || lower(e), (
     SELECT count(*) FROM appointments
     WHERE {_ACTIVE} AND starts_at > now() AND lower(customer_email) = lower(e)
-) FROM unnest($1::text[]) AS u(e)
-UNION ALL
-SELECT 'phone:' || p, (
+), 'phone:' || p, (
     SELECT count(*) FROM appointments
     WHERE {_ACTIVE} AND starts_at > now() AND {_PHONE_DIGITS} = p
-) FROM unnest($2::text[]) AS u(p)
+) {_CUSTOMER_KEYS} ORDER BY n
 """
-_FORGET = """
-WITH gone AS (DELETE FROM appointments WHERE id = ANY($1::uuid[]))
-DELETE FROM idempotency_keys WHERE key = ANY($2::text[])
-"""
+_FORGET_KEYS = "DELETE FROM idempotency_keys WHERE key = ANY($1::text[])"
 _COLUMNS = """id, reference, type, category, status, consultant_id, showroom_id, starts_at,
 ends_at, customer_name, customer_email, customer_phone, customer_postcode, customer_address,
 notes, manage_token_hash"""
@@ -225,8 +230,9 @@ def book_batch(
     ``render`` makes the stored response of a new key's outcome (status, JSON text);
     it runs inside the transaction, so it must not block. A customer (by e-mail, or
     by phone digits) never ends the transaction with more than
-    ``max_active_per_customer`` active future bookings: the latest of this batch's
-    over the cap are ``LimitReached``.
+    ``max_active_per_customer`` active future bookings: this batch's bookings past the
+    cap are ``LimitReached`` and never inserted (a slot is not taken from anyone by a
+    booking that is then refused).
     """
 
     async def operation(connection: Connection) -> list[BatchOutcome]:
@@ -245,17 +251,12 @@ def book_batch(
                 ):
                     outcomes[row[0]] = KeyReplay(bytes(row[1]), row[2], row[3])
             todo = [b for b in batch if b.idempotency_key in new]
-            if todo:
-                keys_of_customers = sorted({k for b in todo for k in _customer_keys(b)})
-                await connection.execute(_LOCK_CUSTOMERS, keys_of_customers)
-            booked = await _insert_rounds(connection, todo)
-            over = await _over_the_cap(connection, todo, booked, max_active_per_customer)
-            if over:
-                await connection.execute(
-                    _FORGET, [b.id for b in over], [b.idempotency_key for b in over]
-                )
+            todo, over = await _within_the_cap(connection, todo, max_active_per_customer)
+            if over:  # refused, and not even their keys kept: a retry decides afresh
+                await connection.execute(_FORGET_KEYS, [b.idempotency_key for b in over])
                 for b in over:
                     outcomes[b.idempotency_key] = LimitReached()
+            booked = await _insert_rounds(connection, todo)
             stored: list[tuple[str, int, str]] = []
             notices: list[tuple[str, str, str, Payload]] = []
             for b in todo:
@@ -274,31 +275,31 @@ def book_batch(
     return operation
 
 
-def _customer_keys(b: NewBooking) -> tuple[str, str]:
-    phone = "".join(c for c in b.customer_phone if c.isdigit())
-    return f"email:{b.customer_email.lower()}", f"phone:{phone}"
-
-
-async def _over_the_cap(
-    connection: Connection, todo: Sequence[NewBooking], booked: dict[str, Booked], cap: int
-) -> list[NewBooking]:
-    """The bookings of ``todo`` just inserted that take a customer past ``cap``
-    (the latest first), counting what is in the table now (this batch included)."""
-    mine = [b for b in todo if b.id in booked]
-    if not mine:
-        return []
-    emails = sorted({_customer_keys(b)[0].removeprefix("email:") for b in mine})
-    phones = sorted({_customer_keys(b)[1].removeprefix("phone:") for b in mine})
+async def _within_the_cap(
+    connection: Connection, todo: Sequence[NewBooking], cap: int
+) -> tuple[list[NewBooking], list[NewBooking]]:
+    """``todo`` split into the bookings to try and those over the cap (a customer's
+    active future bookings plus this batch's, in batch order), under the customers'
+    locks: a concurrent batch of the same customer waits until this one commits."""
+    if not todo:
+        return [], []
+    emails = [b.customer_email for b in todo]
+    phones = ["".join(c for c in b.customer_phone if c in "0123456789") for b in todo]
+    await connection.execute(_LOCK_CUSTOMERS, emails, phones)
     rows = await connection.fetch(_ACTIVE_BY_CUSTOMER, emails, phones)
-    counts: dict[str, int] = {row[0]: row[1] for row in rows}
+    counts: dict[str, int] = {}
+    for email, by_email, phone, by_phone in rows:
+        counts[email], counts[phone] = by_email, by_phone
+    allowed: list[NewBooking] = []
     over: list[NewBooking] = []
-    for b in reversed(mine):
-        keys = _customer_keys(b)
-        if any(counts[k] > cap for k in keys):
+    for b, (email, _, phone, _) in zip(todo, rows, strict=True):
+        if counts[email] >= cap or counts[phone] >= cap:
             over.append(b)
-            for k in keys:
-                counts[k] -= 1
-    return over
+            continue
+        allowed.append(b)
+        counts[email] += 1
+        counts[phone] += 1
+    return allowed, over
 
 
 async def _insert_rounds(connection: Connection, todo: Sequence[NewBooking]) -> dict[str, Booked]:

@@ -61,6 +61,7 @@ _Email = Annotated[
     msgspec.Meta(pattern=r"^[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+\.[^@\s\x00-\x1f]+$", max_length=254),
 ]
 _Phone = Annotated[str, msgspec.Meta(pattern=r"^\+?[0-9 ()-]{7,20}$")]
+_PHONE_DIGITS = 7  # a phone number is also a customer's identity (the booking cap)
 _Postcode = Annotated[str, msgspec.Meta(pattern=r"^(?i:[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2})$")]
 _Text = Annotated[str, msgspec.Meta(min_length=1, max_length=500, pattern=_TEXT)]
 _Notes = Annotated[str, msgspec.Meta(max_length=2000, pattern=_TEXT)]
@@ -128,6 +129,12 @@ def booking_request(body: AppointmentIn) -> BookingRequest:
             field="customer.address",
         )
     c = body.customer
+    if sum(ch.isdigit() for ch in c.phone) < _PHONE_DIGITS:
+        raise InvalidRequest(
+            f"customer.phone: at least {_PHONE_DIGITS} digits",
+            code="invalid_field",
+            field="customer.phone",
+        )
     return BookingRequest(
         kind=body.type,
         category=body.category,

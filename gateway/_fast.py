@@ -82,10 +82,9 @@ class FastRoutes:
             status, content, extra = self._error(
                 MethodNotAllowed(scope["method"], allowed=("POST",)), rid
             )
-            try:
-                await self._respond(send, status, content, rid, extra)
-            finally:
-                log_request(scope["method"], "/v1/appointments", status, started)
+            # Logged before the answer: it may wait for a body to be drained.
+            log_request(scope["method"], "/v1/appointments", status, started)
+            await self._respond(send, status, content, rid, extra)
 
     async def _book(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()

@@ -11,8 +11,9 @@ classes (h11 parsing and strictness, pipelining, keep-alive, graceful drain):
   closed, with no idle timeout, the next request never read. A client that stops
   reading is disconnected after ``send_timeout_s`` instead of holding its task.
 - A connection cap (``max_connections``): at the cap the oldest idle keep-alive
-  connection is closed to make room; with none idle, the newcomer gets a 503 with
-  ``Retry-After`` and is closed.
+  connection is closed to make room, else the one that has waited longest for its
+  request's body (a client that declares a body and sends none is not "busy"); with
+  neither, the newcomer gets a 503 with ``Retry-After`` and is closed.
 - Idle keep-alive connections close after ``keep_alive_s`` and at once on drain.
 - HTTP/2 over plain HTTP (h2c upgrade, prior knowledge) only when ``h2c`` is set.
 - No ``Server`` banner.
@@ -22,7 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import partial
 from typing import Any
 
@@ -41,7 +44,7 @@ from hypercorn.utils import parse_socket_addr, repr_socket_addr, wrap_app
 
 from config import HttpSettings
 
-__all__ = ["ConnectionLimiter", "hypercorn_config", "serve_http"]
+__all__ = ["ConnectionLimiter", "hypercorn_config", "serve_http", "waiting_for_body"]
 
 log = structlog.get_logger("gateway.http")
 
@@ -68,34 +71,68 @@ class _HTTP11Only(H11Protocol):
         return None
 
 
+# The connection whose task (or whose request's task) is running: set by each
+# connection's task, inherited by the request tasks it spawns.
+_CURRENT: ContextVar[_Connection | None] = ContextVar("lomash_http_connection", default=None)
+
+
+@contextmanager
+def waiting_for_body() -> Iterator[None]:
+    """While inside, the current request waits for body bytes: at the connection cap
+    its connection may be closed to make room (it is not doing anything)."""
+    connection = _CURRENT.get()
+    if connection is None:  # not served by serve_http (an in-process test)
+        yield
+        return
+    connection.limiter.stalled(connection)
+    try:
+        yield
+    finally:
+        connection.limiter.not_stalled(connection)
+
+
 class ConnectionLimiter:
-    """Open connections of one server, and which of them are idle (oldest first)."""
+    """Open connections of one server, and which of them could be closed to make room:
+    the idle ones and those waiting for a request body (each oldest first)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.open = 0
         self.shed = 0
         self.evicted = 0
-        # Insertion-ordered: the first entry is the connection idle the longest.
-        self._idle: dict[_Connection, trio.CancelScope] = {}
+        # Insertion-ordered: the first entry is the one idle (or waiting) the longest;
+        # the value is what to cancel to close it.
+        self._idle: dict[Any, trio.CancelScope] = {}
+        self._stalled: dict[Any, trio.CancelScope] = {}
 
     def admit(self) -> bool:
-        """Room for one more connection, closing the oldest idle one if needed."""
+        """Room for one more connection, closing an idle or stalled one if needed."""
         if self.open < self.limit:
             return True
-        if not self._idle:
-            self.shed += 1
-            return False
-        oldest = next(iter(self._idle))
-        self._idle.pop(oldest).cancel()
-        self.evicted += 1
-        return True  # it closes on its own task; the count drops then
+        for waiting in (self._idle, self._stalled):
+            if waiting:
+                oldest = next(iter(waiting))
+                waiting.pop(oldest).cancel()
+                self.evicted += 1
+                return True  # it closes on its own task; the count drops then
+        self.shed += 1
+        return False
 
-    def idle(self, connection: _Connection, scope: trio.CancelScope) -> None:
+    def idle(self, connection: Any, scope: trio.CancelScope) -> None:
         self._idle[connection] = scope
 
-    def busy(self, connection: _Connection) -> None:
+    def stalled(self, connection: _Connection) -> None:
+        self._stalled[connection] = connection.aborting
+
+    def not_idle(self, connection: Any) -> None:
         self._idle.pop(connection, None)
+
+    def not_stalled(self, connection: Any) -> None:
+        self._stalled.pop(connection, None)
+
+    def closed(self, connection: Any) -> None:
+        self.not_idle(connection)
+        self.not_stalled(connection)
 
 
 class _Connection(TCPServer):
@@ -115,45 +152,49 @@ class _Connection(TCPServer):
     ) -> None:
         super().__init__(app, config, context, state, stream)  # type: ignore[arg-type]
         self._http = http
-        self._limiter = limiter
+        self.limiter = limiter
         self._cut = cut
+        # Cancelled to close the connection at once (the limiter making room).
+        self.aborting = trio.CancelScope()
 
     async def run(self) -> None:
+        _CURRENT.set(self)
         socket = self.stream.socket
         try:
             client = parse_socket_addr(socket.family, socket.getpeername())
             server = parse_socket_addr(socket.family, socket.getsockname())
-            async with TaskGroup() as task_group:
-                self._task_group = task_group
-                args = (
-                    self.app,
-                    self.config,
-                    self.context,
-                    task_group,
-                    ConnectionState(self.state),
-                    False,
-                    client,
-                    server,
-                    self.protocol_send,
-                )
-                protocol: Any = (
-                    ProtocolWrapper(*args, "http/1.1") if self._http.h2c else _HTTP11Only(*args)
-                )
-                self.protocol = protocol
-                await self.protocol.initiate()
-                await self.idle_task.restart(self._task_group, self._idle_timeout)
-                await self._read_data()
+            with self.aborting:
+                async with TaskGroup() as task_group:
+                    self._task_group = task_group
+                    args = (
+                        self.app,
+                        self.config,
+                        self.context,
+                        task_group,
+                        ConnectionState(self.state),
+                        False,
+                        client,
+                        server,
+                        self.protocol_send,
+                    )
+                    protocol: Any = (
+                        ProtocolWrapper(*args, "http/1.1") if self._http.h2c else _HTTP11Only(*args)
+                    )
+                    self.protocol = protocol
+                    await self.protocol.initiate()
+                    await self.idle_task.restart(self._task_group, self._idle_timeout)
+                    await self._read_data()
         except OSError:
             pass
         finally:
-            self._limiter.busy(self)
+            self.limiter.closed(self)
             with trio.move_on_after(self._http.send_timeout_s, shield=True):
                 await self._close()
 
     async def protocol_send(self, event: Event) -> None:
-        if self._cut.cancel_called:
-            # The drain budget ran out: the connection is cut, not finished (no
-            # last-minute 500 for a request that was cancelled).
+        if self._cut.cancel_called or self.aborting.cancel_called:
+            # The drain budget ran out, or the limiter closes this connection: it is
+            # cut, not finished (no last-minute 500 for a request that was cancelled).
             await self._protocol_send(event)
             return
         # Finished even if the caller (the app's request task) is being cancelled:
@@ -179,18 +220,18 @@ class _Connection(TCPServer):
             if event.idle:
                 await self.idle_task.restart(self._task_group, self._idle_timeout)
             else:
-                self._limiter.busy(self)
+                self.limiter.not_idle(self)
                 await self.idle_task.stop()
 
     async def _idle_timeout(self) -> None:
         # Cancelled by a new request (the idle task stops), ended by the keep-alive
         # timeout, by drain (terminated), or by the limiter making room.
         with trio.move_on_after(self.config.keep_alive_timeout) as scope:
-            self._limiter.idle(self, scope)
+            self.limiter.idle(self, scope)
             try:
                 await self.context.terminated.wait()
             finally:
-                self._limiter.busy(self)
+                self.limiter.not_idle(self)
         with trio.CancelScope(shield=True):
             await self._initiate_server_close()
 

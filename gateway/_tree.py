@@ -268,11 +268,12 @@ def build_tree(settings: Settings, lifecycle: Lifecycle, *, bind: str) -> Superv
     handlers[REPLAY_KIND] = replayer.ref
     # Reads apart from the writer: their own mailbox (bulkhead), no breaker (a read
     # that fails is no booking that failed; the reconnect gates answer a dead store).
+    # At most a third of the pool, so a flood of lookups leaves connections to writes.
     reader: ActorSpec[Any, Any] = ActorSpec(
         "booking-reader",
         lambda: BookingReader(database.value, cache.value),
         mailbox=dataclasses.replace(
-            settings.runtime.mailbox, concurrency=settings.database.pool_max_size
+            settings.runtime.mailbox, concurrency=max(1, settings.database.pool_max_size // 3)
         ),
         shutdown_s=settings.runtime.child_shutdown_s,
     )

@@ -112,14 +112,24 @@ def request(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-def open_sockets(pid: int) -> int:
-    """How many sockets the process ``pid`` holds open right now."""
+def open_sockets(pid: int, port: int) -> int:
+    """How many TCP sockets of process ``pid`` have local port ``port`` (the listener
+    and the connections it accepted; not the process's database or Redis pools)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(fields[9])
     fds = f"/proc/{pid}/fd"
     count = 0
     for name in os.listdir(fds):
         try:
-            if os.readlink(f"{fds}/{name}").startswith("socket:"):
-                count += 1
+            target = os.readlink(f"{fds}/{name}")
         except FileNotFoundError:  # closed while listing
             continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            count += 1
     return count

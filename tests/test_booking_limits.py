@@ -8,11 +8,13 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 import trio
 import trio_asyncio
 
-from config import Settings
+from adapters import Booked, LimitReached, NewBooking, book_batch, open_database
+from config import DatabaseSettings, Settings
 from tests._booking import (
     announced,
     book,
@@ -24,6 +26,7 @@ from tests._booking import (
     running_tree,
 )
 from tests.conftest import fetch
+from tests.test_appointments_sql import START, booking
 
 MONDAY = 0
 CAP = 3
@@ -112,3 +115,115 @@ async def test_concurrent_bookings_of_one_customer_stop_at_the_cap(settings: Set
     assert booked[0][0] == CAP
     assert keys[0][0] == CAP
     assert [kind for kind, _ in jobs] == ["appointment.confirmed"] * CAP
+
+
+def _render(booking: NewBooking, outcome: object) -> tuple[int, str]:
+    return 201, "{}"
+
+
+async def test_a_batch_waits_for_a_concurrent_batch_of_the_same_customer(
+    fresh_database_url: str,
+) -> None:
+    """Another transaction holds the customer's lock: a batch for that customer waits
+    for it (no count taken meanwhile), then sees its booking and stops at the cap."""
+    url = fresh_database_url
+    first = booking(START)
+    second = booking(START + timedelta(hours=1))
+    second = dataclasses.replace(second, customer_email="ADA@example.com")  # same customer
+    async with trio_asyncio.open_loop():
+        await prepare_database(url)
+        holder = await trio_asyncio.aio_as_trio(asyncpg.connect)(url)
+        try:
+            held = trio_asyncio.aio_as_trio(holder.execute)
+            await held(
+                "SELECT pg_advisory_lock(4201, hashtext('email:' || lower($1)))",
+                first.customer_email,
+            )
+            settings = DatabaseSettings(url=url)
+            async with open_database(settings, application="t", cleanup_s=1.0) as db:
+                outcomes: list[object] = []
+
+                async def book_second() -> None:
+                    [outcome] = await db.run(
+                        book_batch([second], _render, max_active_per_customer=1)
+                    )
+                    outcomes.append(outcome)
+
+                with trio.fail_after(20):
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(book_second)
+                        await _waiting_on_an_advisory_lock(url)
+                        assert outcomes == []
+                        # The holder books the customer's first (its own lock is
+                        # re-entrant), commits, and lets go.
+                        operation = book_batch([first], _render, max_active_per_customer=1)
+                        [mine] = await trio_asyncio.aio_as_trio(operation)(holder)
+                        await held("SELECT pg_advisory_unlock_all()")
+        finally:
+            await trio_asyncio.aio_as_trio(holder.close)()
+    assert mine == Booked("grace-okafor")
+    assert outcomes == [LimitReached()]
+
+
+async def _waiting_on_an_advisory_lock(url: str) -> None:
+    # Postgres offers no notification for "a backend started waiting": poll its view
+    # (bounded by the caller's fail_after).
+    while not await fetch(  # noqa: ASYNC110
+        url,
+        "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND wait_event = 'advisory' AND datname = current_database()",
+    ):
+        await trio.sleep(0.02)
+
+
+async def test_a_refused_booking_takes_no_slot_from_another_customer(
+    settings: Settings,
+) -> None:
+    """A customer at the cap and another customer want the same slot at once, ten
+    times over: the other customer ends up with every slot. (Its first try may meet
+    the refused booking's Redis lock, a fast 409 that is not stored; its retry with
+    the same key books. The refused booking was once inserted and then deleted: the
+    other's database refusal was stored under its key, and its retry got it again.)"""
+    assert settings.database.url is not None
+    starts = _starts(CAP + 10)
+    results: list[tuple[str, int]] = []
+    async with trio_asyncio.open_loop():
+        await prepare_database(settings.database.url)
+        async with running_tree(settings) as client:
+            with trio.fail_after(60):
+                full = _customer("full@example.com", "+44 7700 900001")
+                for start in starts[:CAP]:
+                    made = await book(client, booking_body(start, customer=full))
+                    assert made.status_code == 201
+                for n, start in enumerate(starts[CAP:]):
+                    other = _customer(f"other{n}@example.com", f"+44 7700 91000{n}")
+                    refused = trio.Event()
+
+                    async def greedy(at: str = start, done: trio.Event = refused) -> None:
+                        answer = await book(client, booking_body(at, customer=full))
+                        results.append(("full", answer.status_code))
+                        done.set()
+
+                    async def genuine(
+                        at: str = start, who: dict[str, Any] = other, done: trio.Event = refused
+                    ) -> None:
+                        key = uuid.uuid4().hex
+                        answer = await book(client, booking_body(at, customer=who), key)
+                        if answer.status_code == 409:  # met the refused one's lock
+                            await done.wait()  # its answer came after its lock went
+                            answer = await book(client, booking_body(at, customer=who), key)
+                        results.append(("other", answer.status_code))
+
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(greedy)
+                        nursery.start_soon(genuine)
+    assert sorted(results) == sorted([("full", 409), ("other", 201)] * 10)
+
+
+def test_postgres_decides_what_is_the_same_address() -> None:
+    """The cap's e-mail key is lower-cased by Postgres in SQL, for the lock and the
+    count alike (Python's lower() differs for some letters, e.g. 'İ')."""
+    from adapters._appointments import _ACTIVE_BY_CUSTOMER, _LOCK_CUSTOMERS
+
+    assert "lower(e)" in _LOCK_CUSTOMERS
+    assert "'email:' || lower(e)" in _ACTIVE_BY_CUSTOMER

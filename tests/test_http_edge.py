@@ -92,8 +92,9 @@ EARLY = [
 async def test_an_answer_before_the_body_leaves_the_connection_usable(
     environment: dict[str, str],
 ) -> None:
-    """A route that answers before the body has arrived (404/405/401): the body sent
-    50 ms later is drained and the next request on the connection is answered."""
+    """A route that answers before the body has arrived (404/405/401; the body is sent
+    only once the server has logged its answer): the body is drained, the answer has
+    no Connection: close, and the next request on the connection is answered."""
     environment = {**environment, "LOMASH_ADMIN_TOKEN": "a" * 40}
     body = b'{"reason": "changed my mind"}'
     async with service(environment) as running, open_client(running.url) as client:
@@ -109,12 +110,14 @@ async def test_an_answer_before_the_body_leaves_the_connection_usable(
                         **headers,
                     },
                 )
+                answered = len(running.logs.named("request"))
                 await connection.send(head)
-                await trio.sleep(0.05)
+                await running.logs.wait_for("request", answered + 1)  # decided, body unsent
                 await connection.send(body)
                 response = await connection.read_response()
                 assert response is not None
                 assert (path, response.status) == (path, status)
+                assert "connection" not in response.headers
                 await _answered_again(connection)
                 await connection.aclose()
         assert not running.logs.named("unhandled_error")
@@ -220,10 +223,14 @@ async def _expect_ok(connection: RawConnection) -> None:
     assert response.status == 200
 
 
+def _port(running: Service) -> int:
+    return int(running.url.rsplit(":", 1)[1])
+
+
 async def _settles_at(running: Service, baseline: int) -> None:
     # Another process's descriptor table has no event to wait on: poll it (bounded
     # by the caller's fail_after).
-    while open_sockets(running.process.pid) > baseline:  # noqa: ASYNC110
+    while open_sockets(running.process.pid, _port(running)) > baseline:  # noqa: ASYNC110
         await trio.sleep(0.05)
 
 
@@ -237,17 +244,18 @@ async def test_hostile_requests_leave_no_socket_behind(environment: dict[str, st
             await _answered_again(warm)
             await warm.aclose()
             pid = running.process.pid
-            await _settles_at(running, open_sockets(pid))  # the warm-up's socket gone
-            baseline = open_sockets(pid)
+            port = _port(running)
+            await _settles_at(running, 1)  # the listener alone: the warm-up's socket gone
+            baseline = open_sockets(pid, port)
+            assert baseline == 1
 
             async def hostile(n: int) -> None:
                 connection = await client.connect()
                 kind = n % 4
-                if kind == 0:  # early answer, then leave without sending the body
+                if kind == 0:  # an early answer's request, left without its body
                     await connection.send(
                         request("POST", "/nowhere", headers={"Content-Length": "500"})
                     )
-                    await connection.read_response()
                 elif kind == 1:  # a booking whose body never finishes
                     await connection.send(
                         request(
@@ -315,3 +323,62 @@ async def test_http2_prior_knowledge_is_not_spoken_unless_configured(
             switched = await connection.read_response()
             assert switched is not None
             assert switched.status == 101
+
+
+async def test_connections_waiting_for_a_body_make_room_at_the_cap(
+    environment: dict[str, str],
+) -> None:
+    """Three connections declare a body and send none: at a cap of 3 they are not
+    "busy", so a health check still gets in (the one waiting longest is closed)."""
+    environment = {**environment, "LOMASH_HTTP_MAX_CONNECTIONS": "3"}
+    async with service(environment) as running, open_client(running.url) as client:
+        with trio.fail_after(BOUND_S):
+            stalled = []
+            for n in range(3):
+                connection = await client.connect()
+                answered = len(running.logs.named("request"))
+                await connection.send(
+                    request("POST", "/nowhere", headers={"Content-Length": "100"})
+                    if n
+                    else request(
+                        "POST",
+                        "/v1/appointments",
+                        headers={"Content-Length": "100", "Idempotency-Key": "never"},
+                    )
+                )
+                if n:  # the early answers are decided; they wait for the body now
+                    await running.logs.wait_for("request", answered + 1)
+                stalled.append(connection)
+            health = await client.connect()
+            await _answered_again(health)
+            assert await stalled[0].closed_by_server()
+
+
+async def test_a_chunked_body_past_the_limit_is_413_and_not_kept(
+    environment: dict[str, str],
+) -> None:
+    """A chunked body that never ends (1 KiB chunks past LOMASH_MAX_BODY_BYTES): 413
+    payload_too_large, then the connection closes; the server reads no further."""
+    environment = {**environment, "LOMASH_MAX_BODY_BYTES": "4096"}
+    async with service(environment) as running, open_client(running.url) as client:
+        with trio.fail_after(BOUND_S):
+            for path in ("/_test/echo", "/v1/appointments"):
+                connection = await client.connect()
+                await connection.send(
+                    request(
+                        "POST",
+                        path,
+                        headers={
+                            "Transfer-Encoding": "chunked",
+                            "Content-Type": "application/json",
+                            "Idempotency-Key": "chunky",
+                        },
+                    )
+                )
+                chunk = b"400\r\n" + b" " * 1024 + b"\r\n"
+                for _ in range(8):
+                    await connection.send(chunk)
+                response = await connection.read_response()
+                assert response is not None
+                assert (path, response.status, response.code) == (path, 413, "payload_too_large")
+                assert await connection.closed_by_server()

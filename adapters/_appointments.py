@@ -292,13 +292,18 @@ async def _within_the_cap(
         counts[email], counts[phone] = by_email, by_phone
     allowed: list[NewBooking] = []
     over: list[NewBooking] = []
+    # Attempts of one customer at one time count once: at most one of them can book
+    # (the others are 409 slot_taken, not too_many_bookings).
+    counted: set[tuple[str, datetime]] = set()
     for b, (email, _, phone, _) in zip(todo, rows, strict=True):
-        if counts[email] >= cap or counts[phone] >= cap:
+        fresh = [k for k in (email, phone) if (k, b.start) not in counted]
+        if any(counts[k] >= cap for k in fresh):
             over.append(b)
             continue
         allowed.append(b)
-        counts[email] += 1
-        counts[phone] += 1
+        for k in fresh:
+            counts[k] += 1
+            counted.add((k, b.start))
     return allowed, over
 
 

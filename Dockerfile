@@ -19,6 +19,8 @@ COPY supervisors ./supervisors
 COPY actors ./actors
 COPY adapters ./adapters
 COPY gateway ./gateway
+COPY service ./service
+COPY devservers ./devservers
 COPY config ./config
 COPY migrations ./migrations
 RUN pip install . \

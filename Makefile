@@ -46,7 +46,7 @@ $(EMBEDDED): $(STAMP)
 	@touch $(EMBEDDED)
 
 run: $(EMBEDDED)
-	$(BIN)/python -m gateway serve --migrate --seed
+	$(BIN)/python -m service serve --migrate --seed
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

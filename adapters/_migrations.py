@@ -265,6 +265,7 @@ async def migrate_up(
     *,
     target: int | None = None,
     cleanup_s: float = _DEFAULTS.cleanup_timeout_s,
+    connect_timeout_s: float = _DEFAULTS.database.connect_timeout_s,
 ) -> list[Migration]:
     """Apply the pending migrations (up to ``target``) in order; return those applied.
 
@@ -284,7 +285,7 @@ async def migrate_up(
     if target is not None and not any(m.version == target for m in migrations):
         raise MigrationError(f"no migration {target:04d} in {directory}", version=target)
     applied: list[Migration] = []
-    async with _open_locked_connection(url, cleanup_s) as connection:
+    async with _open_locked_connection(url, cleanup_s, connect_timeout_s) as connection:
         history = await _hop(_read_history, connection, True)
         _check_history(migrations, history)
         ahead = [row.version for row in history.values() if row.version > len(migrations)]
@@ -307,6 +308,7 @@ async def migrate_down(
     *,
     steps: int = 1,
     cleanup_s: float = _DEFAULTS.cleanup_timeout_s,
+    connect_timeout_s: float = _DEFAULTS.database.connect_timeout_s,
 ) -> list[Migration]:
     """Roll back the latest ``steps`` applied migrations, newest first; return them."""
     if steps < 1:
@@ -314,7 +316,7 @@ async def migrate_down(
     migrations = await trio.to_thread.run_sync(load_migrations, directory)
     known = {m.version: m for m in migrations}
     rolled_back: list[Migration] = []
-    async with _open_locked_connection(url, cleanup_s) as connection:
+    async with _open_locked_connection(url, cleanup_s, connect_timeout_s) as connection:
         history = await _hop(_read_history, connection, False)
         _check_history(migrations, history)
         latest = sorted(history, reverse=True)[:steps]
@@ -342,10 +344,11 @@ async def migration_status(
     directory: Path = MIGRATIONS_DIR,
     *,
     cleanup_s: float = _DEFAULTS.cleanup_timeout_s,
+    connect_timeout_s: float = _DEFAULTS.database.connect_timeout_s,
 ) -> list[MigrationStatus]:
     """Every version known here or recorded in the database, applied or not, by version."""
     migrations = await trio.to_thread.run_sync(load_migrations, directory)
-    async with _open_locked_connection(url, cleanup_s) as connection:
+    async with _open_locked_connection(url, cleanup_s, connect_timeout_s) as connection:
         history = await _hop(_read_history, connection, False)
     statuses = [
         MigrationStatus(
@@ -444,9 +447,11 @@ async def _step(
 
 
 @asynccontextmanager
-async def _open_locked_connection(url: str, cleanup_s: float) -> AsyncIterator[_Connection]:
+async def _open_locked_connection(
+    url: str, cleanup_s: float, connect_timeout_s: float
+) -> AsyncIterator[_Connection]:
     """A connection of its own holding the migration lock; released and closed on exit."""
-    connection = await _hop(_connect, url)
+    connection = await _hop(_connect, url, connect_timeout_s)
     locked = False
     try:
         await _hop(_lock, connection)
@@ -465,10 +470,10 @@ async def _open_locked_connection(url: str, cleanup_s: float) -> AsyncIterator[_
             log.warning("migration_connection_terminated", cleanup_s=cleanup_s)
 
 
-async def _connect(url: str) -> _Connection:
+async def _connect(url: str, connect_timeout_s: float) -> _Connection:
     return await asyncpg.connect(
         url,
-        timeout=_DEFAULTS.database.connect_timeout_s,
+        timeout=connect_timeout_s,
         server_settings=_SERVER_SETTINGS,
     )
 

@@ -14,7 +14,7 @@ Each implementation gets a warm-up, then a measured run of ``--seconds`` with
 ``--connections`` connections; before each measured run the booking tables are
 emptied and Postgres checkpoints, so every run starts from the same state:
 
-1. ours: ``python -m gateway serve`` (notification delivery off: the peer has none;
+1. ours: ``python -m service serve`` (notification delivery off: the peer has none;
    the outbox relay still runs and is charged to ours);
 2. the peer (bench/peers/fastapi_booking.py): FastAPI on uvicorn (uvloop, httptools),
    asyncpg and redis.asyncio, doing what the endpoint must do and no more;
@@ -406,7 +406,7 @@ def services(
         "REDIS_URL": REDIS_URL,
         "REDIS_PREFIX": f"{redis_prefix}peer:",
     }
-    ours = [sys.executable, "-m", "gateway", "serve", "--port", str(ours_port)]
+    ours = [sys.executable, "-m", "service", "serve", "--port", str(ours_port)]
     peer = [sys.executable, "-m", "uvicorn", "bench.peers.fastapi_booking:app"]
     peer += ["--port", str(peer_port), "--loop", "uvloop", "--http", "httptools"]
     peer += ["--log-level", "warning", "--no-access-log", "--workers", str(workers)]

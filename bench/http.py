@@ -90,7 +90,7 @@ def bench_database(
     url = _database_url(name)
     try:
         subprocess.run(
-            [sys.executable, "-m", "gateway", "migrate", "up"],
+            [sys.executable, "-m", "service", "migrate", "up"],
             cwd=REPO,
             env={**os.environ, "LOMASH_DATABASE_URL": url},
             check=True,
@@ -180,7 +180,7 @@ def main() -> None:
             "LOMASH_LOG_LEVEL": "warning",
             "LOMASH_WORKERS": str(args.workers),
         }
-        ours = [sys.executable, "-m", "gateway", "serve", "--port", str(ours_port)]
+        ours = [sys.executable, "-m", "service", "serve", "--port", str(ours_port)]
         peer = [
             sys.executable,
             "-m",

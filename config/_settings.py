@@ -4,7 +4,7 @@ Every field has a named default. The variable for a field is ``LOMASH_`` plus it
 path in upper case, nested groups joined by ``_`` (the ``runtime`` group adds no
 prefix of its own): ``database.url`` is ``LOMASH_DATABASE_URL``,
 ``runtime.breaker.reset_timeout_s`` is ``LOMASH_BREAKER_RESET_TIMEOUT_S``, ``port`` is
-``LOMASH_PORT``. ``python -m gateway config`` prints them all.
+``LOMASH_PORT``. ``python -m service config`` prints them all.
 
 Invalid configuration raises ``ConfigError`` whose message is one line naming the
 variable, e.g. ``LOMASH_PORT: expected an integer, got 'eighty'``.
@@ -343,8 +343,6 @@ class Settings:
     log_format: LogFormat = LogFormat.AUTO
     log_level: str = "info"
     data_dir: str = ".data"
-    # Extra routes the process-level tests drive (slow requests); never in production.
-    test_routes: bool = False
     # Bearer token for /admin (dead-letter queue); the admin API is off without one.
     admin_token: str | None = None
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -397,10 +395,6 @@ class Settings:
             f"environment: production needs a LOMASH_ADMIN_TOKEN of at least "
             f"{MIN_SECRET_LENGTH} characters (or none: no admin API)",
         )
-        _check(
-            not self.test_routes,
-            "environment: production refuses LOMASH_TEST_ROUTES (test-only routes)",
-        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -408,7 +402,7 @@ class Settings:
         known = {name for name, _ in environment_variables()}
         unknown = sorted(k for k in environ if k.startswith(PREFIX) and k not in known)
         if unknown:
-            raise ConfigError(f"{unknown[0]}: unknown setting (see `python -m gateway config`)")
+            raise ConfigError(f"{unknown[0]}: unknown setting (see `python -m service config`)")
         built = _build(cls, "", environ)
         assert isinstance(built, Settings)
         return built

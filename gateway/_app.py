@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -34,7 +35,6 @@ from gateway._admin import register_admin_routes
 from gateway._appointments import register_appointment_routes
 from gateway._http_errors import error_response
 from gateway._json import json_response
-from gateway._test_routes import register_test_routes
 from supervisors import (
     ActorRef,
     InvalidRequest,
@@ -73,6 +73,8 @@ class Services:
     # not served.
     booker: ActorRef[Any, Any] | None = None
     reader: ActorRef[Any, Any] | None = None
+    # Routes a launcher adds (the tests' /_test/...); the service ships none.
+    extra_routes: Sequence[Callable[[QuartTrio], None]] = ()
 
 
 def request_id(given: str | None) -> str:
@@ -224,8 +226,8 @@ def create_app(services: Services) -> QuartTrio:
             app, services.booker, services.reader, services.catalogue, settings.booking
         )
 
-    if settings.test_routes:
-        register_test_routes(app)
+    for register in services.extra_routes:
+        register(app)
     if settings.admin_token and services.jobs is not None:
         register_admin_routes(app, services.jobs, settings.admin_token)
 

@@ -42,9 +42,15 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState
 from hypercorn.utils import parse_socket_addr, repr_socket_addr, wrap_app
 
-from config import HttpSettings
+from config import HttpSettings, Settings
 
-__all__ = ["ConnectionLimiter", "hypercorn_config", "serve_http", "waiting_for_body"]
+__all__ = [
+    "ConnectionLimiter",
+    "HttpServer",
+    "hypercorn_config",
+    "serve_http",
+    "waiting_for_body",
+]
 
 log = structlog.get_logger("gateway.http")
 
@@ -319,3 +325,41 @@ async def serve_http(
                 connections.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
         await lifespan.wait_for_shutdown()
         lifespan_nursery.cancel_scope.cancel()
+
+
+class HttpServer:
+    """The HTTP server as a supervised child: ``serve_http`` on ``bind`` with the app
+    that ``app_factory`` makes when it starts. Reports the bound URLs when listening
+    (``--port 0`` works); stopping closes the listener, then in-flight requests finish
+    within ``drain_timeout_s`` before the rest is cancelled."""
+
+    def __init__(self, app_factory: Callable[[], Any], settings: Settings, bind: str):
+        self._app_factory = app_factory
+        self._settings = settings
+        self._bind = bind
+        self._stop = trio.Event()
+        self.connections = ConnectionLimiter(settings.http.max_connections)
+
+    async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        settings = self._settings
+        config = hypercorn_config(
+            self._bind, settings.http, graceful_timeout_s=settings.drain_timeout_s
+        )
+        app = self._app_factory()
+        async with trio.open_nursery() as nursery:
+            urls = await nursery.start(
+                partial(
+                    serve_http,
+                    app,
+                    config,
+                    settings.http,
+                    limiter=self.connections,
+                    retry_after_s=settings.unavailable_retry_after_s,
+                    shutdown_trigger=self._stop.wait,
+                )
+            )
+            log.info("http_listening", urls=urls)
+            task_status.started(urls)
+
+    def request_stop(self, *, final: bool) -> None:
+        self._stop.set()

@@ -30,7 +30,9 @@ from supervisors._errors import (
     NotFound,
     OperationTimeout,
     PayloadTooLarge,
+    ProcessExited,
     RequestTimeout,
+    ResourceUnavailable,
     RestartIntensityExceeded,
     ServiceUnavailable,
     SupervisionError,
@@ -42,6 +44,7 @@ from supervisors._errors import (
 from supervisors._mailbox import Idempotent
 from supervisors._policies import Jitter, RetryPolicy
 from supervisors._registry import Registry
+from supervisors._resource import Holder, Resource
 from supervisors._supervisor import (
     Strategy,
     Supervisor,
@@ -69,6 +72,7 @@ __all__ = [
     "DatabaseError",
     "DependencyError",
     "DomainError",
+    "Holder",
     "Idempotent",
     "InvalidData",
     "InvalidRequest",
@@ -81,8 +85,11 @@ __all__ = [
     "OperationTimeout",
     "PayloadTooLarge",
     "Permit",
+    "ProcessExited",
     "Registry",
     "RequestTimeout",
+    "Resource",
+    "ResourceUnavailable",
     "Restart",
     "RestartIntensityExceeded",
     "RetryPolicy",

@@ -28,8 +28,10 @@ adapter boundary; the gateway maps it to HTTP in one table.
     ├── Unavailable                   refused now, retry later (HTTP 503 + Retry-After)
     │   ├── ServiceUnavailable        circuit open: the breaker's fallback
     │   ├── MailboxFull               the actor's mailbox is at capacity
-    │   └── ActorUnavailable          the actor is stopped, unknown, or was stopped mid-message
+    │   ├── ActorUnavailable          the actor is stopped, unknown, or was stopped mid-message
+    │   └── ResourceUnavailable       a supervised resource (pool, client) is not open
     ├── ActorCrashed                  the handler hit a bug; the actor is being restarted
+    ├── ProcessExited                 a supervised process (a worker) died; it is restarted
     └── SupervisionError
         ├── ChildStartFailed          a child failed before reporting ready
         └── RestartIntensityExceeded  too many restarts: the supervisor gives up, escalates
@@ -60,7 +62,9 @@ __all__ = [
     "NotFound",
     "OperationTimeout",
     "PayloadTooLarge",
+    "ProcessExited",
     "RequestTimeout",
+    "ResourceUnavailable",
     "RestartIntensityExceeded",
     "ServiceUnavailable",
     "SupervisionError",
@@ -263,6 +267,15 @@ class ActorUnavailable(Unavailable):
         self.reason = reason
 
 
+class ResourceUnavailable(Unavailable):
+    """A supervised resource (a pool, a client) is not open: starting, restarting or
+    stopped."""
+
+    def __init__(self, resource: str) -> None:
+        super().__init__(f"resource {resource!r} is not open", retry_after=None)
+        self.resource = resource
+
+
 class ActorCrashed(LomashError):
     """The handler raised an unexpected error; the actor is restarted by its supervisor."""
 
@@ -283,6 +296,15 @@ class SupervisionError(LomashError):
 
 class ChildStartFailed(SupervisionError):
     """A child failed before it reported ready."""
+
+
+class ProcessExited(LomashError):
+    """A supervised OS process (a worker) exited on its own with a failure status."""
+
+    def __init__(self, name: str, status: int) -> None:
+        super().__init__(f"{name} exited with status {status}")
+        self.name = name
+        self.status = status
 
 
 class RestartIntensityExceeded(SupervisionError):

@@ -16,9 +16,9 @@ import trio
 from actors import LONDON
 from adapters import RedisJobQueue, load_seed, migrate_up, open_redis
 from config import BookingSettings, JobSettings, Settings
+from devservers._embedded import free_port
 from gateway._app import Lifecycle
-from gateway._embedded import free_port
-from gateway._tree import build_tree
+from service._tree import build_tree
 from supervisors import open_supervisor
 from tests._service import service_settings
 from tests.conftest import fetch
@@ -39,7 +39,6 @@ def booking_settings(database_url: str, redis_url: str, redis_prefix: str) -> Se
     base = service_settings(database_url, redis_url, f"{redis_prefix}{secrets.token_hex(4)}:")
     return dataclasses.replace(
         base,
-        test_routes=False,
         max_body_bytes=4096,
         jobs=JobSettings(queues="bookings", poll_s=0.05, backoff_base_s=0.05),
         booking=BookingSettings(replay_retry_s=0.2, schedule_refresh_s=60.0),

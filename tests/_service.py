@@ -12,14 +12,14 @@ from actors import catalogue_spec
 from adapters import JobQueue, PostgresShowrooms, open_database, open_redis
 from config import DatabaseSettings, HealthSettings, RedisSettings, Settings
 from gateway._app import Lifecycle, Services, create_app
-from gateway._tree import database_breaker
+from service._tree import database_breaker
 from supervisors import SupervisorSpec, open_supervisor
+from tests._test_routes import register_test_routes
 
 
 def service_settings(database_url: str, redis_url: str, redis_prefix: str) -> Settings:
-    """Settings for a test service: short timeouts, test routes on."""
+    """Settings for a test service: short timeouts, a small body limit."""
     return Settings(
-        test_routes=True,
         max_body_bytes=1024,
         database=DatabaseSettings(
             url=database_url, connect_timeout_s=0.5, reconnect_min_s=0.05, reconnect_max_s=0.4
@@ -54,6 +54,7 @@ async def running_service(
                 catalogue=catalogue.ref,
                 lifecycle=Lifecycle(),
                 jobs=jobs,
+                extra_routes=[register_test_routes],
             )
             yield create_app(services), services
 

@@ -91,7 +91,7 @@ async def test_the_admin_api_needs_the_token(
 
 def dlq(environment: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gateway", "dlq", *arguments],
+        [sys.executable, "-m", "service", "dlq", *arguments],
         cwd=REPO,
         env={**os.environ, **environment},
         capture_output=True,

@@ -19,7 +19,7 @@ import trio_asyncio
 
 from adapters import RedisClient, RedisJobQueue, open_redis
 from config import DatabaseSettings, Settings
-from gateway._embedded import free_port
+from devservers._embedded import free_port
 from tests._booking import (
     announced,
     book,

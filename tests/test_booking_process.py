@@ -10,7 +10,7 @@ import pytest
 import trio
 import trio_asyncio
 
-from gateway._embedded import free_port
+from devservers._embedded import free_port
 from tests._booking import booking_body, local, next_weekday, prepare_database
 from tests.conftest import fetch
 from tests.test_process import service
@@ -31,11 +31,13 @@ async def test_two_processes_200_attempts_one_slot_one_booking(
         "LOMASH_DATABASE_URL": fresh_database_url,
         "LOMASH_REDIS_URL": redis_url if redis == "running" else f"redis://127.0.0.1:{free_port()}",
         "LOMASH_REDIS_PREFIX": f"{redis_prefix}{secrets.token_hex(4)}:",
-        "LOMASH_TEST_ROUTES": "0",
     }
     body = booking_body(local(next_weekday(MONDAY), 10))
     answers: list[httpx.Response] = []
-    async with service(environment) as first, service(environment) as second:
+    async with (
+        service(environment, test_routes=False) as first,
+        service(environment, test_routes=False) as second,
+    ):
         limits = httpx.Limits(max_connections=ATTEMPTS)
         async with httpx.AsyncClient(timeout=30.0, limits=limits) as client:
             # Both processes have loaded the roster: the race is about the slot only.
@@ -78,13 +80,12 @@ async def test_one_key_sent_to_two_processes_at_once_books_once(
         "LOMASH_DATABASE_URL": fresh_database_url,
         "LOMASH_REDIS_URL": redis_url,
         "LOMASH_REDIS_PREFIX": f"{redis_prefix}{secrets.token_hex(4)}:",
-        "LOMASH_TEST_ROUTES": "0",
     }
     body = booking_body(local(next_weekday(MONDAY), 11))
     answers: list[httpx.Response] = []
     async with (
-        service(environment) as first,
-        service(environment) as second,
+        service(environment, test_routes=False) as first,
+        service(environment, test_routes=False) as second,
         httpx.AsyncClient(timeout=30.0) as client,
     ):
         for url in (first.url, second.url):

@@ -14,7 +14,7 @@ import trio_asyncio
 from actors import BookingReader, Lookup
 from adapters import Cache, CacheOperation, GateStatistics, open_database, open_redis
 from config import Settings
-from gateway._embedded import free_port
+from devservers._embedded import free_port
 from supervisors import ConnectionLost, NotFound
 from tests._booking import (
     book,

@@ -32,7 +32,6 @@ def test_variables_override_nested_settings() -> None:
             "LOMASH_BREAKER_RESET_TIMEOUT_S": "10",
             "LOMASH_RETRY_RETRY_STATUSES": "429, 503",
             "LOMASH_MAILBOX_OVERFLOW": "WAIT",
-            "LOMASH_TEST_ROUTES": "yes",
         }
     )
     assert settings.database.url == "postgresql://u@db:5432/app"
@@ -42,18 +41,16 @@ def test_variables_override_nested_settings() -> None:
     assert settings.runtime.breaker.reset_timeout_s == 10.0
     assert settings.runtime.retry.retry_statuses == {429, 503}
     assert settings.runtime.mailbox.overflow is Overflow.WAIT
-    assert settings.test_routes is True
 
 
 PRODUCTION = {"LOMASH_ENVIRONMENT": "production", "LOMASH_BOOKING_TOKEN_SECRET": "s" * 32}
 
 
-def test_production_starts_with_strong_secrets_and_no_test_routes() -> None:
+def test_production_starts_with_strong_secrets() -> None:
     """A production configuration done right is accepted (the refusals below are not
     a production that can never start)."""
     settings = Settings.from_env({**PRODUCTION, "LOMASH_ADMIN_TOKEN": "a" * 32})
     assert settings.environment == "production"
-    assert settings.test_routes is False
 
 
 @pytest.mark.parametrize(
@@ -66,7 +63,8 @@ def test_production_starts_with_strong_secrets_and_no_test_routes() -> None:
         ({"LOMASH_BREAKER_FAILURE_RATIO": "1.5"}, "LOMASH_BREAKER_FAILURE_RATIO: must be in"),
         ({"LOMASH_MAILBOX_CAPACITY": "0"}, "LOMASH_MAILBOX_CAPACITY: must be > 0"),
         ({"LOMASH_DRAIN_TIMEOUT_S": "30"}, "LOMASH_DRAIN_TIMEOUT_S: must be > 0 and below"),
-        ({"LOMASH_TEST_ROUTES": "maybe"}, "LOMASH_TEST_ROUTES: expected true or false"),
+        ({"LOMASH_HTTP_H2C": "maybe"}, "LOMASH_HTTP_H2C: expected true or false"),
+        ({"LOMASH_TEST_ROUTES": "1"}, "LOMASH_TEST_ROUTES: unknown setting"),
         ({"LOMASH_LOG_FORMAT": "xml"}, "LOMASH_LOG_FORMAT: expected one of auto, json, console"),
         ({"LOMASH_DATABSE_URL": "postgresql://x"}, "LOMASH_DATABSE_URL: unknown setting"),
         (
@@ -92,10 +90,6 @@ def test_production_starts_with_strong_secrets_and_no_test_routes() -> None:
         (
             {**PRODUCTION, "LOMASH_ADMIN_TOKEN": "x"},
             "LOMASH_ENVIRONMENT: production needs a LOMASH_ADMIN_TOKEN of at least 32",
-        ),
-        (
-            {**PRODUCTION, "LOMASH_TEST_ROUTES": "1"},
-            "LOMASH_ENVIRONMENT: production refuses LOMASH_TEST_ROUTES",
         ),
         (
             {"LOMASH_DATABASE_COMMAND_TIMEOUT_S": "1"},

@@ -10,7 +10,7 @@ import trio
 import trio_asyncio
 
 from config import Settings
-from gateway._embedded import free_port
+from devservers._embedded import free_port
 from tests._proxy import open_proxy
 from tests._service import running_service, service_settings, with_database_url, with_redis_url
 from tests.conftest import port_of

@@ -8,7 +8,7 @@ import json
 import structlog
 
 from config import LogFormat
-from gateway._logging import configure_logging
+from service._logging import configure_logging
 
 
 class Recording(io.StringIO):

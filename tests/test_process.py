@@ -62,12 +62,18 @@ class Service:
 
 @asynccontextmanager
 async def service(
-    environment: dict[str, str], *arguments: str, ready_event: str = "http_listening"
+    environment: dict[str, str],
+    *arguments: str,
+    ready_event: str = "http_listening",
+    test_routes: bool = True,
 ) -> AsyncIterator[Service]:
+    """``lomash serve`` as a process (with the tests' routes unless ``test_routes`` is
+    false: then exactly the service as shipped)."""
     env = {**os.environ, **environment}
-    env.update(LOMASH_TEST_ROUTES="1", LOMASH_LOG_FORMAT="json")
+    env.update(LOMASH_LOG_FORMAT="json")
     env.setdefault("LOMASH_DRAIN_TIMEOUT_S", str(DRAIN_S))
-    command = [sys.executable, "-m", "gateway", "serve", "--port", "0", *arguments]
+    module = "tests._launcher" if test_routes else "service"
+    command = [sys.executable, "-m", module, "serve", "--port", "0", *arguments]
     process = await trio.lowlevel.open_process(
         command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -222,7 +228,7 @@ async def test_workers_share_the_port_and_each_drains_on_sigterm(
 def test_invalid_configuration_stops_the_start_with_one_line() -> None:
     """LOMASH_PORT=eighty: exit 2 and one line naming the variable, nothing else."""
     result = subprocess.run(
-        [sys.executable, "-m", "gateway", "serve"],
+        [sys.executable, "-m", "service", "serve"],
         cwd=REPO,
         env={**os.environ, "LOMASH_PORT": "eighty"},
         capture_output=True,
@@ -234,3 +240,15 @@ def test_invalid_configuration_stops_the_start_with_one_line() -> None:
     assert result.stderr.strip().splitlines() == [
         "configuration error: LOMASH_PORT: expected an integer, got 'eighty'"
     ]
+
+
+async def test_the_service_as_shipped_has_no_test_routes(environment: dict[str, str]) -> None:
+    """`python -m service serve` (not the tests' launcher): /_test/... is a 404."""
+    async with (
+        service(environment, test_routes=False) as running,
+        httpx.AsyncClient(timeout=BOUND_S) as client,
+    ):
+        with trio.fail_after(BOUND_S):
+            for path in ("/_test/sleep", "/_test/crash"):
+                answer = await client.get(f"{running.url}{path}")
+                assert (answer.status_code, answer.json()["error"]["code"]) == (404, "not_found")

@@ -9,7 +9,7 @@ import trio_asyncio
 from adapters import CacheChanges, RedisCache, cached_values, open_redis, store_if_unchanged
 from adapters._redis import Client, sentinel_parts
 from config import RedisSettings
-from gateway._embedded import free_port
+from devservers._embedded import free_port
 from supervisors import ConnectionLost, OperationTimeout
 from tests._proxy import open_proxy
 

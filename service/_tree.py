@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
-from functools import partial
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
-import trio
+from quart_trio import QuartTrio
 
 from actors import (
     REPLAY_KIND,
@@ -54,98 +53,23 @@ from adapters import (
     trim_idempotency_keys,
 )
 from config import BreakerSettings, JobSettings, Settings
-from gateway._app import Lifecycle, Services, create_app
-from gateway._edge import EdgeGuard
-from gateway._fast import ASGIApp, FastRoutes
-from gateway._http_server import ConnectionLimiter, hypercorn_config, serve_http
-from gateway._test_routes import TEST_JOB_KIND, effect_recorder_spec
+from gateway import EdgeGuard, FastRoutes, HttpServer, Lifecycle, Services, create_app
+from gateway._fast import ASGIApp
 from supervisors import (
     ActorRef,
     ActorSpec,
     ChildSpec,
+    Holder,
+    Resource,
     Restart,
     Strategy,
     SupervisorSpec,
     TaskSpec,
 )
 
-__all__ = ["Holder", "HttpServer", "Resource", "build_tree", "database_breaker"]
+__all__ = ["Extension", "build_tree", "database_breaker", "queue_policy"]
 
-log = structlog.get_logger("gateway")
-
-
-class Holder[T]:
-    """The current value of a resource, for whoever starts after it."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._value: T | None = None
-
-    @property
-    def value(self) -> T:
-        if self._value is None:
-            raise RuntimeError(f"resource {self.name!r} is not open")
-        return self._value
-
-    def set(self, value: T | None) -> None:
-        self._value = value
-
-
-class Resource[T]:
-    """A supervised child that holds an async context manager open until stopped."""
-
-    def __init__(self, opener: Callable[[], AbstractAsyncContextManager[T]], holder: Holder[T]):
-        self._opener = opener
-        self._holder = holder
-        self._stop = trio.Event()
-
-    async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
-        async with self._opener() as value:
-            self._holder.set(value)
-            try:
-                task_status.started(value)
-                await self._stop.wait()
-            finally:
-                self._holder.set(None)
-
-    def request_stop(self, *, final: bool) -> None:
-        self._stop.set()
-
-
-class HttpServer:
-    """The HTTP server (gateway/_http_server.py). Stopping closes the listener, then
-    in-flight requests finish within ``drain_timeout_s`` before the rest is cancelled."""
-
-    def __init__(self, app_factory: Callable[[], ASGIApp], settings: Settings, bind: str):
-        self._app_factory = app_factory
-        self._settings = settings
-        self._bind = bind
-        self._stop = trio.Event()
-        self.connections = ConnectionLimiter(settings.http.max_connections)
-
-    async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
-        settings = self._settings
-        config = hypercorn_config(
-            self._bind, settings.http, graceful_timeout_s=settings.drain_timeout_s
-        )
-        app = self._app_factory()
-        async with trio.open_nursery() as nursery:
-            urls = await nursery.start(
-                partial(
-                    serve_http,
-                    app,
-                    config,
-                    settings.http,
-                    limiter=self.connections,
-                    retry_after_s=settings.unavailable_retry_after_s,
-                    shutdown_trigger=self._stop.wait,
-                )
-            )
-            log.info("http_listening", urls=urls)
-            task_status.started(urls)
-
-    def request_stop(self, *, final: bool) -> None:
-        self._stop.set()
+log = structlog.get_logger("service")
 
 
 def database_breaker(settings: Settings) -> BreakerSettings:
@@ -225,7 +149,25 @@ def jobs_tree(
     return SupervisorSpec("jobs", children, restarts=settings.runtime.restart)
 
 
-def build_tree(settings: Settings, lifecycle: Lifecycle, *, bind: str) -> SupervisorSpec:
+@dataclass(frozen=True, slots=True)
+class Extension:
+    """What a launcher adds to the tree: routes on the app, and actors (with the job
+    kind each one handles, if any) made from the database holder and the settings.
+    The service itself ships none; the tests install their routes this way."""
+
+    routes: Callable[[QuartTrio], None] | None = None
+    actors: Callable[
+        [Holder[Database], Settings], Sequence[tuple[str | None, ActorSpec[Any, Any]]]
+    ] = lambda database, settings: ()
+
+
+def build_tree(
+    settings: Settings,
+    lifecycle: Lifecycle,
+    *,
+    bind: str,
+    extensions: Sequence[Extension] = (),
+) -> SupervisorSpec:
     database: Holder[Database] = Holder("postgres")
     cache: Holder[Cache] = Holder("redis")
     cleanup_s = settings.cleanup_timeout_s
@@ -235,11 +177,12 @@ def build_tree(settings: Settings, lifecycle: Lifecycle, *, bind: str) -> Superv
         return RedisJobQueue(cache.value, prefix="jobs", default=policy)
 
     handlers: dict[str, ActorRef[RunJob, Any]] = {}
-    test_actors: list[ChildSpec] = []
-    if settings.test_routes:
-        effects = effect_recorder_spec(lambda: database.value, settings.runtime)
-        handlers[TEST_JOB_KIND] = effects.ref
-        test_actors.append(effects)
+    extra_actors: list[ChildSpec] = []
+    for extension in extensions:
+        for kind, spec in extension.actors(database, settings):
+            if kind is not None:
+                handlers[kind] = spec.ref
+            extra_actors.append(spec)
     roster = RosterSource(
         lambda: database.value, lambda: cache.value, refresh_s=settings.booking.schedule_refresh_s
     )
@@ -289,6 +232,7 @@ def build_tree(settings: Settings, lifecycle: Lifecycle, *, bind: str) -> Superv
                 jobs=queue(),
                 booker=booker.ref,
                 reader=reader.ref,
+                extra_routes=[e.routes for e in extensions if e.routes is not None],
             )
         )
         fast = FastRoutes(
@@ -307,7 +251,7 @@ def build_tree(settings: Settings, lifecycle: Lifecycle, *, bind: str) -> Superv
 
     domain = SupervisorSpec(
         "domain",
-        [catalogue, booker, reader, replayer, *test_actors],
+        [catalogue, booker, reader, replayer, *extra_actors],
         strategy=Strategy.ONE_FOR_ONE,
         restarts=settings.runtime.restart,
     )

@@ -19,6 +19,7 @@ import os
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -37,14 +38,14 @@ from adapters import (
     open_redis,
 )
 from config import ConfigError, DatabaseSettings, RedisSettings, Settings, environment_variables
-from gateway._embedded import EmbeddedError, embedded_postgres, embedded_redis
-from gateway._logging import configure_logging
-from gateway._serve import serve
-from gateway._tree import queue_policy
-from gateway._workers import run_workers
+from devservers._embedded import EmbeddedError, embedded_postgres, embedded_redis
+from service._logging import configure_logging
+from service._serve import serve
+from service._tree import Extension, queue_policy
+from service._workers import run_workers
 from supervisors import LomashError
 
-__all__ = ["main"]
+__all__ = ["Launcher", "main"]
 
 EXIT_CONFIG = 2
 
@@ -90,7 +91,7 @@ def _settings(arguments: argparse.Namespace) -> Settings:
         raise ConfigError(f"--{name}: {message}") from None
 
 
-def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
+def _serve(settings: Settings, arguments: argparse.Namespace, launcher: Launcher) -> int:
     with ExitStack() as stack:
         embedded = False
         data_dir = Path(settings.data_dir)
@@ -117,11 +118,18 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
                 "LOMASH_DATABASE_URL": settings.database.url or "",
                 "LOMASH_REDIS_URL": settings.redis.url or "",
             }
-            return trio.run(run_workers, settings, environment)
+            return trio.run(partial(run_workers, settings, environment, module=launcher.module))
         bind = f"fd://{arguments.fd}" if arguments.fd is not None else _bind(settings)
         seed = arguments.seed and arguments.fd is None  # workers: the parent seeded
         status: int = trio.run(
-            partial(serve, settings, bind=bind, migrations=migrations, seed=seed)
+            partial(
+                serve,
+                settings,
+                bind=bind,
+                migrations=migrations,
+                seed=seed,
+                extensions=launcher.extensions,
+            )
         )
         return status
 
@@ -135,15 +143,22 @@ def _bind(settings: Settings) -> str:
     return f"{host}:{settings.port}"
 
 
-async def _migrate(url: str, action: str, steps: int) -> None:
+async def _migrate(settings: Settings, action: str, steps: int) -> None:
+    """One ``lomash migrate`` action, with this process's timeouts (LOMASH_*)."""
+    url = settings.database.url
+    assert url is not None
+    cleanup_s = settings.cleanup_timeout_s
+    connect_s = settings.database.connect_timeout_s
     if action == "up":
-        applied = await migrate_up(url)
+        applied = await migrate_up(url, cleanup_s=cleanup_s, connect_timeout_s=connect_s)
         print(f"applied: {[m.version for m in applied] or 'nothing pending'}")
     elif action == "down":
-        rolled_back = await migrate_down(url, steps=steps)
+        rolled_back = await migrate_down(
+            url, steps=steps, cleanup_s=cleanup_s, connect_timeout_s=connect_s
+        )
         print(f"rolled back: {[m.version for m in rolled_back] or 'nothing applied'}")
     else:
-        for row in await migration_status(url):
+        for row in await migration_status(url, cleanup_s=cleanup_s, connect_timeout_s=connect_s):
             mark = "applied" if row.applied else "pending"
             print(f"{row.version:04d} {row.name:<40} {mark}")
 
@@ -178,7 +193,18 @@ async def _dlq(settings: Settings, arguments: argparse.Namespace) -> int:
         return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+@dataclass(frozen=True, slots=True)
+class Launcher:
+    """Which module runs the command (worker processes run the same one) and what it
+    adds to the tree."""
+
+    module: str = "service"
+    extensions: Sequence[Extension] = ()
+
+
+def main(argv: Sequence[str] | None = None, *, launcher: Launcher | None = None) -> int:
+    """The ``lomash`` command; a launcher module (the tests' one) may add extensions."""
+    launcher = launcher or Launcher()
     arguments = _parser().parse_args(argv)
     try:
         settings = _settings(arguments)
@@ -200,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if settings.database.url is None:
                 print("configuration error: LOMASH_DATABASE_URL is not set", file=sys.stderr)
                 return EXIT_CONFIG
-            trio_asyncio.run(_migrate, settings.database.url, arguments.action, arguments.steps)
+            trio_asyncio.run(_migrate, settings, arguments.action, arguments.steps)
             return 0
         if arguments.command == "dlq":
             if settings.redis.url is None:
@@ -208,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return EXIT_CONFIG
             status: int = trio_asyncio.run(_dlq, settings, arguments)
             return status
-        return _serve(settings, arguments)
+        return _serve(settings, arguments, launcher)
     except EmbeddedError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

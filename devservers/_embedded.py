@@ -10,6 +10,7 @@ listen on 127.0.0.1 only, on free ports chosen at start.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import shutil
@@ -26,7 +27,7 @@ import structlog
 
 __all__ = ["EmbeddedError", "embedded_postgres", "embedded_redis"]
 
-log = structlog.get_logger("gateway.embedded")
+log = structlog.get_logger("devservers")
 
 _UNPRIVILEGED = "nobody"
 
@@ -74,7 +75,10 @@ def embedded_postgres(data_dir: Path, *, wait_s: float) -> Iterator[str]:
         user = _UNPRIVILEGED
         if not _traversable_by_others(home.parent):
             # `nobody` cannot reach the project folder: keep the cluster where it can.
-            home = Path("/var/tmp/lomash-embedded") / str(abs(hash(str(home))))
+            # Named by a digest of the project's path: the same folder on every start
+            # (str hashes are salted per process).
+            digest = hashlib.sha256(str(home).encode()).hexdigest()[:16]
+            home = Path("/var/tmp/lomash-embedded") / digest
             log.warning("embedded_postgres_moved", data_dir=str(home))
         home.mkdir(parents=True, exist_ok=True)
         entry = pwd.getpwnam(user)

@@ -10,6 +10,7 @@ exits 0. A hard deadline (drain + cleanup) bounds it all. Second signal: exit at
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
@@ -17,9 +18,9 @@ import trio_asyncio
 
 from adapters import load_seed, migrate_up
 from config import Settings
-from gateway._app import Lifecycle
-from gateway._signals import run_until_signalled
-from gateway._tree import build_tree
+from gateway import Lifecycle
+from service._signals import run_until_signalled
+from service._tree import Extension, build_tree
 from supervisors import Supervisor
 
 __all__ = ["serve"]
@@ -28,7 +29,12 @@ log = structlog.get_logger("gateway")
 
 
 async def serve(
-    settings: Settings, *, bind: str, migrations: Path | None, seed: bool = False
+    settings: Settings,
+    *,
+    bind: str,
+    migrations: Path | None,
+    seed: bool = False,
+    extensions: Sequence[Extension] = (),
 ) -> int:
     """Run the service until a signal stops it; returns the exit status."""
     async with trio_asyncio.open_loop():
@@ -49,7 +55,7 @@ async def serve(
             lifecycle.draining = True
 
         return await run_until_signalled(
-            build_tree(settings, lifecycle, bind=bind),
+            build_tree(settings, lifecycle, bind=bind, extensions=extensions),
             on_started=started,
             on_signal=draining,
             hard_stop_s=settings.drain_timeout_s + 2 * settings.cleanup_timeout_s,

@@ -20,8 +20,8 @@ import structlog
 import trio
 
 from config import Settings
-from gateway._signals import run_until_signalled
-from supervisors import Supervisor, SupervisorSpec, TaskSpec
+from service._signals import run_until_signalled
+from supervisors import ProcessExited, Supervisor, SupervisorSpec, TaskSpec
 
 __all__ = ["run_workers"]
 
@@ -32,8 +32,15 @@ class WorkerProcess:
     """One worker process; a crash (non-zero exit) is reported to the supervisor."""
 
     def __init__(
-        self, index: int, fd: int, environment: Mapping[str, str], *, cleanup_s: float
+        self,
+        index: int,
+        fd: int,
+        environment: Mapping[str, str],
+        *,
+        module: str,
+        cleanup_s: float,
     ) -> None:
+        self._module = module
         self._index = index
         self._cleanup_s = cleanup_s
         self._fd = fd
@@ -42,7 +49,7 @@ class WorkerProcess:
         self._stopping = False
 
     async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
-        command = [sys.executable, "-m", "gateway", "serve", "--fd", str(self._fd)]
+        command = [sys.executable, "-m", self._module, "serve", "--fd", str(self._fd)]
         process = await trio.lowlevel.open_process(
             command, pass_fds=(self._fd,), env=dict(self._environment)
         )
@@ -58,7 +65,7 @@ class WorkerProcess:
                     await process.wait()
         log.info("worker_exited", worker=self._index, pid=process.pid, status=status)
         if status != 0 and not self._stopping:
-            raise RuntimeError(f"worker {self._index} exited with status {status}")
+            raise ProcessExited(f"worker {self._index}", status)
 
     def request_stop(self, *, final: bool) -> None:
         # Once only: a second SIGTERM makes a worker exit at once instead of draining.
@@ -79,8 +86,11 @@ def _listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def run_workers(settings: Settings, environment: Mapping[str, str]) -> int:
-    """Supervise ``settings.workers`` processes until a signal stops them."""
+async def run_workers(
+    settings: Settings, environment: Mapping[str, str], *, module: str = "service"
+) -> int:
+    """Supervise ``settings.workers`` processes (each ``python -m module serve``) until
+    a signal stops them."""
     sock = _listening_socket(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     budget = settings.drain_timeout_s + 2 * settings.cleanup_timeout_s
@@ -90,7 +100,9 @@ async def run_workers(settings: Settings, environment: Mapping[str, str]) -> int
 
     def worker(n: int) -> TaskSpec:
         def start() -> WorkerProcess:
-            live[n] = WorkerProcess(n, sock.fileno(), env, cleanup_s=settings.cleanup_timeout_s)
+            live[n] = WorkerProcess(
+                n, sock.fileno(), env, module=module, cleanup_s=settings.cleanup_timeout_s
+            )
             return live[n]
 
         return TaskSpec(f"worker-{n}", start, shutdown_s=budget)

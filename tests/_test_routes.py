@@ -1,4 +1,5 @@
-"""Routes for the process-level tests (``LOMASH_TEST_ROUTES=1``); never in production.
+"""Routes and a job kind for the tests, installed as a tree ``Extension`` (the service
+ships none: ``python -m tests._launcher`` runs the service with these).
 
 - ``GET /_test/sleep?seconds=S``: a slow request (logs ``test_sleep_started`` on entry,
   so a test knows it is in flight before it sends SIGTERM).
@@ -24,9 +25,16 @@ from actors import RunJob
 from adapters import Connection, Database, record_effect_once
 from config import RuntimeSettings
 from gateway._json import json_response, read_json
+from service import Extension
 from supervisors import ActorSpec, DependencyError, InvalidRequest
 
-__all__ = ["TEST_JOB_KIND", "EffectRecorder", "effect_recorder_spec", "register_test_routes"]
+__all__ = [
+    "TEST_EXTENSION",
+    "TEST_JOB_KIND",
+    "EffectRecorder",
+    "effect_recorder_spec",
+    "register_test_routes",
+]
 
 log = structlog.get_logger("gateway.test_routes")
 
@@ -105,3 +113,11 @@ def effect_recorder_spec(
         lambda: EffectRecorder(database()),
         mailbox=dataclasses.replace(runtime.mailbox, concurrency=8, message_timeout_s=None),
     )
+
+
+TEST_EXTENSION = Extension(
+    routes=register_test_routes,
+    actors=lambda database, settings: [
+        (TEST_JOB_KIND, effect_recorder_spec(lambda: database.value, settings.runtime))
+    ],
+)

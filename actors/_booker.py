@@ -109,6 +109,7 @@ from supervisors import (
     LomashError,
     NotFound,
     OperationTimeout,
+    is_outage,
 )
 
 __all__ = ["SlotBooker", "booker_mailbox"]
@@ -514,7 +515,10 @@ class SlotBooker:
         try:
             await self._cache.run(apply_changes(changes, self._settings))
         except LomashError as error:
-            log.info("cache_changes_skipped", error=error.message)
+            # Best effort either way (the booking is written); a failure that is no
+            # outage is a bug and says so.
+            report = log.info if is_outage(error) else log.error
+            report("cache_changes_skipped", error_type=type(error).__name__, error=error.message)
 
     # -- reading and changing a booking -----------------------------------------------
 

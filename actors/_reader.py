@@ -18,7 +18,14 @@ from typing import Any
 
 from actors._bookings import Lookup, booking_from_record, check_token
 from adapters import Appointment, Cache, Database, RedisClient, fetch_appointment
-from supervisors import ConnectionLost, LomashError, NotFound, OperationTimeout, ServiceUnavailable
+from supervisors import (
+    ConnectionLost,
+    LomashError,
+    NotFound,
+    OperationTimeout,
+    ServiceUnavailable,
+    is_outage,
+)
 
 __all__ = ["BookingReader", "find_booking"]
 
@@ -48,6 +55,8 @@ async def find_booking(
     try:
         pending = await _pending(cache, appointment_id)
     except LomashError as error:
+        if not is_outage(error):
+            raise
         unread = error
     found: Appointment | None = None
     try:

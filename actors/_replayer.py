@@ -44,7 +44,7 @@ from adapters import (
     replay_pending,
 )
 from config import BookingSettings
-from supervisors import ConnectionLost, LomashError, OperationTimeout, ServiceUnavailable
+from supervisors import LomashError, is_outage
 
 __all__ = ["LOST_WHILE_PENDING", "BookingReplayer"]
 
@@ -88,7 +88,9 @@ class BookingReplayer:
                     LOST_WHILE_PENDING,
                 )
             )
-        except (ConnectionLost, OperationTimeout, ServiceUnavailable) as down:
+        except LomashError as down:
+            if not is_outage(down):
+                raise  # a database bug is a failed attempt (then the DLQ), not a wait
             raise RetryLater(down.message, after_s=self._settings.replay_retry_s) from None
         log.info("booking_replayed", appointment_id=booking.id, status=status)
         try:
@@ -102,6 +104,8 @@ class BookingReplayer:
                 availability_changed(changes, cache, consultant, booking.start)
                 await cache.run(apply_changes(changes, self._settings))
         except LomashError as error:
+            if not is_outage(error):
+                raise  # a bug: the job fails and is retried, then dead-lettered
             log.info("pending_hold_left_to_expire", error=error.message)
         return status
 
@@ -111,5 +115,8 @@ class BookingReplayer:
 
         try:
             return await self._cache.run(exists)
-        except LomashError as error:  # cannot tell without Redis: try again later
+        except LomashError as error:
+            if not is_outage(error):
+                raise  # not an outage: counted as a failed attempt, never waited out
+            # Cannot tell without Redis: try again later.
             raise RetryLater(error.message, after_s=self._settings.replay_retry_s) from None

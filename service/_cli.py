@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
@@ -43,7 +44,7 @@ from service._logging import configure_logging
 from service._serve import serve
 from service._tree import Extension, queue_policy
 from service._workers import run_workers
-from supervisors import LomashError
+from supervisors import ChildStartFailed, LomashError
 
 __all__ = ["Launcher", "main"]
 
@@ -193,6 +194,28 @@ async def _dlq(settings: Settings, arguments: argparse.Namespace) -> int:
         return 0
 
 
+def root_causes(error: BaseException) -> Iterator[BaseException]:
+    """What really happened: the leaves of exception groups, and for a child that
+    failed to start, the error it failed with."""
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            yield from root_causes(inner)
+    elif isinstance(error, ChildStartFailed) and error.__cause__ is not None:
+        yield from root_causes(error.__cause__)
+    else:
+        yield error
+
+
+def describe(error: BaseException, *, address: str | None = None) -> str:
+    """One line for a person: the port in use, the missing job, the refused URL."""
+    if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
+        where = f"{address} is" if address else "the address is"
+        return f"{where} already in use: another process listens there (--port, LOMASH_PORT)"
+    if isinstance(error, LomashError):
+        return error.message
+    return f"{type(error).__name__}: {error}"
+
+
 @dataclass(frozen=True, slots=True)
 class Launcher:
     """Which module runs the command (worker processes run the same one) and what it
@@ -235,16 +258,13 @@ def main(argv: Sequence[str] | None = None, *, launcher: Launcher | None = None)
             status: int = trio_asyncio.run(_dlq, settings, arguments)
             return status
         return _serve(settings, arguments, launcher)
-    except EmbeddedError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except LomashError as error:
-        log.error("fatal_error", error_type=type(error).__name__, error=error.message)
-        return 1
-    except ExceptionGroup as group:
-        fatal, rest = group.split(LomashError)
-        if rest is not None or fatal is None:
-            raise
-        for leaf in fatal.exceptions:
-            log.error("fatal_error", error_type=type(leaf).__name__, error=str(leaf))
+    except (EmbeddedError, LomashError, OSError, BaseExceptionGroup) as error:
+        causes = list(root_causes(error))
+        if not all(isinstance(c, EmbeddedError | LomashError | OSError) for c in causes):
+            raise  # a bug: its traceback is what helps
+        address = _bind(settings) if arguments.command == "serve" else None
+        for cause in causes:
+            line = describe(cause, address=address)
+            print(f"error: {line}", file=sys.stderr)
+            log.error("fatal_error", error_type=type(cause).__name__, error=line)
         return 1

@@ -40,6 +40,7 @@ from supervisors._errors import (
     Unavailable,
     UnsupportedMediaType,
     UpstreamError,
+    is_outage,
 )
 from supervisors._mailbox import Idempotent
 from supervisors._policies import Jitter, RetryPolicy
@@ -105,5 +106,6 @@ __all__ = [
     "Unavailable",
     "UnsupportedMediaType",
     "UpstreamError",
+    "is_outage",
     "open_supervisor",
 ]

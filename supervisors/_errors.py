@@ -72,7 +72,14 @@ __all__ = [
     "Unavailable",
     "UnsupportedMediaType",
     "UpstreamError",
+    "is_outage",
 ]
+
+
+def is_outage(error: BaseException) -> bool:
+    """A dependency cannot be reached now (down, slow, refusing): worth waiting out.
+    Anything else is an answer or a bug, and must not be taken for an outage."""
+    return isinstance(error, ConnectionLost | OperationTimeout | Unavailable)
 
 
 class LomashError(Exception):

@@ -6,6 +6,7 @@ import hashlib
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import NoReturn
 
 import pytest
 import trio
@@ -14,6 +15,8 @@ import trio_asyncio
 from actors import LONDON, BookingReplayer, RosterSource, RunJob
 from actors._bookings import pending_record
 from adapters import (
+    Cache,
+    GateStatistics,
     Job,
     NewBooking,
     RetryLater,
@@ -23,6 +26,7 @@ from adapters import (
     reschedule,
 )
 from config import BookingSettings, DatabaseSettings, RedisSettings
+from supervisors import DependencyError
 from tests._booking import next_weekday, prepare_database
 from tests.conftest import fetch
 
@@ -149,3 +153,48 @@ def _job(b: NewBooking, accepted_at: float) -> Job:
         attempt=1,
         enqueued_at=0.0,
     )
+
+
+class BrokenCache:
+    """The real cache's keys, but every operation fails as a bug would (not an outage:
+    say a Lua script's error)."""
+
+    def __init__(self, inner: Cache) -> None:
+        self._inner = inner
+
+    def key(self, *parts: str) -> str:
+        return self._inner.key(*parts)
+
+    async def run(self, operation: object) -> NoReturn:
+        raise DependencyError("ERR a script bug", dependency="redis")
+
+    async def ping(self) -> None:
+        await self._inner.ping()
+
+    def statistics(self) -> GateStatistics:
+        return self._inner.statistics()
+
+
+async def test_a_replay_that_hits_a_bug_fails_instead_of_waiting_forever(
+    fresh_database_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """An error that is no outage (a Redis script bug) fails the replay job (an attempt
+    counted, then the dead-letter queue), where it was once handed back uncounted as
+    RetryLater forever (outages still are: tests/test_booking_failures.py)."""
+    settings = BookingSettings()
+    async with trio_asyncio.open_loop():
+        await prepare_database(fresh_database_url)
+        async with (
+            open_database(
+                DatabaseSettings(url=fresh_database_url), application="t", cleanup_s=1.0
+            ) as db,
+            open_redis(
+                RedisSettings(url=redis_url, prefix=f"{redis_prefix}bug:"), cleanup_s=1.0
+            ) as cache,
+        ):
+            broken = BrokenCache(cache)
+            replayer = BookingReplayer(
+                db, broken, RosterSource(lambda: db, lambda: cache, refresh_s=60), settings
+            )
+            with pytest.raises(DependencyError):
+                await replayer.handle(RunJob(_job(booking(), time.time())))

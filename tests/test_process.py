@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -252,3 +253,42 @@ async def test_the_service_as_shipped_has_no_test_routes(environment: dict[str, 
             for path in ("/_test/sleep", "/_test/crash"):
                 answer = await client.get(f"{running.url}{path}")
                 assert (answer.status_code, answer.json()["error"]["code"]) == (404, "not_found")
+
+
+def test_fatal_errors_say_what_happened_in_one_line(environment: dict[str, str]) -> None:
+    """A port already in use and `lomash dlq show` of an unknown job: exit 1 and a line
+    naming the port / the job, not "Exceptions from Trio nursery"."""
+    env = {**os.environ, **environment, "LOMASH_LOG_FORMAT": "json"}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        served = subprocess.run(
+            [sys.executable, "-m", "service", "serve", "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=BOUND_S,
+            check=False,
+        )
+    shown = subprocess.run(
+        [sys.executable, "-m", "service", "dlq", "show", "bookings", "no-such-job"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=BOUND_S,
+        check=False,
+    )
+    for result in (served, shown):
+        assert result.returncode == 1
+        assert "Exceptions from Trio nursery" not in result.stderr
+        assert "Traceback" not in result.stderr
+    said = [line for line in served.stderr.splitlines() if line.startswith("error: ")]
+    assert said == [
+        f"error: 127.0.0.1:{port} is already in use: another process listens there"
+        " (--port, LOMASH_PORT)"
+    ]
+    said = [line for line in shown.stderr.splitlines() if line.startswith("error: ")]
+    assert said == ["error: no dead job 'no-such-job' in queue 'bookings'"]

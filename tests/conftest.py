@@ -121,4 +121,9 @@ async def fetch(url: str, sql: str, *args: object) -> list[asyncpg.Record]:
 
 
 def port_of(url: str) -> int:
-    return urlsplit(url).port or 5432
+    """The port of a Postgres (default 5432) or Redis (default 6379) URL."""
+    parts = urlsplit(url)
+    return parts.port or (6379 if parts.scheme.startswith("redis") else 5432)
+
+
+REDIS_PORT = port_of(REDIS_URL)

@@ -33,11 +33,10 @@ from tests._booking import (
 )
 from tests._proxy import open_proxy
 from tests._service import with_database_url, with_redis_url
-from tests.conftest import fetch, port_of
+from tests.conftest import REDIS_PORT, fetch, port_of
 from tests.test_postgres import via
 
 MONDAY = 0
-REDIS_PORT = 6379
 
 
 @pytest.fixture
@@ -260,7 +259,7 @@ async def test_a_full_mailbox_answers_503_overloaded(settings: Settings) -> None
     url = _direct_url(settings)
     monday = next_weekday(MONDAY)
     tight = dataclasses.replace(settings.booking, mailbox_capacity=1, batch_max=1, flushers=1)
-    statuses: list[int] = []
+    answers: list[httpx.Response] = []
     async with trio_asyncio.open_loop(), open_proxy(port_of(url)) as proxy:
         await prepare_database(url)
         slow = with_database_url(settings, via(proxy, url)).with_overrides(booking=tight)
@@ -269,14 +268,19 @@ async def test_a_full_mailbox_answers_503_overloaded(settings: Settings) -> None
             proxy.blackhole()  # every write now hangs until the connect timeout
 
             async def one(hour: int) -> None:
-                statuses.append((await book(client, booking_body(local(monday, hour)))).status_code)
+                answers.append(await book(client, booking_body(local(monday, hour))))
 
             async with trio.open_nursery() as nursery:
                 for hour in range(10, 16):
                     nursery.start_soon(one, hour)
             proxy.forward()
-    assert statuses.count(503) >= 3
-    assert all(s in (202, 503) for s in statuses)
+    refused = [a for a in answers if a.status_code == 503]
+    # Two handlers (batch_max 1 x (flushers 1 + 1)) and one place in the mailbox: the
+    # other three are refused at the door.
+    assert len(refused) >= 3
+    assert {a.json()["error"]["code"] for a in refused} == {"overloaded"}
+    assert all(int(a.headers["Retry-After"]) >= 1 for a in refused)
+    assert all(a.status_code in (202, 503) for a in answers)
 
 
 async def test_a_postgres_that_stalls_mid_query_gives_202_not_a_hang(settings: Settings) -> None:

@@ -19,6 +19,7 @@ from adapters._outbox import OutboxRelay
 from config import DatabaseSettings, OutboxSettings, RedisSettings
 from supervisors import SupervisorSpec, TaskSpec, open_supervisor
 from tests._proxy import open_proxy
+from tests.conftest import REDIS_PORT
 
 BOUND_S = 30.0
 JOBS = 50
@@ -52,7 +53,7 @@ async def test_jobs_written_while_redis_is_down_are_all_delivered_when_it_return
     relay_settings = OutboxSettings(poll_s=0.05, retry_min_s=0.05, retry_max_s=0.2)
     async with (
         trio_asyncio.open_loop(),
-        open_proxy(6379) as proxy,
+        open_proxy(REDIS_PORT) as proxy,
         open_database(
             DatabaseSettings(url=migrated_url), application="tests", cleanup_s=2.0
         ) as database,

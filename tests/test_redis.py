@@ -12,6 +12,7 @@ from config import RedisSettings
 from devservers._embedded import free_port
 from supervisors import ConnectionLost, OperationTimeout
 from tests._proxy import open_proxy
+from tests.conftest import REDIS_PORT
 
 BOUND_S = 10.0
 
@@ -67,7 +68,7 @@ async def test_a_silent_redis_times_out_within_the_short_timeout(
     redis_url: str, redis_prefix: str
 ) -> None:
     """A blackholed Redis costs one short timeout, never a hang."""
-    async with trio_asyncio.open_loop(), open_proxy(6379) as proxy:
+    async with trio_asyncio.open_loop(), open_proxy(REDIS_PORT) as proxy:
         proxy.blackhole()
         url = f"redis://127.0.0.1:{proxy.port}/0"
         async with open_redis(settings(url, redis_prefix), cleanup_s=1.0) as cache:
@@ -78,7 +79,7 @@ async def test_a_silent_redis_times_out_within_the_short_timeout(
 
 async def test_redis_coming_back_is_used_again(redis_url: str, redis_prefix: str) -> None:
     """After an outage the next due probe succeeds and the gate reopens."""
-    async with trio_asyncio.open_loop(), open_proxy(6379) as proxy:
+    async with trio_asyncio.open_loop(), open_proxy(REDIS_PORT) as proxy:
         url = f"redis://127.0.0.1:{proxy.port}/0"
         async with open_redis(settings(url, redis_prefix), cleanup_s=1.0) as cache:
             with trio.fail_after(BOUND_S):

@@ -85,6 +85,7 @@ async def test_two_deliveries_of_one_replay_at_once_confirm_it_once(
 async def test_every_reschedule_is_announced_even_back_and_forth(
     fresh_database_url: str,
 ) -> None:
+    """Three reschedules, back to the first slot and on: each writes its own notification."""
     first = booking()
     other = START + timedelta(hours=2)
     async with trio_asyncio.open_loop():

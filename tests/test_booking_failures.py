@@ -175,6 +175,7 @@ async def test_a_pending_booking_whose_slot_was_lost_is_cancelled_and_told(
 async def test_postgres_and_redis_both_down_refuses_with_503_and_writes_nothing(
     settings: Settings,
 ) -> None:
+    """Both stores down: 503 + Retry-After, the breaker opens after five, nothing written."""
     url = _direct_url(settings)
     monday = next_weekday(MONDAY)
     async with (

@@ -66,6 +66,7 @@ async def call(
 
 
 async def test_the_booking_route_keeps_the_common_http_contract() -> None:
+    """The fast booking route keeps every route's contract: request id, error shape, 413."""
     behaviour = Booker()
     spec: ActorSpec[Book, BookReply] = ActorSpec("booker", lambda: behaviour)
     forwarded: list[str] = []

@@ -15,7 +15,7 @@ from actors._availability import Availability, FindSlots
 from actors._calendar import Slot
 from adapters import Showroom, ShowroomStore
 from config import BreakerSettings, RuntimeSettings
-from supervisors import ActorSpec, Idempotent
+from supervisors import ActorSpec, Idempotent, Misuse
 
 __all__ = ["Catalogue", "CatalogueMessage", "CatalogueReply", "ListShowrooms", "catalogue_spec"]
 
@@ -37,7 +37,7 @@ class Catalogue:
     async def handle(self, message: CatalogueMessage) -> CatalogueReply:
         if isinstance(message, FindSlots):
             if self._availability is None:
-                raise RuntimeError("this catalogue has no availability")
+                raise Misuse("this catalogue was built without availability")
             return await self._availability.find(message)
         return await self._showrooms.list_showrooms()
 

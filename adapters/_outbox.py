@@ -65,7 +65,7 @@ import trio
 from adapters._jobs import Payload
 from adapters._postgres import Connection, Database, Operation
 from config import OutboxSettings
-from supervisors import ConnectionLost, Contention, LomashError, OperationTimeout
+from supervisors import ConnectionLost, Contention, LomashError, Misuse, OperationTimeout
 
 __all__ = [
     "OUTBOX_DEFAULTS",
@@ -175,7 +175,7 @@ async def record_effect_once(connection: Connection, job_id: str, effect: str) -
 
 def _require_transaction(connection: Connection, caller: str) -> None:
     if not connection.is_in_transaction():
-        raise RuntimeError(f"{caller} must run inside the caller's transaction")
+        raise Misuse(f"{caller} must run inside the caller's transaction")
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,8 @@ from typing import Any
 
 import structlog
 
+from supervisors import LomashError
+
 __all__ = ["EmbeddedError", "embedded_postgres", "embedded_redis"]
 
 log = structlog.get_logger("devservers")
@@ -32,7 +34,7 @@ log = structlog.get_logger("devservers")
 _UNPRIVILEGED = "nobody"
 
 
-class EmbeddedError(Exception):
+class EmbeddedError(LomashError):
     """An embedded server could not start (the message says why and what to do)."""
 
 

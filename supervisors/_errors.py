@@ -30,11 +30,22 @@ adapter boundary; the gateway maps it to HTTP in one table.
     │   ├── MailboxFull               the actor's mailbox is at capacity
     │   ├── ActorUnavailable          the actor is stopped, unknown, or was stopped mid-message
     │   └── ResourceUnavailable       a supervised resource (pool, client) is not open
+    ├── RetryLater                    a job handler's "not now" (adapters/_jobs.py): handed back
+    │                                 uncounted while its dependency is down
+    ├── LeaseLost                     a worker's lease on a job is gone (adapters/_jobs.py)
+    ├── MigrationError                the migrations or their history forbid the run
+    │                                 (adapters/_migrations.py)
+    ├── EmbeddedError                 a development server could not start (devservers/)
+    ├── Misuse                        our own code called something wrongly: a bug (500)
     ├── ActorCrashed                  the handler hit a bug; the actor is being restarted
     ├── ProcessExited                 a supervised process (a worker) died; it is restarted
     └── SupervisionError
         ├── ChildStartFailed          a child failed before reporting ready
         └── RestartIntensityExceeded  too many restarts: the supervisor gives up, escalates
+
+``ConfigError`` (config/) stands outside the tree on purpose: ``config`` imports nothing
+of ours (everything imports it), and a configuration error never reaches a request;
+the command line reports it as one line and exits 2.
 
 Errors carry structured fields (``actor``, ``retry_after``, ``status`` ...) so logs,
 metrics and the HTTP mapping never parse messages.
@@ -59,6 +70,7 @@ __all__ = [
     "MailboxFull",
     "MessageTimeout",
     "MethodNotAllowed",
+    "Misuse",
     "NotFound",
     "OperationTimeout",
     "PayloadTooLarge",
@@ -281,6 +293,10 @@ class ResourceUnavailable(Unavailable):
     def __init__(self, resource: str) -> None:
         super().__init__(f"resource {resource!r} is not open", retry_after=None)
         self.resource = resource
+
+
+class Misuse(LomashError):
+    """Our own code called something the wrong way (a bug, not a client's fault)."""
 
 
 class ActorCrashed(LomashError):

@@ -25,7 +25,7 @@ from adapters import (
 from adapters._jobs import Payload
 from adapters._outbox import OutboxRelay, add_to_outbox, record_effect_once
 from config import DatabaseSettings, OutboxSettings
-from supervisors import Conflict, ConnectionLost
+from supervisors import Conflict, ConnectionLost, Misuse
 from tests._proxy import Proxy, open_proxy
 from tests.conftest import port_of
 
@@ -361,7 +361,7 @@ async def test_record_effect_once_is_true_once_and_rolls_back(fresh_database_url
             with pytest.raises(Abandoned):
                 await db.run(record_then_fail)
             after_rollback = await db.run(lambda c: record(c, "sms"))
-            with pytest.raises(RuntimeError, match="inside the caller's transaction"):
+            with pytest.raises(Misuse, match="inside the caller's transaction"):
                 await db.run(lambda c: record_effect_once(c, "job-2", "email"))
     assert (first, again, after_rollback) == (True, False, True)
 

@@ -12,6 +12,7 @@ import asyncio
 import os
 import secrets
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -118,6 +119,15 @@ async def fetch(url: str, sql: str, *args: object) -> list[asyncpg.Record]:
 
     rows: list[asyncpg.Record] = await trio_asyncio.aio_as_trio(run)()
     return rows
+
+
+@pytest.fixture
+def settings(fresh_database_url: str, redis_url: str, redis_prefix: str) -> Any:
+    """The booking tests' settings: a fresh database, a Redis prefix of the test's own,
+    fast job workers (tests/_booking.py)."""
+    from tests._booking import booking_settings
+
+    return booking_settings(fresh_database_url, redis_url, redis_prefix)
 
 
 def port_of(url: str) -> int:

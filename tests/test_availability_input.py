@@ -13,13 +13,8 @@ import trio_asyncio
 
 from actors import LONDON
 from config import Settings
-from tests._booking import book, booking_body, booking_settings, prepare_database, running_tree
+from tests._booking import book, booking_body, prepare_database, running_tree
 from tests.conftest import REDIS_URL
-
-
-@pytest.fixture
-def settings(fresh_database_url: str, redis_url: str, redis_prefix: str) -> Settings:
-    return booking_settings(fresh_database_url, redis_url, redis_prefix)
 
 
 def _keys(settings: Settings) -> set[bytes]:

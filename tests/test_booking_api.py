@@ -22,7 +22,6 @@ from tests._booking import (
     announced,
     book,
     booking_body,
-    booking_settings,
     local,
     next_weekday,
     prepare_database,
@@ -31,11 +30,6 @@ from tests._booking import (
 from tests.conftest import fetch
 
 MONDAY = 0
-
-
-@pytest.fixture
-def settings(fresh_database_url: str, redis_url: str, redis_prefix: str) -> Settings:
-    return booking_settings(fresh_database_url, redis_url, redis_prefix)
 
 
 async def _prepared(settings: Settings, *extra: str) -> str:

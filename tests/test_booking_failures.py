@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-import pytest
 import redis
 import trio
 import trio_asyncio
@@ -24,7 +23,6 @@ from tests._booking import (
     announced,
     book,
     booking_body,
-    booking_settings,
     eventually,
     local,
     next_weekday,
@@ -37,11 +35,6 @@ from tests.conftest import REDIS_PORT, fetch, port_of
 from tests.test_postgres import via
 
 MONDAY = 0
-
-
-@pytest.fixture
-def settings(fresh_database_url: str, redis_url: str, redis_prefix: str) -> Settings:
-    return booking_settings(fresh_database_url, redis_url, redis_prefix)
 
 
 def _direct_url(settings: Settings) -> str:

@@ -19,7 +19,6 @@ from supervisors import ConnectionLost, NotFound
 from tests._booking import (
     book,
     booking_body,
-    booking_settings,
     local,
     next_weekday,
     prepare_database,
@@ -28,11 +27,6 @@ from tests._booking import (
 from tests._service import with_redis_url
 
 MONDAY = 0
-
-
-@pytest.fixture
-def settings(fresh_database_url: str, redis_url: str, redis_prefix: str) -> Settings:
-    return booking_settings(fresh_database_url, redis_url, redis_prefix)
 
 
 def _url(settings: Settings) -> str:

@@ -10,11 +10,12 @@ import pytest
 from gateway._appointments import AppointmentIn
 from gateway._json import decode_json
 from supervisors import InvalidRequest
+from tests._booking import local, next_weekday
 
 BASE: dict[str, Any] = {
     "type": "SHOWROOM",
     "category": "KITCHEN",
-    "start": "2027-01-04T10:00:00+00:00",
+    "start": local(next_weekday(0), 10),
     "showroom_id": "leeds",
     "customer": {
         "name": "Ada",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import uuid
 
-import pytest
 import trio
 import trio_asyncio
 
@@ -14,7 +13,6 @@ from config import Settings
 from tests._booking import (
     book,
     booking_body,
-    booking_settings,
     local,
     next_weekday,
     prepare_database,
@@ -23,11 +21,6 @@ from tests._booking import (
 
 MONDAY = 0
 JSON = {"Content-Type": "application/json"}
-
-
-@pytest.fixture
-def settings(fresh_database_url: str, redis_url: str, redis_prefix: str) -> Settings:
-    return booking_settings(fresh_database_url, redis_url, redis_prefix)
 
 
 async def test_invalid_utf8_duplicate_keys_and_foreign_charsets_are_refused(

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from config import QueuePolicy
 from supervisors import LomashError
 
 __all__ = [
@@ -75,29 +76,6 @@ class LeaseLost(LomashError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"lease on job {job_id!r} was lost")
         self.job_id = job_id
-
-
-@dataclass(frozen=True, slots=True)
-class QueuePolicy:
-    attempts: int = 5
-    backoff_base_s: float = 1.0
-    backoff_factor: float = 2.0
-    backoff_jitter: float = 0.1
-    lease_s: float = 30.0
-    keep_completed_s: float = 24 * 3600.0
-    keep_dead_s: float = 7 * 24 * 3600.0
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError("attempts: must be >= 1")
-        if not 0 <= self.backoff_jitter < 1:
-            raise ValueError("backoff_jitter: must be in [0, 1)")
-        if self.lease_s <= 0:
-            raise ValueError("lease_s: must be > 0")
-
-    def backoff_s(self, failed_attempt: int) -> float:
-        """Un-jittered wait after failed attempt ``failed_attempt`` (1-based): 1, 2, 4, 8 s."""
-        return self.backoff_base_s * self.backoff_factor ** (failed_attempt - 1)
 
 
 class JobState(StrEnum):

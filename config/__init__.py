@@ -4,6 +4,7 @@ This package imports nothing of ours; everything else may import it.
 """
 
 from config._http import HttpSettings
+from config._queues import QueuePolicy
 from config._runtime import (
     RUNTIME_DEFAULTS,
     BreakerSettings,
@@ -44,6 +45,7 @@ __all__ = [
     "MailboxSettings",
     "OutboxSettings",
     "Overflow",
+    "QueuePolicy",
     "RedisSettings",
     "RestartSettings",
     "RetrySettings",

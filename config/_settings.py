@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from config._http import HttpSettings
+from config._queues import QueuePolicy
 from config._runtime import RuntimeSettings
 
 __all__ = [
@@ -166,7 +167,7 @@ class HealthSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class JobSettings:
+class JobSettings(QueuePolicy):
     """Background jobs (the spec's BullMQ settings, per queue where it matters)."""
 
     # Queues this process works on, comma-separated; empty: no workers here. Only
@@ -174,18 +175,13 @@ class JobSettings:
     # jobs into the DLQ. notifications and payments join when their actors land;
     # until then their jobs wait in Redis.
     queues: str = "bookings"
-    attempts: int = 5
-    backoff_base_s: float = 1.0
-    backoff_jitter: float = 0.1
-    # A worker that stops heartbeating loses its jobs after lease_s (then: a stall).
-    lease_s: float = 30.0
+    # The delivery policy's fields come from QueuePolicy (attempts, backoff, lease,
+    # retention): this process's default policy is these settings themselves.
     heartbeat_s: float = 10.0
     # How long one lease call waits for work before looking again (also how long a
     # stopping worker may take to notice).
     poll_s: float = 0.25
     concurrency: int = 8
-    keep_completed_s: float = 24 * 3600.0
-    keep_dead_s: float = 7 * 24 * 3600.0
     # How often retention trimming runs.
     trim_every_s: float = 300.0
     # POSTed (JSON) when a job enters the dead-letter queue: the spec's SNS alert.
@@ -193,12 +189,10 @@ class JobSettings:
     alert_timeout_s: float = 2.0
 
     def __post_init__(self) -> None:
-        _check(self.attempts >= 1, "attempts: must be >= 1")
-        _check(self.lease_s > 0, "lease_s: must be > 0")
+        QueuePolicy.__post_init__(self)  # attempts, jitter, lease
         _check(0 < self.heartbeat_s < self.lease_s, "heartbeat_s: must be > 0 and < lease_s")
         _check(self.poll_s > 0, "poll_s: must be > 0")
         _check(self.concurrency >= 1, "concurrency: must be >= 1")
-        _check(0 <= self.backoff_jitter < 1, "backoff_jitter: must be in [0, 1)")
         _check(
             self.alert_webhook_url is None
             or self.alert_webhook_url.startswith(("http://", "https://")),

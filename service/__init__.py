@@ -3,7 +3,7 @@ signals and worker processes, logging, and the ``lomash`` command."""
 
 from service._cli import Launcher, main
 from service._serve import serve
-from service._tree import Extension, build_tree, database_breaker, queue_policy
+from service._tree import Extension, build_tree, database_breaker
 
 __all__ = [
     "Extension",
@@ -11,6 +11,5 @@ __all__ = [
     "build_tree",
     "database_breaker",
     "main",
-    "queue_policy",
     "serve",
 ]

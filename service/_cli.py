@@ -42,7 +42,7 @@ from config import ConfigError, DatabaseSettings, RedisSettings, Settings, envir
 from devservers._embedded import EmbeddedError, embedded_postgres, embedded_redis
 from service._logging import configure_logging
 from service._serve import serve
-from service._tree import Extension, queue_policy
+from service._tree import Extension
 from service._workers import run_workers
 from supervisors import ChildStartFailed, LomashError
 
@@ -166,7 +166,7 @@ async def _migrate(settings: Settings, action: str, steps: int) -> None:
 
 async def _dlq(settings: Settings, arguments: argparse.Namespace) -> int:
     async with open_redis(settings.redis, cleanup_s=settings.cleanup_timeout_s) as cache:
-        jobs = RedisJobQueue(cache, prefix="jobs", default=queue_policy(settings.jobs))
+        jobs = RedisJobQueue(cache, prefix="jobs", default=settings.jobs)
         queue, job_id = arguments.queue, arguments.job_id
         if arguments.action == "list":
             for dead in await jobs.dead(queue, limit=arguments.limit):

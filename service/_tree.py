@@ -46,13 +46,12 @@ from adapters import (
     JobQueue,
     OutboxRelay,
     PostgresShowrooms,
-    QueuePolicy,
     RedisJobQueue,
     open_database,
     open_redis,
     trim_idempotency_keys,
 )
-from config import BreakerSettings, JobSettings, Settings
+from config import BreakerSettings, Settings
 from gateway import EdgeGuard, FastRoutes, HttpServer, Lifecycle, Services, create_app
 from gateway._fast import ASGIApp
 from supervisors import (
@@ -67,7 +66,7 @@ from supervisors import (
     TaskSpec,
 )
 
-__all__ = ["Extension", "build_tree", "database_breaker", "queue_policy"]
+__all__ = ["Extension", "build_tree", "database_breaker"]
 
 log = structlog.get_logger("service")
 
@@ -81,17 +80,6 @@ def database_breaker(settings: Settings) -> BreakerSettings:
         reset_timeout_s=min(
             settings.runtime.breaker.reset_timeout_s, settings.database.reconnect_max_s
         ),
-    )
-
-
-def queue_policy(jobs: JobSettings) -> QueuePolicy:
-    return QueuePolicy(
-        attempts=jobs.attempts,
-        backoff_base_s=jobs.backoff_base_s,
-        backoff_jitter=jobs.backoff_jitter,
-        lease_s=jobs.lease_s,
-        keep_completed_s=jobs.keep_completed_s,
-        keep_dead_s=jobs.keep_dead_s,
     )
 
 
@@ -171,7 +159,7 @@ def build_tree(
     database: Holder[Database] = Holder("postgres")
     cache: Holder[Cache] = Holder("redis")
     cleanup_s = settings.cleanup_timeout_s
-    policy = queue_policy(settings.jobs)
+    policy = settings.jobs  # JobSettings is a QueuePolicy
 
     def queue() -> JobQueue:
         return RedisJobQueue(cache.value, prefix="jobs", default=policy)

@@ -49,6 +49,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
+from importlib.resources import files
 from types import MappingProxyType
 from typing import Any
 
@@ -80,256 +81,6 @@ _MS = 1_000  # milliseconds per second: XREAD's BLOCK unit
 _BLOCK_SHARE = 0.5  # of the socket timeout, at most, per blocking read
 _BATCH = 500  # jobs forgotten per trim / purge script run
 
-_PRELUDE = """
-local STREAM, DELAYED, LEASES = KEYS[1], KEYS[2], KEYS[3]
-local COMPLETED, DEAD, STALLED = KEYS[4], KEYS[5], KEYS[6]
-local PREFIX = ARGV[1]
-local GROUP, CONSUMER = 'workers', 'leases'
-
-local function now_us()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
-
-local function int(x) return string.format('%.0f', x) end
-
-local function ensure_group()
-  if redis.call('EXISTS', STREAM) == 0 then
-    redis.call('XGROUP', 'CREATE', STREAM, GROUP, '0', 'MKSTREAM')
-  end
-end
-
-local function make_ready(key, id)
-  ensure_group()
-  local entry = redis.call('XADD', STREAM, '*', 'id', id)
-  redis.call('HSET', key, 'state', 'waiting', 'entry', entry, 'token', '')
-end
-
-local function drop_entry(key)
-  local entry = redis.call('HGET', key, 'entry')
-  if entry and entry ~= '' then
-    redis.call('XACK', STREAM, GROUP, entry)
-    redis.call('XDEL', STREAM, entry)
-    redis.call('HSET', key, 'entry', '')
-  end
-end
-
-local function append(list, item)
-  if not list or list == '' or list == '[]' then return '[' .. item .. ']' end
-  return string.sub(list, 1, -2) .. ',' .. item .. ']'
-end
-
-local function record(key, ended, outcome, error_type, error_message)
-  local h = redis.call('HMGET', key, 'attempt', 'started_at', 'history')
-  local item = cjson.encode({attempt = h[1], started_at = h[2], ended_at = int(ended),
-    outcome = outcome, error_type = error_type, error_message = error_message})
-  redis.call('HSET', key, 'history', append(h[3], item))
-end
-
-local function bury(key, id, now)
-  redis.call('HSET', key, 'state', 'dead', 'token', '', 'ended_at', int(now))
-  redis.call('ZADD', DEAD, int(now), id)
-end
-
-local function held(key, token)
-  local h = redis.call('HMGET', key, 'state', 'token')
-  return h[1] == 'active' and h[2] == token
-end
-"""
-
-# ARGV: prefix, id, kind, payload, delay_us
-_ENQUEUE = """
-local key, id = KEYS[7], ARGV[2]
-if redis.call('EXISTS', key) == 1 then return 0 end
-local now = now_us()
-redis.call('HSET', key, 'kind', ARGV[3], 'payload', ARGV[4], 'attempt', 0,
-  'enqueued_at', int(now), 'history', '[]', 'previous', '[]')
-local delay = tonumber(ARGV[5])
-if delay > 0 then
-  redis.call('HSET', key, 'state', 'delayed')
-  redis.call('ZADD', DELAYED, int(now + delay), id)
-else
-  make_ready(key, id)
-end
-return 1
-"""
-
-# ARGV: prefix, lease_us, attempts, worker, stall error type, stall message, tokens...
-_LEASE = """
-local lease_us, attempts, worker = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local now = now_us()
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', DELAYED, '-inf', int(now))) do
-  redis.call('ZREM', DELAYED, id)
-  make_ready(PREFIX .. id, id)
-end
-local expired = redis.call('ZRANGEBYSCORE', LEASES, '-inf', int(now), 'WITHSCORES')
-for i = 1, #expired, 2 do
-  local id = expired[i]
-  local key = PREFIX .. id
-  redis.call('ZREM', LEASES, id)
-  redis.call('INCR', STALLED)
-  record(key, tonumber(expired[i + 1]), 'stalled', ARGV[5], ARGV[6])
-  drop_entry(key)
-  if tonumber(redis.call('HGET', key, 'attempt')) >= attempts then
-    bury(key, id, now)
-  else
-    make_ready(key, id)
-  end
-end
-ensure_group()
-local leased, wanted = {}, #ARGV - 6
-while #leased < wanted do
-  local reply = redis.call('XREADGROUP', 'GROUP', GROUP, CONSUMER, 'COUNT', wanted - #leased,
-    'STREAMS', STREAM, '>')
-  if not reply then break end
-  for _, e in ipairs(reply[1][2]) do
-    local id = e[2][2]
-    local key = PREFIX .. id
-    local h = redis.call('HMGET', key, 'state', 'entry', 'kind', 'payload', 'enqueued_at')
-    if h[1] ~= 'waiting' or h[2] ~= e[1] then
-      redis.call('XACK', STREAM, GROUP, e[1])
-      redis.call('XDEL', STREAM, e[1])
-    else
-      local token = ARGV[7 + #leased]
-      local attempt = redis.call('HINCRBY', key, 'attempt', 1)
-      local expires = int(now + lease_us)
-      redis.call('HSET', key, 'state', 'active', 'token', token, 'worker', worker,
-        'started_at', int(now), 'expires_at', expires)
-      redis.call('ZADD', LEASES, expires, id)
-      table.insert(leased, {id, h[3], h[4], attempt, h[5], token, expires})
-    end
-  end
-end
-local next_due = -1
-for _, set in ipairs({DELAYED, LEASES}) do
-  local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
-  if #first > 0 and (next_due < 0 or tonumber(first[2]) < next_due) then
-    next_due = tonumber(first[2])
-  end
-end
-local info, last = redis.call('XINFO', 'STREAM', STREAM), '0-0'
-for i = 1, #info, 2 do
-  if info[i] == 'last-generated-id' then last = info[i + 1] end
-end
-return {leased, int(now), int(next_due), last}
-"""
-
-# ARGV: prefix, id, token, lease_us
-_HEARTBEAT = """
-local key = KEYS[7]
-if not held(key, ARGV[3]) then return '' end
-local expires = int(now_us() + tonumber(ARGV[4]))
-redis.call('HSET', key, 'expires_at', expires)
-redis.call('ZADD', LEASES, expires, ARGV[2])
-return expires
-"""
-
-# ARGV: prefix, id, token
-_COMPLETE = """
-local key, id = KEYS[7], ARGV[2]
-if not held(key, ARGV[3]) then return 0 end
-local now = int(now_us())
-drop_entry(key)
-redis.call('ZREM', LEASES, id)
-redis.call('HSET', key, 'state', 'completed', 'token', '', 'ended_at', now)
-redis.call('ZADD', COMPLETED, now, id)
-return 1
-"""
-
-# ARGV: prefix, id, token, attempts, delay_us, error type, error message
-_FAIL = """
-local key, id = KEYS[7], ARGV[2]
-if not held(key, ARGV[3]) then return -1 end
-local now = now_us()
-record(key, now, 'failed', ARGV[6], ARGV[7])
-drop_entry(key)
-redis.call('ZREM', LEASES, id)
-if tonumber(redis.call('HGET', key, 'attempt')) >= tonumber(ARGV[4]) then
-  bury(key, id, now)
-  return 1
-end
-redis.call('HSET', key, 'state', 'delayed', 'token', '')
-redis.call('ZADD', DELAYED, int(now + tonumber(ARGV[5])), id)
-return 0
-"""
-
-# ARGV: prefix, id, token, delay_us
-_RELEASE = """
-local key, id = KEYS[7], ARGV[2]
-if not held(key, ARGV[3]) then return 0 end
-drop_entry(key)
-redis.call('ZREM', LEASES, id)
-redis.call('HINCRBY', key, 'attempt', -1)
-local delay = tonumber(ARGV[4])
-if delay > 0 then
-  redis.call('HSET', key, 'state', 'delayed', 'token', '')
-  redis.call('ZADD', DELAYED, int(now_us() + delay), id)
-else
-  make_ready(key, id)
-end
-return 1
-"""
-
-# ARGV: prefix, id
-_REQUEUE = """
-local key, id = KEYS[7], ARGV[2]
-local h = redis.call('HMGET', key, 'state', 'history', 'previous')
-if h[1] ~= 'dead' then return 0 end
-redis.call('ZREM', DEAD, id)
-redis.call('HSET', key, 'attempt', 0, 'history', '[]', 'previous', append(h[3], h[2]),
-  'ended_at', '')
-make_ready(key, id)
-return 1
-"""
-
-# ARGV: prefix, id ('' for a batch of all), batch
-_PURGE = """
-local ids = {}
-if ARGV[2] ~= '' then
-  if redis.call('ZSCORE', DEAD, ARGV[2]) then ids = {ARGV[2]} end
-else
-  ids = redis.call('ZRANGE', DEAD, 0, tonumber(ARGV[3]) - 1)
-end
-for _, id in ipairs(ids) do
-  redis.call('DEL', PREFIX .. id)
-  redis.call('ZREM', DEAD, id)
-end
-return #ids
-"""
-
-# ARGV: prefix, keep_completed_us, keep_dead_us, batch
-_TRIM = """
-local now = now_us()
-local function forget(set, keep)
-  local ids = redis.call('ZRANGEBYSCORE', set, '-inf', int(now - keep), 'LIMIT', 0, ARGV[4])
-  for _, id in ipairs(ids) do
-    redis.call('DEL', PREFIX .. id)
-    redis.call('ZREM', set, id)
-  end
-  return #ids
-end
-return {forget(COMPLETED, tonumber(ARGV[2])), forget(DEAD, tonumber(ARGV[3]))}
-"""
-
-# ARGV: prefix
-_STATISTICS = """
-local waiting = 0
-if redis.call('EXISTS', STREAM) == 1 then
-  waiting = redis.call('XLEN', STREAM) - redis.call('XPENDING', STREAM, GROUP)[1]
-end
-return {waiting, redis.call('ZCARD', DELAYED), redis.call('ZCARD', LEASES),
-  redis.call('ZCARD', COMPLETED), redis.call('ZCARD', DEAD),
-  tonumber(redis.call('GET', STALLED) or '0')}
-"""
-
-# ARGV: prefix, limit
-_DEAD = """
-local out = {}
-for _, id in ipairs(redis.call('ZREVRANGE', DEAD, 0, tonumber(ARGV[2]) - 1)) do
-  table.insert(out, {id, redis.call('HGETALL', PREFIX .. id)})
-end
-return out
-"""
 
 STALL_ERROR_TYPE = "LeaseExpired"
 STALL_ERROR_MESSAGE = "the lease expired before the job was completed"
@@ -350,18 +101,29 @@ class _Scripts:
     dead: AsyncScript
 
 
+def _lua(name: str) -> str:
+    return (_LUA / f"{name}.lua").read_text(encoding="utf-8")
+
+
+# The scripts live in adapters/lua/jobs/, one per operation (each file says its ARGV);
+# every one runs with prelude.lua in front of it.
+_LUA = files("adapters") / "lua" / "jobs"
+_PRELUDE = _lua("prelude")
 _SOURCES = {
-    "enqueue": _ENQUEUE,
-    "lease": _LEASE,
-    "heartbeat": _HEARTBEAT,
-    "complete": _COMPLETE,
-    "fail": _FAIL,
-    "release": _RELEASE,
-    "requeue": _REQUEUE,
-    "purge": _PURGE,
-    "trim": _TRIM,
-    "statistics": _STATISTICS,
-    "dead": _DEAD,
+    name: _lua(name)
+    for name in (
+        "enqueue",
+        "lease",
+        "heartbeat",
+        "complete",
+        "fail",
+        "release",
+        "requeue",
+        "purge",
+        "trim",
+        "statistics",
+        "dead",
+    )
 }
 
 

@@ -3,7 +3,9 @@
 This package imports nothing of ours; everything else may import it.
 """
 
+from config._booking import BookingSettings
 from config._http import HttpSettings
+from config._jobs import JobSettings, OutboxSettings, SchedulerSettings
 from config._queues import QueuePolicy
 from config._runtime import (
     RUNTIME_DEFAULTS,
@@ -16,19 +18,13 @@ from config._runtime import (
 )
 from config._settings import (
     DEVELOPMENT_TOKEN_SECRET,
-    BookingSettings,
     ConfigError,
-    DatabaseSettings,
     Environment,
-    HealthSettings,
-    JobSettings,
     LogFormat,
-    OutboxSettings,
-    RedisSettings,
-    SchedulerSettings,
     Settings,
     environment_variables,
 )
+from config._stores import DatabaseSettings, HealthSettings, RedisSettings
 
 __all__ = [
     "DEVELOPMENT_TOKEN_SECRET",

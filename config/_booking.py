@@ -1,0 +1,80 @@
+"""Slot booking: locks, holds, caches, batching, idempotency, limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from config._check import check as _check
+
+__all__ = ["BookingSettings"]
+
+
+@dataclass(frozen=True, slots=True)
+class BookingSettings:
+    """Slot booking: locks, holds, caches, batching, idempotency (actors/_booker.py)."""
+
+    # A consultant-slot lock in Redis: concurrent attempts at the slot fail fast.
+    lock_s: float = 10.0
+    # A slot held for a booking accepted (202 PENDING) while Postgres is down: until
+    # the replay confirms it, at most this long.
+    pending_hold_s: float = 24 * 3600.0
+    # While Postgres is down a replay job is handed back for this long, uncounted
+    # (RetryLater): however long the outage, a pending booking is not dead-lettered.
+    replay_retry_s: float = 5.0
+    # Idempotency keys (and the first response) are kept at least this long.
+    idempotency_keep_s: float = 48 * 3600.0
+    # Availability in Redis: fresh for this long, and a stale copy served (minus
+    # held slots) while Postgres is down.
+    availability_fresh_s: float = 30.0
+    availability_stale_s: float = 24 * 3600.0
+    # Longest availability range, in days, and how far ahead a booking may be.
+    max_range_days: int = 31
+    horizon_days: int = 180
+    # How often the consultants' hours are reloaded from Postgres.
+    schedule_refresh_s: float = 60.0
+    # Group commit: up to this many bookings in one database round trip, with this
+    # many round trips in flight at once.
+    batch_max: int = 64
+    flushers: int = 2
+    # A batch (Redis locks, the transaction, the pending path) gets this long; then
+    # its undecided bookings are answered 503 (a retry with the same key learns the
+    # outcome). The SlotBooker's callers wait this long plus a second, not less; it
+    # must leave room for a stalled query (database command_timeout_s) and the
+    # pending path after it.
+    flush_timeout_s: float = 10.0
+    # How long after a batch's deadline its callers still wait for their answer.
+    answer_margin_s: float = 1.0
+    # Guests' manage tokens are HMAC-SHA256(secret, appointment id): never stored,
+    # not even in the idempotency records. Required in production; elsewhere a fixed
+    # development secret is used (tokens then are forgeable: development only).
+    token_secret: str | None = field(default=None, repr=False)
+    # Bookings waiting in the SlotBooker's mailbox before new ones get 503.
+    mailbox_capacity: int = 1024
+    # A ConnectionLost write is retried in place this often before the pending path.
+    write_retries: int = 1
+    # Active future bookings one customer (by e-mail, and by phone digits) may hold;
+    # one more is refused 409 too_many_bookings (checked in the booking transaction).
+    max_active_per_customer: int = 5
+
+    def __post_init__(self) -> None:
+        for name in (
+            "lock_s",
+            "pending_hold_s",
+            "replay_retry_s",
+            "idempotency_keep_s",
+            "availability_fresh_s",
+            "availability_stale_s",
+            "schedule_refresh_s",
+            "flush_timeout_s",
+            "answer_margin_s",
+        ):
+            _check(getattr(self, name) > 0, f"{name}: must be > 0")
+        for name in ("max_range_days", "horizon_days", "batch_max", "flushers"):
+            _check(getattr(self, name) >= 1, f"{name}: must be >= 1")
+        _check(self.mailbox_capacity >= 1, "mailbox_capacity: must be >= 1")
+        _check(self.write_retries >= 0, "write_retries: must be >= 0")
+        _check(self.max_active_per_customer >= 1, "max_active_per_customer: must be >= 1")
+        _check(
+            self.idempotency_keep_s >= 24 * 3600,
+            "idempotency_keep_s: must be at least 24 h (86400)",
+        )

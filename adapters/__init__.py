@@ -6,14 +6,6 @@ translated into the project's error tree here and never leak further.
 
 from adapters._alerts import DeadLetterAlerts
 from adapters._appointments import (
-    Appointment,
-    BatchOutcome,
-    Booked,
-    KeyReplay,
-    LimitReached,
-    NewBooking,
-    ScheduleRows,
-    SlotTaken,
     book_batch,
     booked_between,
     cancel,
@@ -22,6 +14,16 @@ from adapters._appointments import (
     replay_pending,
     reschedule,
     trim_idempotency_keys,
+)
+from adapters._booking_records import (
+    Appointment,
+    BatchOutcome,
+    Booked,
+    KeyReplay,
+    LimitReached,
+    NewBooking,
+    ScheduleRows,
+    SlotTaken,
 )
 from adapters._gate import GateStatistics, ReconnectGate
 from adapters._holds import (

@@ -23,25 +23,29 @@ the caller may run the operation again.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from adapters._booking_records import (
+    Appointment,
+    BatchOutcome,
+    Booked,
+    KeyReplay,
+    LimitReached,
+    NewBooking,
+    Render,
+    ScheduleRows,
+    SlotTaken,
+)
+from adapters._customer_cap import within_the_cap
 from adapters._jobs import Payload
 from adapters._outbox import add_many_to_outbox
 from adapters._postgres import Connection, Operation
 
 __all__ = [
-    "Appointment",
-    "BatchOutcome",
-    "Booked",
-    "KeyReplay",
-    "NewBooking",
-    "ScheduleRows",
-    "SlotTaken",
     "book_batch",
     "booked_between",
     "cancel",
@@ -53,109 +57,6 @@ __all__ = [
 ]
 
 NOTIFICATIONS = "notifications"
-
-
-@dataclass(frozen=True, slots=True)
-class NewBooking:
-    """One booking request, ready to write (ids and token hash made by the caller)."""
-
-    id: str
-    reference: str
-    kind: str
-    category: str
-    candidates: tuple[str, ...]  # consultant ids, tried in order
-    showroom_id: str | None
-    start: datetime
-    end: datetime
-    customer_name: str
-    customer_email: str
-    customer_phone: str
-    customer_postcode: str
-    customer_address: str | None
-    notes: str | None
-    token_hash: bytes
-    idempotency_key: str
-    request_hash: bytes
-
-    def as_appointment(self, consultant_id: str, status: str) -> Appointment:
-        """The appointment this booking is, with ``consultant_id`` and ``status``."""
-        return Appointment(
-            id=self.id,
-            reference=self.reference,
-            kind=self.kind,
-            category=self.category,
-            status=status,
-            consultant_id=consultant_id,
-            showroom_id=self.showroom_id,
-            start=self.start,
-            end=self.end,
-            customer_name=self.customer_name,
-            customer_email=self.customer_email,
-            customer_phone=self.customer_phone,
-            customer_postcode=self.customer_postcode,
-            customer_address=self.customer_address,
-            notes=self.notes,
-            token_hash=self.token_hash,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Booked:
-    consultant_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class SlotTaken:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class KeyReplay:
-    """The key was used before: its request's hash and the response it got."""
-
-    request_hash: bytes
-    status: int
-    response: str
-
-
-@dataclass(frozen=True, slots=True)
-class LimitReached:
-    """The customer (by e-mail or phone) already has the most active bookings allowed;
-    nothing of this booking, not even its idempotency key, was kept."""
-
-
-type BatchOutcome = Booked | SlotTaken | KeyReplay | LimitReached
-type Render = Callable[[NewBooking, Booked | SlotTaken], tuple[int, str]]
-
-
-@dataclass(frozen=True, slots=True)
-class Appointment:
-    id: str
-    reference: str
-    kind: str
-    category: str
-    status: str
-    consultant_id: str
-    showroom_id: str | None
-    start: datetime
-    end: datetime
-    customer_name: str
-    customer_email: str
-    customer_phone: str
-    customer_postcode: str
-    customer_address: str | None
-    notes: str | None
-    token_hash: bytes
-    status_reason: str | None = None
-    previous_start: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleRows:
-    showrooms: list[str] = field(default_factory=list)
-    consultants: list[tuple[str, str, str, list[str]]] = field(default_factory=list)
-    hours: list[tuple[str, int, Any, Any]] = field(default_factory=list)
-    blocked: list[tuple[str, Any]] = field(default_factory=list)
 
 
 _INSERT_KEYS = """
@@ -171,35 +72,6 @@ UPDATE idempotency_keys AS k SET status = u.status, response = u.response
 FROM unnest($1::text[], $2::int[], $3::text[]) AS u(key, status, response)
 WHERE k.key = u.key
 """
-_ACTIVE = "status IN ('PENDING', 'CONFIRMED', 'RESCHEDULED')"
-_PHONE_DIGITS = "regexp_replace(customer_phone, '[^0-9]', '', 'g')"
-# Advisory-lock class of the per-customer cap (two-int form: apart from other locks).
-_CUSTOMER_LOCK_CLASS = 4201
-# A customer is an e-mail address (lower-cased here, by Postgres: the one place that
-# decides what is the same address) and, apart, a phone number's digits. $1 e-mails,
-# $2 phone digits, one pair per booking.
-_CUSTOMER_KEYS = """
-FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(e, p, n)
-"""
-# Locks in key order (the sorted subquery), so two batches never wait on each other
-# in opposite orders.
-_LOCK_CUSTOMERS = f"""
-SELECT pg_advisory_xact_lock({_CUSTOMER_LOCK_CLASS}, hashtext(k)) FROM (
-    SELECT DISTINCT k {_CUSTOMER_KEYS}
-    CROSS JOIN LATERAL (VALUES ('email:' || lower(e)), ('phone:' || p)) AS v(k)
-    ORDER BY k
-) AS sorted
-"""
-_ACTIVE_BY_CUSTOMER = f"""
-SELECT 'email:' || lower(e), (
-    SELECT count(*) FROM appointments
-    WHERE {_ACTIVE} AND starts_at > now() AND lower(customer_email) = lower(e)
-), 'phone:' || p, (
-    SELECT count(*) FROM appointments
-    WHERE {_ACTIVE} AND starts_at > now() AND {_PHONE_DIGITS} = p
-) {_CUSTOMER_KEYS} ORDER BY n
-"""
-_FORGET_KEYS = "DELETE FROM idempotency_keys WHERE key = ANY($1::text[])"
 _COLUMNS = """id, reference, type, category, status, consultant_id, showroom_id, starts_at,
 ends_at, customer_name, customer_email, customer_phone, customer_postcode, customer_address,
 notes, manage_token_hash"""
@@ -251,11 +123,9 @@ def book_batch(
                 ):
                     outcomes[row[0]] = KeyReplay(bytes(row[1]), row[2], row[3])
             todo = [b for b in batch if b.idempotency_key in new]
-            todo, over = await _within_the_cap(connection, todo, max_active_per_customer)
-            if over:  # refused, and not even their keys kept: a retry decides afresh
-                await connection.execute(_FORGET_KEYS, [b.idempotency_key for b in over])
-                for b in over:
-                    outcomes[b.idempotency_key] = LimitReached()
+            todo, over = await within_the_cap(connection, todo, max_active_per_customer)
+            for b in over:
+                outcomes[b.idempotency_key] = LimitReached()
             booked = await _insert_rounds(connection, todo)
             stored: list[tuple[str, int, str]] = []
             notices: list[tuple[str, str, str, Payload]] = []
@@ -273,38 +143,6 @@ def book_batch(
         return [outcomes[b.idempotency_key] for b in batch]
 
     return operation
-
-
-async def _within_the_cap(
-    connection: Connection, todo: Sequence[NewBooking], cap: int
-) -> tuple[list[NewBooking], list[NewBooking]]:
-    """``todo`` split into the bookings to try and those over the cap (a customer's
-    active future bookings plus this batch's, in batch order), under the customers'
-    locks: a concurrent batch of the same customer waits until this one commits."""
-    if not todo:
-        return [], []
-    emails = [b.customer_email for b in todo]
-    phones = ["".join(c for c in b.customer_phone if c in "0123456789") for b in todo]
-    await connection.execute(_LOCK_CUSTOMERS, emails, phones)
-    rows = await connection.fetch(_ACTIVE_BY_CUSTOMER, emails, phones)
-    counts: dict[str, int] = {}
-    for email, by_email, phone, by_phone in rows:
-        counts[email], counts[phone] = by_email, by_phone
-    allowed: list[NewBooking] = []
-    over: list[NewBooking] = []
-    # Attempts of one customer at one time count once: at most one of them can book
-    # (the others are 409 slot_taken, not too_many_bookings).
-    counted: set[tuple[str, datetime]] = set()
-    for b, (email, _, phone, _) in zip(todo, rows, strict=True):
-        fresh = [k for k in (email, phone) if (k, b.start) not in counted]
-        if any(counts[k] >= cap for k in fresh):
-            over.append(b)
-            continue
-        allowed.append(b)
-        for k in fresh:
-            counts[k] += 1
-            counted.add((k, b.start))
-    return allowed, over
 
 
 async def _insert_rounds(connection: Connection, todo: Sequence[NewBooking]) -> dict[str, Booked]:

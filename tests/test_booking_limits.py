@@ -223,7 +223,7 @@ async def test_a_refused_booking_takes_no_slot_from_another_customer(
 def test_postgres_decides_what_is_the_same_address() -> None:
     """The cap's e-mail key is lower-cased by Postgres in SQL, for the lock and the
     count alike (Python's lower() differs for some letters, e.g. 'İ')."""
-    from adapters._appointments import _ACTIVE_BY_CUSTOMER, _LOCK_CUSTOMERS
+    from adapters._customer_cap import _ACTIVE_BY_CUSTOMER, _LOCK_CUSTOMERS
 
     assert "lower(e)" in _LOCK_CUSTOMERS
     assert "'email:' || lower(e)" in _ACTIVE_BY_CUSTOMER

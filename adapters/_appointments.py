@@ -130,8 +130,6 @@ def book_batch(
             stored: list[tuple[str, int, str]] = []
             notices: list[tuple[str, str, str, Payload]] = []
             for b in todo:
-                if b.idempotency_key in outcomes:
-                    continue  # over the cap: forgotten
                 outcome: Booked | SlotTaken = booked.get(b.id, SlotTaken())
                 outcomes[b.idempotency_key] = outcome
                 stored.append((b.idempotency_key, *render(b, outcome)))

@@ -253,6 +253,14 @@ class Supervisor:
         self._send(_StartChild(spec, reply))
         return await reply.wait()
 
+    def handle(self, name: str) -> Any:
+        """What the running child ``name`` reported when it (re)started: an actor's
+        address, the HTTP server's bound URLs (so a server can bind port 0)."""
+        for child in self._children:
+            if child.spec.name == name and _is_running(child):
+                return child.current_handle
+        raise ActorUnavailable(name, reason=f"no running child of {self.name!r} by that name")
+
     async def terminate_child(self, name: str) -> None:
         """Stop a child for good (graceful, then cancelled) and forget it."""
         reply: Reply[None] = Reply()

@@ -16,7 +16,6 @@ import trio
 from actors import LONDON
 from adapters import RedisJobQueue, load_seed, migrate_up, open_redis
 from config import BookingSettings, JobSettings, Settings
-from devservers._embedded import free_port
 from gateway._app import Lifecycle
 from service._tree import build_tree
 from supervisors import open_supervisor
@@ -55,14 +54,13 @@ async def prepare_database(url: str, *extra_sql: str) -> None:
 
 @asynccontextmanager
 async def running_tree(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The production tree on a free port, and a client for it."""
-    port = free_port()
-    tree = build_tree(settings, Lifecycle(), bind=f"127.0.0.1:{port}")
-    async with (
-        open_supervisor(tree),
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=BOUND_S) as client,
-    ):
-        yield client
+    """The production tree on a port the kernel picks (no free-port race), and a client
+    for the URL the HTTP server reports when it is listening."""
+    tree = build_tree(settings, Lifecycle(), bind="127.0.0.1:0")
+    async with open_supervisor(tree) as supervisor:
+        [url] = supervisor.handle("http")
+        async with httpx.AsyncClient(base_url=url, timeout=BOUND_S) as client:
+            yield client
 
 
 def next_weekday(weekday: int, *, weeks_ahead: int = 2) -> date:

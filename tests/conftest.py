@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import socket
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -137,3 +138,15 @@ def port_of(url: str) -> int:
 
 
 REDIS_PORT = port_of(REDIS_URL)
+
+# A port bound for the whole run and never listened on: connecting to it is refused at
+# once, and no other process can take it meanwhile (a "free port" could be).
+_CLOSED = socket.socket()
+_CLOSED.bind(("127.0.0.1", 0))
+CLOSED_PORT: int = _CLOSED.getsockname()[1]
+NO_REDIS_URL = f"redis://127.0.0.1:{CLOSED_PORT}/0"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The closed port's socket goes with the run."""
+    _CLOSED.close()

@@ -18,7 +18,6 @@ import trio_asyncio
 
 from adapters import RedisClient, RedisJobQueue, open_redis
 from config import DatabaseSettings, Settings
-from devservers._embedded import free_port
 from tests._booking import (
     announced,
     book,
@@ -31,7 +30,7 @@ from tests._booking import (
 )
 from tests._proxy import open_proxy
 from tests._service import with_database_url, with_redis_url
-from tests.conftest import REDIS_PORT, fetch, port_of
+from tests.conftest import NO_REDIS_URL, REDIS_PORT, fetch, port_of
 from tests.test_postgres import via
 
 MONDAY = 0
@@ -218,7 +217,7 @@ async def test_without_redis_the_constraint_alone_prevents_double_booking(
     one slot give one booking; availability is computed from Postgres."""
     url = _direct_url(settings)
     monday = next_weekday(MONDAY)
-    no_redis = with_redis_url(settings, f"redis://127.0.0.1:{free_port()}/0")
+    no_redis = with_redis_url(settings, NO_REDIS_URL)
     statuses: list[int] = []
     async with trio_asyncio.open_loop():
         await prepare_database(url)

@@ -10,9 +10,8 @@ import pytest
 import trio
 import trio_asyncio
 
-from devservers._embedded import free_port
 from tests._booking import booking_body, local, next_weekday, prepare_database
-from tests.conftest import fetch
+from tests.conftest import NO_REDIS_URL, fetch
 from tests.test_process import service
 
 ATTEMPTS = 200
@@ -29,7 +28,7 @@ async def test_two_processes_200_attempts_one_slot_one_booking(
         await prepare_database(fresh_database_url)
     environment = {
         "LOMASH_DATABASE_URL": fresh_database_url,
-        "LOMASH_REDIS_URL": redis_url if redis == "running" else f"redis://127.0.0.1:{free_port()}",
+        "LOMASH_REDIS_URL": redis_url if redis == "running" else NO_REDIS_URL,
         "LOMASH_REDIS_PREFIX": f"{redis_prefix}{secrets.token_hex(4)}:",
     }
     body = booking_body(local(next_weekday(MONDAY), 10))

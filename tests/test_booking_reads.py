@@ -14,7 +14,6 @@ import trio_asyncio
 from actors import BookingReader, Lookup
 from adapters import Cache, CacheOperation, GateStatistics, open_database, open_redis
 from config import Settings
-from devservers._embedded import free_port
 from supervisors import ConnectionLost, NotFound
 from tests._booking import (
     book,
@@ -25,6 +24,7 @@ from tests._booking import (
     running_tree,
 )
 from tests._service import with_redis_url
+from tests.conftest import NO_REDIS_URL
 
 MONDAY = 0
 
@@ -40,7 +40,7 @@ async def test_lookups_with_redis_down_never_open_the_booking_breaker(
     """Redis unreachable: five lookups (unknown ids, and cancels of them) before every
     booking answer 503 dependency_unavailable, and all 40 bookings are still 201 (the
     lookups once opened the SlotBooker's breaker: every booking then got circuit_open)."""
-    no_redis = with_redis_url(settings, f"redis://127.0.0.1:{free_port()}/0")
+    no_redis = with_redis_url(settings, NO_REDIS_URL)
     first_monday = next_weekday(MONDAY)
     starts = [
         local(first_monday + timedelta(weeks=week), hour)
@@ -77,7 +77,7 @@ async def test_lookups_with_redis_down_never_open_the_booking_breaker(
 async def test_an_unknown_id_and_a_wrong_token_answer_the_same(settings: Settings) -> None:
     """With Redis up both are 404 not_found; with Redis down both are 503 (the
     booking exists in Postgres, but a pending one could be in Redis)."""
-    no_redis = with_redis_url(settings, f"redis://127.0.0.1:{free_port()}/0")
+    no_redis = with_redis_url(settings, NO_REDIS_URL)
     start = local(next_weekday(MONDAY), 11)
     answers: dict[str, list[tuple[int, str]]] = {"up": [], "down": []}
     async with trio_asyncio.open_loop():
@@ -152,7 +152,7 @@ async def test_unknown_ids_and_wrong_tokens_cost_the_same_work(settings: Setting
 async def test_a_reader_error_is_the_outage_not_a_crash(settings: Settings) -> None:
     """With Redis down and no such booking in Postgres, the reader answers with the
     Redis outage (ConnectionLost), which the gateway maps to 503."""
-    no_redis = with_redis_url(settings, f"redis://127.0.0.1:{free_port()}/0")
+    no_redis = with_redis_url(settings, NO_REDIS_URL)
     async with trio_asyncio.open_loop():
         await prepare_database(_url(settings))
         async with (

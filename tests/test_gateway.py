@@ -10,10 +10,9 @@ import trio
 import trio_asyncio
 
 from config import Settings
-from devservers._embedded import free_port
 from tests._proxy import open_proxy
 from tests._service import running_service, service_settings, with_database_url, with_redis_url
-from tests.conftest import port_of
+from tests.conftest import NO_REDIS_URL, port_of
 from tests.test_postgres import via
 
 BOUND_S = 20.0
@@ -73,7 +72,7 @@ async def test_a_silent_database_is_reported_within_the_check_deadline(
 
 async def test_health_is_degraded_200_when_only_redis_is_down(settings: Settings) -> None:
     """The service runs without Redis: 200 degraded, the redis check says why."""
-    no_redis = with_redis_url(settings, f"redis://127.0.0.1:{free_port()}/0")
+    no_redis = with_redis_url(settings, NO_REDIS_URL)
     async with trio_asyncio.open_loop(), running_service(no_redis) as (app, _):
         with trio.fail_after(BOUND_S):
             response = await app.test_client().get("/health")

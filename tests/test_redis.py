@@ -9,10 +9,9 @@ import trio_asyncio
 from adapters import CacheChanges, RedisCache, cached_values, open_redis, store_if_unchanged
 from adapters._redis import Client, sentinel_parts
 from config import RedisSettings
-from devservers._embedded import free_port
 from supervisors import ConnectionLost, OperationTimeout
 from tests._proxy import open_proxy
-from tests.conftest import REDIS_PORT
+from tests.conftest import NO_REDIS_URL, REDIS_PORT
 
 BOUND_S = 10.0
 
@@ -50,7 +49,7 @@ async def test_a_dead_redis_is_detected_fast_and_then_refused_without_trying(
     redis_prefix: str,
 ) -> None:
     """Nothing listening: ConnectionLost at once, then gate refusals with retry_after."""
-    url = f"redis://127.0.0.1:{free_port()}/0"
+    url = NO_REDIS_URL
     async with (
         trio_asyncio.open_loop(),
         open_redis(settings(url, redis_prefix), cleanup_s=1.0) as cache,

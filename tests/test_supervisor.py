@@ -10,6 +10,7 @@ from trio.testing import wait_all_tasks_blocked
 
 from config import RestartSettings
 from supervisors import (
+    ActorUnavailable,
     ChildStartFailed,
     Restart,
     RestartIntensityExceeded,
@@ -316,3 +317,26 @@ async def test_a_child_failing_before_ready_fails_the_supervisor_start(
         async with trio.open_nursery() as nursery:
             await nursery.start(spec.create().run)
     assert journal.events() == ["a up", "a asked to stop", "a down"]
+
+
+async def test_handle_is_what_a_running_child_reported_when_it_started() -> None:
+    """supervisor.handle(name): the started value of a running child (the HTTP server's
+    URLs, say); an unknown name is ActorUnavailable."""
+    spec = SupervisorSpec("s", [TaskSpec("reports", lambda: _Reports("ready at 42"))])
+    async with open_supervisor(spec) as supervisor:
+        assert supervisor.handle("reports") == "ready at 42"
+        with pytest.raises(ActorUnavailable):
+            supervisor.handle("nobody")
+
+
+class _Reports:
+    def __init__(self, value: str) -> None:
+        self._value = value
+        self._stop = trio.Event()
+
+    async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started(self._value)
+        await self._stop.wait()
+
+    def request_stop(self, *, final: bool) -> None:
+        self._stop.set()

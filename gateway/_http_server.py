@@ -209,7 +209,7 @@ class _Connection(TCPServer):
             await self._protocol_send(event)
         if scope.cancelled_caught:  # the client does not read what we send
             log.info("http_client_not_reading", timeout_s=self._http.send_timeout_s)
-            with trio.CancelScope(shield=True):
+            with trio.move_on_after(self._http.send_timeout_s, shield=True):
                 await self.stream.aclose()
 
     async def _protocol_send(self, event: Event) -> None:
@@ -238,7 +238,7 @@ class _Connection(TCPServer):
                 await self.context.terminated.wait()
             finally:
                 self.limiter.not_idle(self)
-        with trio.CancelScope(shield=True):
+        with trio.move_on_after(self._http.send_timeout_s, shield=True):
             await self._initiate_server_close()
 
 
@@ -252,7 +252,7 @@ async def _shed(stream: trio.SocketStream, retry_after_s: float, timeout_s: floa
     with trio.move_on_after(timeout_s):
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await stream.send_all(head + _SHED_BODY)
-    with trio.CancelScope(shield=True):
+    with trio.move_on_after(timeout_s, shield=True):
         await stream.aclose()
 
 
@@ -319,7 +319,7 @@ async def serve_http(
                     accepting.cancel_scope.cancel()
             finally:
                 for listener in listeners:
-                    with trio.CancelScope(shield=True):
+                    with trio.move_on_after(http.send_timeout_s, shield=True):
                         await listener.aclose()
                 await context.terminated.set()  # idle connections close now
                 connections.cancel_scope.deadline = trio.current_time() + config.graceful_timeout

@@ -98,7 +98,7 @@ async def open_client(url: str) -> AsyncIterator[RawClient]:
     try:
         yield client
     finally:
-        with trio.CancelScope(shield=True):
+        with trio.move_on_after(5, shield=True):  # closing sockets: immediate
             await client.aclose()
 
 

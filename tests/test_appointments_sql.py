@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import NoReturn
 
 import pytest
 import trio
@@ -16,7 +17,7 @@ from actors import LONDON, BookingReplayer, RosterSource, RunJob
 from actors._bookings import pending_record
 from adapters import (
     Cache,
-    GateStatistics,
+    Database,
     Job,
     NewBooking,
     RetryLater,
@@ -28,9 +29,22 @@ from adapters import (
 from config import BookingSettings, DatabaseSettings, RedisSettings
 from supervisors import DependencyError
 from tests._booking import next_weekday, prepare_database
+from tests._caches import BrokenCache
 from tests.conftest import fetch
 
 START = datetime.combine(next_weekday(0), datetime.min.time(), LONDON).replace(hour=10)
+
+
+@asynccontextmanager
+async def open_stores(
+    database_url: str, redis_url: str, prefix: str
+) -> AsyncIterator[tuple[Database, Cache]]:
+    """The real Postgres and Redis adapters, opened for one test."""
+    async with (
+        open_database(DatabaseSettings(url=database_url), application="t", cleanup_s=1.0) as db,
+        open_redis(RedisSettings(url=redis_url, prefix=prefix), cleanup_s=1.0) as cache,
+    ):
+        yield db, cache
 
 
 def booking(start: datetime = START) -> NewBooking:
@@ -113,13 +127,9 @@ async def test_a_replay_without_its_hold_is_skipped_unless_the_hold_expired(
     settings = BookingSettings()
     async with trio_asyncio.open_loop():
         await prepare_database(fresh_database_url)
-        async with (
-            open_database(
-                DatabaseSettings(url=fresh_database_url), application="t", cleanup_s=1.0
-            ) as db,
-            open_redis(
-                RedisSettings(url=redis_url, prefix=f"{redis_prefix}replay:"), cleanup_s=1.0
-            ) as cache,
+        async with open_stores(fresh_database_url, redis_url, f"{redis_prefix}replay:") as (
+            db,
+            cache,
         ):
             replayer = BookingReplayer(
                 db, cache, RosterSource(lambda: db, lambda: cache, refresh_s=60), settings
@@ -156,26 +166,6 @@ def _job(b: NewBooking, accepted_at: float) -> Job:
     )
 
 
-class BrokenCache:
-    """The real cache's keys, but every operation fails as a bug would (not an outage:
-    say a Lua script's error)."""
-
-    def __init__(self, inner: Cache) -> None:
-        self._inner = inner
-
-    def key(self, *parts: str) -> str:
-        return self._inner.key(*parts)
-
-    async def run(self, operation: object) -> NoReturn:
-        raise DependencyError("ERR a script bug", dependency="redis")
-
-    async def ping(self) -> None:
-        await self._inner.ping()
-
-    def statistics(self) -> GateStatistics:
-        return self._inner.statistics()
-
-
 async def test_a_replay_that_hits_a_bug_fails_instead_of_waiting_forever(
     fresh_database_url: str, redis_url: str, redis_prefix: str
 ) -> None:
@@ -185,13 +175,9 @@ async def test_a_replay_that_hits_a_bug_fails_instead_of_waiting_forever(
     settings = BookingSettings()
     async with trio_asyncio.open_loop():
         await prepare_database(fresh_database_url)
-        async with (
-            open_database(
-                DatabaseSettings(url=fresh_database_url), application="t", cleanup_s=1.0
-            ) as db,
-            open_redis(
-                RedisSettings(url=redis_url, prefix=f"{redis_prefix}bug:"), cleanup_s=1.0
-            ) as cache,
+        async with open_stores(fresh_database_url, redis_url, f"{redis_prefix}bug:") as (
+            db,
+            cache,
         ):
             broken = BrokenCache(cache)
             replayer = BookingReplayer(

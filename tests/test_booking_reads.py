@@ -12,7 +12,7 @@ import trio
 import trio_asyncio
 
 from actors import BookingReader, Lookup
-from adapters import Cache, CacheOperation, GateStatistics, open_database, open_redis
+from adapters import open_database, open_redis
 from config import Settings
 from supervisors import ConnectionLost, NotFound
 from tests._booking import (
@@ -23,6 +23,7 @@ from tests._booking import (
     prepare_database,
     running_tree,
 )
+from tests._caches import CountingCache
 from tests._service import with_redis_url
 from tests.conftest import NO_REDIS_URL
 
@@ -99,27 +100,6 @@ async def test_an_unknown_id_and_a_wrong_token_answer_the_same(settings: Setting
                 assert right.status_code == 200  # from Postgres, Redis or not
     assert answers["up"] == [(404, "not_found")] * 2
     assert answers["down"] == [(503, "dependency_unavailable")] * 2
-
-
-class CountingCache:
-    """The real cache, counting the operations run through it."""
-
-    def __init__(self, inner: Cache) -> None:
-        self._inner = inner
-        self.operations = 0
-
-    def key(self, *parts: str) -> str:
-        return self._inner.key(*parts)
-
-    async def run[T](self, operation: CacheOperation[T]) -> T:
-        self.operations += 1
-        return await self._inner.run(operation)
-
-    async def ping(self) -> None:
-        await self._inner.ping()
-
-    def statistics(self) -> GateStatistics:
-        return self._inner.statistics()
 
 
 async def test_unknown_ids_and_wrong_tokens_cost_the_same_work(settings: Settings) -> None:

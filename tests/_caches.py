@@ -1,0 +1,45 @@
+"""Test doubles around the real Redis cache: they forward to it and change one thing."""
+
+from __future__ import annotations
+
+from adapters import Cache, CacheOperation, GateStatistics
+from supervisors import DependencyError
+
+
+class ForwardingCache:
+    """The real cache, as is; subclasses change ``run``."""
+
+    def __init__(self, inner: Cache) -> None:
+        self._inner = inner
+
+    def key(self, *parts: str) -> str:
+        return self._inner.key(*parts)
+
+    async def run[T](self, operation: CacheOperation[T]) -> T:
+        return await self._inner.run(operation)
+
+    async def ping(self) -> None:
+        await self._inner.ping()
+
+    def statistics(self) -> GateStatistics:
+        return self._inner.statistics()
+
+
+class CountingCache(ForwardingCache):
+    """The real cache, counting the operations run through it."""
+
+    def __init__(self, inner: Cache) -> None:
+        super().__init__(inner)
+        self.operations = 0
+
+    async def run[T](self, operation: CacheOperation[T]) -> T:
+        self.operations += 1
+        return await super().run(operation)
+
+
+class BrokenCache(ForwardingCache):
+    """The real cache's keys, but every operation fails as a bug would (not an
+    outage: say a Lua script's error)."""
+
+    async def run[T](self, operation: CacheOperation[T]) -> T:
+        raise DependencyError("ERR a script bug", dependency="redis")

@@ -18,6 +18,7 @@ COPY pyproject.toml README.md ./
 COPY supervisors ./supervisors
 COPY actors ./actors
 COPY adapters ./adapters
+COPY jobs ./jobs
 COPY gateway ./gateway
 COPY service ./service
 COPY devservers ./devservers

@@ -1,5 +1,5 @@
 """Domain actors: one per domain (catalogue, slot booker, payment, notifier, ...),
-plus the services that run background work (job workers, scheduler, trimming)."""
+and the handlers of their jobs (the job machinery itself is in ``jobs/``)."""
 
 from actors._availability import Availability, FindSlots
 from actors._booker import SlotBooker, booker_mailbox
@@ -26,9 +26,6 @@ from actors._catalogue import (
 from actors._reader import BookingReader
 from actors._replayer import BookingReplayer
 from actors._roster import RosterSource
-from actors._scheduler import MissedTicks, Schedule, Scheduler, spec_schedules
-from actors._trimmer import QueueTrimmer
-from actors._worker import JobWorker, RunJob, WorkerStatistics
 
 __all__ = [
     "BOOKINGS_QUEUE",
@@ -48,23 +45,15 @@ __all__ = [
     "Category",
     "Customer",
     "FindSlots",
-    "JobWorker",
     "ListShowrooms",
     "Lookup",
-    "MissedTicks",
-    "QueueTrimmer",
     "Reschedule",
     "Roster",
     "RosterSource",
-    "RunJob",
-    "Schedule",
-    "Scheduler",
     "Slot",
     "SlotBooker",
-    "WorkerStatistics",
     "appointment_view",
     "booker_mailbox",
     "catalogue_spec",
     "local_iso",
-    "spec_schedules",
 ]

@@ -89,7 +89,6 @@ from adapters import (
     Cache,
     CacheChanges,
     Database,
-    JobQueue,
     KeyReplay,
     LimitReached,
     LockReply,
@@ -103,6 +102,7 @@ from adapters import (
     reschedule,
 )
 from config import BookingSettings, MailboxSettings, RuntimeSettings
+from jobs import JobQueue
 from supervisors import (
     ConnectionLost,
     Contention,

@@ -33,17 +33,10 @@ from actors._bookings import (
     lock_key,
 )
 from actors._roster import RosterSource
-from actors._worker import RunJob
-from adapters import (
-    Cache,
-    CacheChanges,
-    Database,
-    RedisClient,
-    RetryLater,
-    release_pending,
-    replay_pending,
-)
+from adapters import Cache, CacheChanges, Database, RedisClient, release_pending, replay_pending
 from config import BookingSettings
+from jobs import RetryLater
+from jobs._worker import RunJob
 from supervisors import LomashError, is_outage
 
 __all__ = ["LOST_WHILE_PENDING", "BookingReplayer"]

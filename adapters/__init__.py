@@ -4,7 +4,6 @@ Each is a ``typing.Protocol`` with a real implementation; vendor exceptions are
 translated into the project's error tree here and never leak further.
 """
 
-from adapters._alerts import DeadLetterAlerts
 from adapters._appointments import (
     book_batch,
     booked_between,
@@ -36,22 +35,6 @@ from adapters._holds import (
     release_pending,
     store_if_unchanged,
 )
-from adapters._jobs import (
-    AttemptRecord,
-    DeadJob,
-    FailOutcome,
-    Job,
-    JobQueue,
-    JobState,
-    Lease,
-    LeaseLost,
-    Payload,
-    QueuePolicy,
-    QueueStatistics,
-    RetryLater,
-)
-from adapters._jobs_memory import MemoryJobQueue
-from adapters._jobs_redis import RedisJobQueue
 from adapters._migrations import (
     MIGRATIONS_DIR,
     Migration,
@@ -63,7 +46,7 @@ from adapters._migrations import (
     migrate_up,
     migration_status,
 )
-from adapters._outbox import OutboxRelay, add_to_outbox, record_effect_once
+from adapters._outbox import Payload, add_many_to_outbox, add_to_outbox, record_effect_once
 from adapters._postgres import (
     Connection,
     Database,
@@ -81,7 +64,6 @@ __all__ = [
     "DEMO_SEED",
     "MIGRATIONS_DIR",
     "Appointment",
-    "AttemptRecord",
     "BatchOutcome",
     "Booked",
     "Cache",
@@ -90,42 +72,29 @@ __all__ = [
     "Connection",
     "Database",
     "DatabaseStatistics",
-    "DeadJob",
-    "DeadLetterAlerts",
-    "FailOutcome",
     "GateStatistics",
-    "Job",
-    "JobQueue",
-    "JobState",
     "KeyReplay",
-    "Lease",
-    "LeaseLost",
     "LimitReached",
     "LockReply",
     "LockRequest",
-    "MemoryJobQueue",
     "Migration",
     "MigrationError",
     "MigrationStatus",
     "NewBooking",
     "Operation",
-    "OutboxRelay",
     "Payload",
     "PolicyViolation",
     "PostgresDatabase",
     "PostgresShowrooms",
-    "QueuePolicy",
-    "QueueStatistics",
     "ReconnectGate",
     "RedisCache",
     "RedisClient",
-    "RedisJobQueue",
-    "RetryLater",
     "ScheduleRows",
     "Showroom",
     "ShowroomStore",
     "SlotTaken",
     "acquire_locks",
+    "add_many_to_outbox",
     "add_to_outbox",
     "book_batch",
     "booked_between",

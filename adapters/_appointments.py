@@ -41,8 +41,7 @@ from adapters._booking_records import (
     SlotTaken,
 )
 from adapters._customer_cap import within_the_cap
-from adapters._jobs import Payload
-from adapters._outbox import add_many_to_outbox
+from adapters._outbox import Payload, add_many_to_outbox
 from adapters._postgres import Connection, Operation
 
 __all__ = [

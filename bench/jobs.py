@@ -30,9 +30,9 @@ import structlog
 import trio
 import trio_asyncio
 
-from actors import JobWorker, RunJob
-from adapters import DeadLetterAlerts, RedisJobQueue, open_redis
+from adapters import open_redis
 from config import JobSettings, RedisSettings
+from jobs import DeadLetterAlerts, JobWorker, RedisJobQueue, RunJob
 from supervisors import ActorSpec, SupervisorSpec, TaskSpec, open_supervisor
 
 REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -19,8 +19,8 @@ import hmac
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from adapters import DeadJob, JobQueue
 from gateway._json import NO_STORE, json_response
+from jobs import DeadJob, JobQueue
 from supervisors import InvalidRequest, Unauthorized
 
 __all__ = ["register_admin_routes"]

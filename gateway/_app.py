@@ -29,12 +29,13 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
 from actors import CatalogueMessage, CatalogueReply, ListShowrooms
-from adapters import Cache, Database, JobQueue, Showroom
+from adapters import Cache, Database, Showroom
 from config import Settings
 from gateway._admin import register_admin_routes
 from gateway._appointments import register_appointment_routes
 from gateway._http_errors import error_response
 from gateway._json import json_response
+from jobs import JobQueue
 from supervisors import (
     ActorRef,
     InvalidRequest,

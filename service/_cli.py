@@ -30,7 +30,6 @@ import trio_asyncio
 
 from adapters import (
     MIGRATIONS_DIR,
-    RedisJobQueue,
     check_policy,
     load_seed,
     migrate_down,
@@ -40,6 +39,7 @@ from adapters import (
 )
 from config import ConfigError, DatabaseSettings, RedisSettings, Settings, environment_variables
 from devservers._embedded import EmbeddedError, embedded_postgres, embedded_redis
+from jobs import RedisJobQueue
 from service._logging import configure_logging
 from service._serve import serve
 from service._tree import Extension

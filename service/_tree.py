@@ -29,24 +29,15 @@ from actors import (
     Availability,
     BookingReader,
     BookingReplayer,
-    JobWorker,
-    QueueTrimmer,
     RosterSource,
-    RunJob,
-    Scheduler,
     SlotBooker,
     booker_mailbox,
     catalogue_spec,
-    spec_schedules,
 )
 from adapters import (
     Cache,
     Database,
-    DeadLetterAlerts,
-    JobQueue,
-    OutboxRelay,
     PostgresShowrooms,
-    RedisJobQueue,
     open_database,
     open_redis,
     trim_idempotency_keys,
@@ -54,6 +45,17 @@ from adapters import (
 from config import BreakerSettings, Settings
 from gateway import EdgeGuard, FastRoutes, HttpServer, Lifecycle, Services, create_app
 from gateway._fast import ASGIApp
+from jobs import (
+    DeadLetterAlerts,
+    JobQueue,
+    JobWorker,
+    OutboxRelay,
+    QueueTrimmer,
+    RedisJobQueue,
+    RunJob,
+    Scheduler,
+    spec_schedules,
+)
 from supervisors import (
     ActorRef,
     ActorSpec,

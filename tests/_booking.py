@@ -14,9 +14,10 @@ import httpx
 import trio
 
 from actors import LONDON
-from adapters import RedisJobQueue, load_seed, migrate_up, open_redis
+from adapters import load_seed, migrate_up, open_redis
 from config import BookingSettings, JobSettings, Settings
 from gateway._app import Lifecycle
+from jobs import RedisJobQueue
 from service._tree import build_tree
 from supervisors import open_supervisor
 from tests._service import service_settings
@@ -110,7 +111,8 @@ async def eventually(check: Any, *, within_s: float = BOUND_S, every_s: float = 
 
 async def announced(settings: Settings) -> list[tuple[str, dict[str, Any]]]:
     """The notification jobs waiting in the queue for the (future) notifier, once the
-    outbox relay has moved every committed one there: (kind, payload), oldest first."""
+    outbox relay has moved every committed one there: (kind, payload), oldest first.
+    Call it while the tree (and so its relay) runs."""
     assert settings.database.url is not None
     url = settings.database.url
 

@@ -9,9 +9,10 @@ from contextlib import asynccontextmanager
 from quart_trio import QuartTrio
 
 from actors import catalogue_spec
-from adapters import JobQueue, PostgresShowrooms, open_database, open_redis
+from adapters import PostgresShowrooms, open_database, open_redis
 from config import DatabaseSettings, HealthSettings, RedisSettings, Settings
 from gateway._app import Lifecycle, Services, create_app
+from jobs import JobQueue
 from service._tree import database_breaker
 from supervisors import SupervisorSpec, open_supervisor
 from tests._test_routes import register_test_routes

@@ -21,10 +21,10 @@ import trio
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from actors import RunJob
 from adapters import Connection, Database, record_effect_once
 from config import RuntimeSettings
 from gateway._json import json_response, read_json
+from jobs import RunJob
 from service import Extension
 from supervisors import ActorSpec, DependencyError, InvalidRequest
 

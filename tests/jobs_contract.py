@@ -24,7 +24,7 @@ from dataclasses import replace
 import pytest
 import trio
 
-from adapters._jobs import JobQueue, JobState, Lease, LeaseLost, QueuePolicy
+from jobs._queue import JobQueue, JobState, Lease, LeaseLost, QueuePolicy
 from supervisors import NotFound
 
 type QueueFactory = Callable[[QueuePolicy], AbstractAsyncContextManager[JobQueue]]

@@ -12,8 +12,9 @@ import sys
 import trio
 import trio_asyncio
 
-from adapters import JobQueue, JobState, MemoryJobQueue, QueuePolicy, RedisJobQueue, open_redis
-from config import RedisSettings, Settings
+from adapters import open_redis
+from config import QueuePolicy, RedisSettings, Settings
+from jobs import JobQueue, JobState, MemoryJobQueue, RedisJobQueue
 from tests._service import running_service, service_settings
 from tests.test_process import REPO
 

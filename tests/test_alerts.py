@@ -9,7 +9,7 @@ from functools import partial
 
 import trio
 
-from adapters import DeadLetterAlerts, Job
+from jobs import DeadLetterAlerts, Job
 
 BOUND_S = 10.0
 JOB = Job(id="j1", queue="notifications", kind="notify.email", payload={}, attempt=5, enqueued_at=0)

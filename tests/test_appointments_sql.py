@@ -13,20 +13,19 @@ import pytest
 import trio
 import trio_asyncio
 
-from actors import LONDON, BookingReplayer, RosterSource, RunJob
+from actors import LONDON, BookingReplayer, RosterSource
 from actors._bookings import pending_record
 from adapters import (
     Cache,
     Database,
-    Job,
     NewBooking,
-    RetryLater,
     open_database,
     open_redis,
     replay_pending,
     reschedule,
 )
 from config import BookingSettings, DatabaseSettings, RedisSettings
+from jobs import Job, RetryLater, RunJob
 from supervisors import DependencyError
 from tests._booking import next_weekday, prepare_database
 from tests._caches import BrokenCache

@@ -16,8 +16,9 @@ import redis
 import trio
 import trio_asyncio
 
-from adapters import RedisClient, RedisJobQueue, open_redis
+from adapters import RedisClient, open_redis
 from config import DatabaseSettings, Settings
+from jobs import RedisJobQueue
 from tests._booking import (
     announced,
     book,

@@ -108,9 +108,9 @@ async def test_concurrent_bookings_of_one_customer_stop_at_the_cap(settings: Set
                 async with trio.open_nursery() as nursery:
                     for start in _starts(20):
                         nursery.start_soon(one, start)
+            jobs = await announced(settings)  # while the relay runs
         booked = await fetch(url, "SELECT count(*) FROM appointments")
         keys = await fetch(url, "SELECT count(*) FROM idempotency_keys")
-        jobs = await announced(settings)
     assert sorted(statuses) == [201] * CAP + [409] * (20 - CAP)
     assert booked[0][0] == CAP
     assert keys[0][0] == CAP

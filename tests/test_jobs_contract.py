@@ -16,11 +16,11 @@ import pytest
 import trio
 import trio_asyncio
 
-from adapters._jobs import JobQueue, QueuePolicy
-from adapters._jobs_memory import MemoryJobQueue
-from adapters._jobs_redis import RedisJobQueue
 from adapters._redis import open_redis
 from config import RedisSettings
+from jobs._memory import MemoryJobQueue
+from jobs._queue import JobQueue, QueuePolicy
+from jobs._redis import RedisJobQueue
 from tests.jobs_contract import JobQueueContract, QueueFactory
 
 CLEANUP_S = 1.0

@@ -8,15 +8,9 @@ from typing import Any
 import trio
 import trio_asyncio
 
-from adapters import (
-    Connection,
-    RedisJobQueue,
-    add_to_outbox,
-    open_database,
-    open_redis,
-)
-from adapters._outbox import OutboxRelay
+from adapters import Connection, add_to_outbox, open_database, open_redis
 from config import DatabaseSettings, OutboxSettings, RedisSettings
+from jobs import OutboxRelay, RedisJobQueue
 from supervisors import SupervisorSpec, TaskSpec, open_supervisor
 from tests._proxy import open_proxy
 from tests.conftest import REDIS_PORT

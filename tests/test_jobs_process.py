@@ -11,8 +11,9 @@ import pytest
 import trio
 import trio_asyncio
 
-from adapters import JobState, RedisJobQueue, open_redis
+from adapters import open_redis
 from config import RedisSettings
+from jobs import JobState, RedisJobQueue
 from tests.test_process import BOUND_S, service
 
 QUEUE = "test-q"

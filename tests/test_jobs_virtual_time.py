@@ -14,8 +14,8 @@ import pytest
 import trio
 import trio.testing
 
-from adapters._jobs import JobState, Lease, QueuePolicy
-from adapters._jobs_memory import MemoryJobQueue
+from jobs._memory import MemoryJobQueue
+from jobs._queue import JobState, Lease, QueuePolicy
 
 BOUND_S = 30 * 24 * 3600.0  # virtual: no test here may run past this
 DEFAULT = QueuePolicy()

@@ -22,9 +22,10 @@ from adapters import (
     migrate_up,
     open_database,
 )
-from adapters._jobs import Payload
-from adapters._outbox import OutboxRelay, add_to_outbox, record_effect_once
+from adapters._outbox import add_to_outbox, record_effect_once
 from config import DatabaseSettings, OutboxSettings
+from jobs import OutboxRelay
+from jobs._queue import Payload
 from supervisors import Conflict, ConnectionLost, Misuse
 from tests._proxy import Proxy, open_proxy
 from tests.conftest import port_of

@@ -12,14 +12,9 @@ import pytest
 import trio
 import trio.testing
 
-from actors._scheduler import (
-    MissedTicks,
-    Schedule,
-    Scheduler,
-    spec_schedules,
-)
 from adapters import Payload
 from config import SchedulerSettings
+from jobs._scheduler import MissedTicks, Schedule, Scheduler, spec_schedules
 from supervisors import ConnectionLost
 
 RECONCILE, RETRY_FAILED = spec_schedules()

@@ -10,16 +10,8 @@ import trio
 import trio.testing
 from structlog.testing import capture_logs
 
-from actors import JobWorker, RunJob
-from adapters import (
-    DeadLetterAlerts,
-    JobQueue,
-    JobState,
-    MemoryJobQueue,
-    QueuePolicy,
-    RetryLater,
-)
-from config import JobSettings
+from config import JobSettings, QueuePolicy
+from jobs import DeadLetterAlerts, JobQueue, JobState, JobWorker, MemoryJobQueue, RetryLater, RunJob
 from supervisors import (
     ActorRef,
     ActorSpec,

@@ -9,7 +9,7 @@ from typing import Any
 import structlog
 import trio
 
-from adapters import JobQueue
+from jobs._queue import JobQueue
 from supervisors import LomashError
 
 __all__ = ["QueueTrimmer"]

@@ -33,11 +33,11 @@ Semantics (defaults from the spec's BullMQ settings, per queue in ``QueuePolicy`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Protocol
 
+from adapters import Payload
 from config import QueuePolicy
 from supervisors import LomashError
 
@@ -55,8 +55,6 @@ __all__ = [
     "QueueStatistics",
     "RetryLater",
 ]
-
-type Payload = Mapping[str, Any]  # JSON-serialisable
 
 
 class RetryLater(LomashError):

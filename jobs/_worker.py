@@ -28,9 +28,9 @@ from typing import Any
 import structlog
 import trio
 
-from adapters import DeadLetterAlerts, JobQueue, Lease, LeaseLost, RetryLater
-from adapters._jobs import Job
 from config import JobSettings
+from jobs._alerts import DeadLetterAlerts
+from jobs._queue import Job, JobQueue, Lease, LeaseLost, RetryLater
 from supervisors import ActorCrashed, ActorRef, LomashError
 
 __all__ = ["JobWorker", "RunJob", "WorkerStatistics"]

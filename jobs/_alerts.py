@@ -10,7 +10,7 @@ import httpx
 import structlog
 import trio
 
-from adapters._jobs import Job
+from jobs._queue import Job
 
 __all__ = ["DeadLetterAlerts"]
 

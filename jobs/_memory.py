@@ -26,7 +26,7 @@ from types import MappingProxyType
 import msgspec
 import trio
 
-from adapters._jobs import (
+from jobs._queue import (
     AttemptRecord,
     DeadJob,
     FailOutcome,

@@ -51,8 +51,8 @@ import structlog
 import trio
 
 from adapters import Payload
-from adapters._cron import CronSchedule
 from config import SchedulerSettings
+from jobs._cron import CronSchedule
 from supervisors import DependencyError, Unavailable
 
 __all__ = [
@@ -79,7 +79,7 @@ class MissedTicks(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Schedule:
-    """A job to enqueue at every tick of a cron expression (see ``adapters._cron``)."""
+    """A job to enqueue at every tick of a cron expression (see ``jobs._cron``)."""
 
     name: str  # unique among a scheduler's schedules: part of every job id
     cron: str  # five fields, read in ``timezone``

@@ -57,7 +57,8 @@ import msgspec
 import trio
 from redis.commands.core import AsyncScript
 
-from adapters._jobs import (
+from adapters import Cache, RedisClient
+from jobs._queue import (
     AttemptRecord,
     DeadJob,
     FailOutcome,
@@ -69,7 +70,6 @@ from adapters._jobs import (
     QueuePolicy,
     QueueStatistics,
 )
-from adapters._redis import Cache, Client
 from supervisors import NotFound
 
 __all__ = ["RedisJobQueue"]
@@ -105,9 +105,9 @@ def _lua(name: str) -> str:
     return (_LUA / f"{name}.lua").read_text(encoding="utf-8")
 
 
-# The scripts live in adapters/lua/jobs/, one per operation (each file says its ARGV);
+# The scripts live in jobs/lua/, one per operation (each file says its ARGV);
 # every one runs with prelude.lua in front of it.
-_LUA = files("adapters") / "lua" / "jobs"
+_LUA = files("jobs") / "lua"
 _PRELUDE = _lua("prelude")
 _SOURCES = {
     name: _lua(name)
@@ -183,7 +183,7 @@ class RedisJobQueue:
             self._cache.key(self._prefix, queue, "job", ""),
         )
 
-    def _scripts(self, client: Client) -> _Scripts:
+    def _scripts(self, client: RedisClient) -> _Scripts:
         if self._registered is None:
             scripts = {n: client.register_script(_PRELUDE + s) for n, s in _SOURCES.items()}
             self._registered = _Scripts(**scripts)
@@ -192,7 +192,7 @@ class RedisJobQueue:
     async def _run(self, script: str, keys: Sequence[str], *args: str | int | bytes) -> Any:
         """One script call, in one bridge hop."""
 
-        async def operation(client: Client) -> Any:
+        async def operation(client: RedisClient) -> Any:
             call: AsyncScript = getattr(self._scripts(client), script)
             return await call(keys=list(keys), args=list(args), client=client)
 
@@ -241,7 +241,7 @@ class RedisJobQueue:
         tokens: list[str],
         block_ms: int,
         after: str,
-        client: Client,
+        client: RedisClient,
     ) -> _Round:
         """Runs on the asyncio side: wait for a new entry (if asked), then lease."""
         if block_ms > 0:
@@ -341,7 +341,7 @@ class RedisJobQueue:
     async def dead_job(self, queue: str, job_id: str) -> DeadJob:
         key = self._keys(queue).job(job_id)[-1]
 
-        async def operation(client: Client) -> dict[str, str]:
+        async def operation(client: RedisClient) -> dict[str, str]:
             fields = await client.hgetall(key)
             return {_text(k): _text(v) for k, v in fields.items()}
 
@@ -389,7 +389,7 @@ class RedisJobQueue:
     async def state(self, queue: str, job_id: str) -> JobState | None:
         key = self._keys(queue).job(job_id)[-1]
 
-        async def operation(client: Client) -> bytes | str | None:
+        async def operation(client: RedisClient) -> bytes | str | None:
             state: bytes | str | None = await client.hget(key, "state")
             return state
 

@@ -3,7 +3,7 @@ and the handlers of their jobs (the job machinery itself is in ``jobs/``)."""
 
 from actors._availability import Availability, FindSlots
 from actors._booker import SlotBooker, booker_mailbox
-from actors._bookings import (
+from actors._booking_messages import (
     BOOKINGS_QUEUE,
     REPLAY_KIND,
     Book,
@@ -13,8 +13,8 @@ from actors._bookings import (
     Customer,
     Lookup,
     Reschedule,
-    appointment_view,
 )
+from actors._booking_views import appointment_view
 from actors._calendar import LONDON, AppointmentType, Category, Roster, Slot, local_iso
 from actors._catalogue import (
     Catalogue,

@@ -19,10 +19,10 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import structlog
 
-from actors._bookings import availability_generation, check_showroom, within_horizon
+from actors._booking_rules import check_showroom, within_horizon
 from actors._calendar import LONDON, AppointmentType, Category, Roster, Slot, days
 from actors._roster import RosterSource
-from adapters import Cache, Database, booked_between, cached_values, store_if_unchanged
+from adapters import AvailabilityCopy, AvailabilityDay, BookingCache, BookingStore, SlotRef
 from config import BookingSettings
 from supervisors import ConnectionLost, Idempotent, LomashError, OperationTimeout
 
@@ -48,14 +48,14 @@ type _DaySlots = list[tuple[int, str]]  # (UTC epoch seconds, consultant id)
 class Availability:
     def __init__(
         self,
-        database: Database,
-        cache: Cache,
+        store: BookingStore,
+        cache: BookingCache,
         roster: RosterSource,
         settings: BookingSettings,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._database = database
+        self._store = store
         self._cache = cache
         self._roster = roster
         self._settings = settings
@@ -67,16 +67,15 @@ class Availability:
         check_showroom(roster, message.showroom_id)
         wanted = list(days(message.first_day, message.last_day))
         showroom = message.showroom_id if message.kind is AppointmentType.SHOWROOM else None
-        fresh_keys = [self._key("avail", message.kind, showroom, d) for d in wanted]
-        generations = [availability_generation(self._cache, d) for d in wanted]
-        read = await self._read(fresh_keys + generations)
-        cached, seen = read[: len(wanted)], read[len(wanted) :]
+        cached, seen = await self._read(
+            [AvailabilityDay(message.kind, showroom, d) for d in wanted]
+        )
         missing = [d for d, value in zip(wanted, cached, strict=True) if value is None]
         by_day = {d: _decode(v) for d, v in zip(wanted, cached, strict=True) if v is not None}
         if missing:
             # The generation of each day as it was before Postgres is read: a list
             # computed from an older state is not cached after a newer change.
-            seen_at = {d: (g or b"0").decode() for d, g in zip(wanted, seen, strict=True)}
+            seen_at = dict(zip(wanted, seen, strict=True))
             try:
                 by_day.update(await self._compute(roster, message.kind, showroom, missing, seen_at))
             except (ConnectionLost, OperationTimeout) as down:
@@ -96,15 +95,13 @@ class Availability:
             and _fits(roster, s, message.category)
         ]
 
-    def _key(self, name: str, kind: AppointmentType, showroom: str | None, day: date) -> str:
-        return self._cache.key(name, kind, showroom or "-", day.isoformat())
-
-    async def _read(self, keys: list[str]) -> list[bytes | None]:
+    async def _read(self, days: list[AvailabilityDay]) -> tuple[list[str | None], list[str]]:
+        """The fresh copies and generations; without the cache, none and '0'."""
         try:
-            return await self._cache.run(cached_values(keys))
+            return await self._cache.read_availability(days)
         except LomashError as error:
             log.info("availability_cache_unavailable", error=error.message)
-            return [None] * len(keys)
+            return [None] * len(days), ["0"] * len(days)
 
     async def _compute(
         self,
@@ -116,24 +113,25 @@ class Availability:
     ) -> dict[date, _DaySlots]:
         first = _local_midnight(missing[0])
         last = _local_midnight(missing[-1] + timedelta(days=1))
-        booked = await self._database.run(booked_between(first, last), readonly=True)
+        booked = await self._store.booked_between(first, last)
         booked_utc = {(c, s.astimezone(UTC)) for c, s in booked}
         computed: dict[date, _DaySlots] = {}
         for day in missing:
             # Past slots are dropped when served, so a cached day stays right all day.
             free = roster.free_slots(kind, showroom, None, day, day, booked=booked_utc, now=_EPOCH)
             computed[day] = [(int(s.start.timestamp()), s.consultant_id) for s in free]
-        items: list[tuple[str, str, float, str, str]] = []
-        fresh_s = self._settings.availability_fresh_s
-        stale_s = self._settings.availability_stale_s
-        for day, slots in computed.items():
-            text = json.dumps(slots)
-            generation = availability_generation(self._cache, day)
-            for name, ttl_s in (("avail", fresh_s), ("avail-stale", stale_s)):
-                key = self._key(name, kind, showroom, day)
-                items.append((key, text, ttl_s, generation, seen_at[day]))
+        copies = [
+            AvailabilityCopy(
+                AvailabilityDay(kind, showroom, day),
+                json.dumps(slots),
+                fresh_s=self._settings.availability_fresh_s,
+                stale_s=self._settings.availability_stale_s,
+                seen=seen_at[day],
+            )
+            for day, slots in computed.items()
+        ]
         try:
-            await self._cache.run(store_if_unchanged(items))
+            await self._cache.keep_availability(copies)
         except LomashError as error:
             log.info("availability_not_cached", error=error.message)
         return computed
@@ -143,8 +141,8 @@ class Availability:
     ) -> dict[date, _DaySlots]:
         """Postgres is down: the stale copies, minus slots held in Redis."""
         try:
-            stale = await self._cache.run(
-                cached_values([self._key("avail-stale", kind, showroom, d) for d in missing])
+            stale = await self._cache.stale_availability(
+                [AvailabilityDay(kind, showroom, d) for d in missing]
             )
         except LomashError:
             raise down from None
@@ -152,20 +150,20 @@ class Availability:
             raise down
         by_day = {d: _decode(v) for d, v in zip(missing, stale, strict=True) if v is not None}
         everything = [(d, slot) for d in missing for slot in by_day[d]]
-        locks = [self._cache.key("slot", c, str(epoch)) for _, (epoch, c) in everything]
+        slots = [SlotRef(c, datetime.fromtimestamp(epoch, UTC)) for _, (epoch, c) in everything]
         try:
-            held = await self._cache.run(cached_values(locks))
+            held = await self._cache.held(slots)
         except LomashError:
             raise down from None
         served: dict[date, _DaySlots] = {d: [] for d in missing}
-        for (day, slot), lock in zip(everything, held, strict=True):
-            if lock is None:
+        for (day, slot), taken in zip(everything, held, strict=True):
+            if not taken:
                 served[day].append(slot)
         log.info("availability_served_stale", days=len(missing), error=down.message)
         return served
 
 
-def _decode(value: bytes) -> _DaySlots:
+def _decode(value: str) -> _DaySlots:
     return [(int(epoch), str(consultant)) for epoch, consultant in json.loads(value)]
 
 

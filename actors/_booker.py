@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -44,11 +43,10 @@ from typing import Any
 import structlog
 import trio
 
-from actors._bookings import (
+from actors._booking_effects import apply_changes, availability_changed, notice
+from actors._booking_messages import (
     BOOKINGS_QUEUE,
     REPLAY_KIND,
-    SLOT_TAKEN,
-    TOKEN_MARKER,
     Book,
     BookerMessage,
     BookingRequest,
@@ -56,23 +54,18 @@ from actors._bookings import (
     Cancel,
     Customer,
     Reschedule,
-    apply_changes,
-    availability_changed,
+)
+from actors._booking_rules import (
+    SLOT_TAKEN,
     check_start,
     conflict,
-    hash_token,
     interrupted,
     key_reused,
-    lock_key,
-    manage_token,
     new_reference,
-    pending_record,
-    reveal,
     slot_candidates,
     to_json,
-    token_key,
-    with_candidates,
 )
+from actors._booking_views import pending_record, with_candidates
 from actors._calendar import (
     SLOT,
     AppointmentType,
@@ -82,24 +75,22 @@ from actors._calendar import (
 )
 from actors._reader import find_booking
 from actors._roster import RosterSource
+from actors._tokens import TOKEN_MARKER, hash_token, manage_token, reveal, token_key
 from adapters import (
     Appointment,
     BatchOutcome,
     Booked,
-    Cache,
+    BookingCache,
+    BookingStore,
     CacheChanges,
-    Database,
     KeyReplay,
     LimitReached,
     LockReply,
     LockRequest,
     NewBooking,
+    OutboxJob,
+    SlotRef,
     SlotTaken,
-    acquire_locks,
-    book_batch,
-    cancel,
-    hold_pending,
-    reschedule,
 )
 from config import BookingSettings, MailboxSettings, RuntimeSettings
 from jobs import JobQueue
@@ -126,7 +117,7 @@ class _Item:
     done: trio.Event = field(default_factory=trio.Event)
     reply: BookReply | None = None
     error: LomashError | None = None
-    lock: str | None = None  # the slot lock this booking holds
+    lock: SlotRef | None = None  # the slot lock this booking holds
 
     @property
     def consultant(self) -> str | None:
@@ -158,15 +149,15 @@ class SlotBooker:
 
     def __init__(
         self,
-        database: Database,
-        cache: Cache,
+        store: BookingStore,
+        cache: BookingCache,
         jobs: JobQueue,
         roster: RosterSource,
         settings: BookingSettings,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._database = database
+        self._store = store
         self._cache = cache
         self._jobs = jobs
         self._roster = roster
@@ -324,7 +315,7 @@ class SlotBooker:
             if isinstance(outcome, Booked):
                 consultant = roster.consultant(outcome.consultant_id)
                 if consultant is not None:
-                    availability_changed(changes, self._cache, consultant, item.booking.start)
+                    availability_changed(changes, consultant, item.booking.start)
             if isinstance(reply, BookReply):
                 # Redis learns every answer: a retry whose slot lock someone else
                 # holds must still get this answer, not a 409.
@@ -342,20 +333,17 @@ class SlotBooker:
     async def _lock_slots(self, batch: list[_Item]) -> list[_Item]:
         """Take each booking's slot lock; answer the replays and the fast refusals.
         The bookings still to write, with their candidates in lock-first order."""
-        cache = self._cache
         requests = [
             LockRequest(
-                idempotency_key=cache.key("idem", item.booking.idempotency_key),
-                value=item.booking.idempotency_key,
-                locks=tuple(
-                    lock_key(cache, c, item.booking.start) for c in item.booking.candidates
-                ),
+                answer_key=item.booking.idempotency_key,
+                holder=item.booking.idempotency_key,
+                slots=tuple(SlotRef(c, item.booking.start) for c in item.booking.candidates),
             )
             for item in batch
         ]
         replies: Sequence[LockReply | None]
         try:
-            replies = await cache.run(acquire_locks(requests, self._settings.lock_s))
+            replies = await self._cache.take_locks(requests, self._settings.lock_s)
         except LomashError as error:
             log.info("slot_locks_unavailable", error=error.message)
             replies = [None] * len(batch)
@@ -378,7 +366,7 @@ class SlotBooker:
                 chosen = candidates[reply.locked]
                 others = tuple(candidates[j] for j in reply.free)
                 item.booking = with_candidates(item.booking, (chosen, *others))
-                item.lock = request.locks[reply.locked]
+                item.lock = request.slots[reply.locked]
                 ready.append(item)
         return ready
 
@@ -389,14 +377,14 @@ class SlotBooker:
             reply = self._render(by_id[booking.id], outcome)
             return reply.status, reply.body
 
-        operation = book_batch(
-            [item.booking for item in ready],
-            render,
-            max_active_per_customer=self._settings.max_active_per_customer,
-        )
+        def confirmed(booking: NewBooking) -> OutboxJob:
+            return notice("appointment.confirmed", booking.id)
+
+        batch = [item.booking for item in ready]
+        cap = self._settings.max_active_per_customer
         for attempt in range(_CONTENTION_RETRIES + self._settings.write_retries + 1):
             try:
-                return await self._database.run(operation)
+                return await self._store.book(batch, render, confirmed, max_active_per_customer=cap)
             except Contention:
                 if attempt >= _CONTENTION_RETRIES:
                     raise
@@ -452,7 +440,7 @@ class SlotBooker:
                 continue
             consultant = roster.consultant(item.consultant)
             if consultant is not None and reply.status == 202:
-                availability_changed(changes, self._cache, consultant, item.booking.start)
+                availability_changed(changes, consultant, item.booking.start)
             item.reply = reply
         # Availability is served from the stale copy minus held slots from now on.
         await self._apply(changes)
@@ -460,7 +448,7 @@ class SlotBooker:
             if item.reply is not None:
                 item.finish(item.reply)
 
-    async def _hold(self, item: _Item, lock: str, consultant_id: str) -> BookReply:
+    async def _hold(self, item: _Item, lock: SlotRef, consultant_id: str) -> BookReply:
         b = item.booking
         body = self._booking_body(item, consultant_id, "PENDING")
         body["message"] = "accepted: it will be confirmed by email shortly"
@@ -469,27 +457,23 @@ class SlotBooker:
         stored = json.dumps(
             {"request_hash": b.request_hash.hex(), "status": reply.status, "body": reply.body}
         )
-        pending_key = self._cache.key("pending", b.id)
         # The replay job first: a hold without its job would never be written; a job
         # without its hold (the hold failed: the caller hears 503 or 409) is skipped.
         payload = {
             **record,
             "response_status": reply.status,
             "response": reply.body,
-            "accepted_at": time.time(),
+            "accepted_at": self._clock().timestamp(),
         }
         await self._jobs.enqueue(BOOKINGS_QUEUE, REPLAY_KIND, payload, job_id=b.id)
-        held = await self._cache.run(
-            hold_pending(
-                lock,
-                b.idempotency_key,
-                self._cache.key("idem", b.idempotency_key),
-                pending_key,
-                response=stored,
-                booking=json.dumps(record),
-                hold_s=self._settings.pending_hold_s,
-                keep_s=self._settings.idempotency_keep_s,
-            )
+        held = await self._cache.hold_pending(
+            lock,
+            b.idempotency_key,
+            booking_id=b.id,
+            answer=stored,
+            record=record,
+            hold_s=self._settings.pending_hold_s,
+            keep_s=self._settings.idempotency_keep_s,
         )
         if not held:
             return SLOT_TAKEN
@@ -506,14 +490,14 @@ class SlotBooker:
             "status": reply.status,
             "body": reply.body,
         }
-        return self._cache.key("idem", item.booking.idempotency_key), json.dumps(answer)
+        return item.booking.idempotency_key, json.dumps(answer)
 
     async def _apply(self, changes: CacheChanges) -> None:
         """Apply cache changes, best effort: a missed one expires by TTL."""
         if not changes:
             return
         try:
-            await self._cache.run(apply_changes(changes, self._settings))
+            await apply_changes(self._cache, changes, self._settings)
         except LomashError as error:
             # Best effort either way (the booking is written); a failure that is no
             # outage is a bug and says so.
@@ -524,13 +508,14 @@ class SlotBooker:
 
     async def _cancel(self, message: Cancel) -> Appointment:
         current = await find_booking(
-            self._database, self._cache, message.appointment_id, message.token
+            self._store, self._cache, message.appointment_id, message.token
         )
         if current.status == "PENDING" and current.status_reason is None:
             raise conflict("booking_pending", "this booking is being confirmed: try again shortly")
         if current.status in ("COMPLETED", "NO_SHOW"):
             raise conflict("not_cancellable", f"a {current.status} appointment cannot be cancelled")
-        after = await self._database.run(cancel(current.id, message.reason))
+        cancelled = notice("appointment.cancelled", current.id, reason=message.reason)
+        after = await self._store.cancel(current.id, message.reason, cancelled)
         assert after is not None
         if current.status != "CANCELLED":
             roster = await self._roster.current()
@@ -539,7 +524,7 @@ class SlotBooker:
 
     async def _reschedule(self, message: Reschedule) -> Appointment:
         current = await find_booking(
-            self._database, self._cache, message.appointment_id, message.token
+            self._store, self._cache, message.appointment_id, message.token
         )
         if current.status not in ("CONFIRMED", "RESCHEDULED"):
             raise conflict(
@@ -561,7 +546,11 @@ class SlotBooker:
             candidates.remove(current.consultant_id)
             candidates.insert(0, current.consultant_id)
         candidates, lock = await self._lock_for_move(current.id, candidates, start)
-        moved = await self._database.run(reschedule(current.id, candidates, start, start + SLOT))
+        # Each move is news: its own job id (A -> B -> A -> B notifies thrice).
+        moved_notice = notice("appointment.rescheduled", current.id, version=uuid.uuid4().hex)
+        moved = await self._store.reschedule(
+            current.id, candidates, start, start + SLOT, moved_notice
+        )
         if moved is None or isinstance(moved, SlotTaken):
             if lock is not None:
                 await self._apply(CacheChanges(releases=[lock]))
@@ -573,34 +562,34 @@ class SlotBooker:
         changes = self._slot_freed(roster, current.consultant_id, current.start)
         consultant = roster.consultant(moved.consultant_id)
         if consultant is not None:
-            availability_changed(changes, self._cache, consultant, start)
+            availability_changed(changes, consultant, start)
         await self._apply(changes)
         return moved
 
     async def _lock_for_move(
         self, appointment_id: str, candidates: list[str], start: datetime
-    ) -> tuple[list[str], tuple[str, str] | None]:
+    ) -> tuple[list[str], tuple[SlotRef, str] | None]:
         """A reschedule respects the slot locks and holds bookings respect: the
         candidates in lock-first order and the lock taken; 409 if all are held."""
         value = f"reschedule:{appointment_id}"
-        locks = tuple(lock_key(self._cache, c, start) for c in candidates)
-        request = LockRequest(idempotency_key="", value=value, locks=locks)
+        slots = tuple(SlotRef(c, start) for c in candidates)
+        request = LockRequest(answer_key=None, holder=value, slots=slots)
         try:
-            [reply] = await self._cache.run(acquire_locks([request], self._settings.lock_s))
+            [reply] = await self._cache.take_locks([request], self._settings.lock_s)
         except LomashError:  # no Redis: the constraint alone decides
             return candidates, None
         if reply.locked is None:
             raise conflict("slot_taken", "that slot has just been taken")
         chosen = [candidates[reply.locked], *(candidates[j] for j in reply.free)]
-        return chosen, (locks[reply.locked], value)
+        return chosen, (slots[reply.locked], value)
 
     def _slot_freed(self, roster: Roster, consultant_id: str, start: datetime) -> CacheChanges:
         """The lock of a slot given up goes (anyone may book it now), and its day's
         availability is stale."""
-        changes = CacheChanges(deletes=[lock_key(self._cache, consultant_id, start)])
+        changes = CacheChanges(frees=[SlotRef(consultant_id, start)])
         consultant = roster.consultant(consultant_id)
         if consultant is not None:
-            availability_changed(changes, self._cache, consultant, start)
+            availability_changed(changes, consultant, start)
         return changes
 
 

@@ -13,11 +13,10 @@ both are 404, or both 503 while a store that might hold the booking cannot be re
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-from actors._bookings import Lookup, booking_from_record, check_token
-from adapters import Appointment, Cache, Database, RedisClient, fetch_appointment
+from actors._booking_messages import Lookup
+from actors._booking_views import booking_from_record
+from actors._tokens import check_token
+from adapters import Appointment, BookingCache, BookingStore
 from supervisors import (
     ConnectionLost,
     LomashError,
@@ -31,18 +30,16 @@ __all__ = ["BookingReader", "find_booking"]
 
 
 class BookingReader:
-    def __init__(self, database: Database, cache: Cache) -> None:
-        self._database = database
+    def __init__(self, store: BookingStore, cache: BookingCache) -> None:
+        self._store = store
         self._cache = cache
 
     async def handle(self, message: Lookup) -> Appointment:
-        return await find_booking(
-            self._database, self._cache, message.appointment_id, message.token
-        )
+        return await find_booking(self._store, self._cache, message.appointment_id, message.token)
 
 
 async def find_booking(
-    database: Database, cache: Cache, appointment_id: str, token: str
+    store: BookingStore, cache: BookingCache, appointment_id: str, token: str
 ) -> Appointment:
     """The appointment if ``token`` is its manage token, from Postgres or, while it is
     pending, from Redis; else ``NotFound`` (or the outage that may have hidden it).
@@ -60,8 +57,7 @@ async def find_booking(
         unread = error
     found: Appointment | None = None
     try:
-        # Not from the replica (a booking just made may not be there yet).
-        found = await database.run(fetch_appointment(appointment_id), idempotent=True)
+        found = await store.fetch(appointment_id)
     except (ConnectionLost, OperationTimeout, ServiceUnavailable) as error:
         unread = error  # Postgres's outage is the one to report
     for candidate in (found, pending):
@@ -72,14 +68,8 @@ async def find_booking(
     raise NotFound("no such appointment")
 
 
-async def _pending(cache: Cache, appointment_id: str) -> Appointment | None:
-    key = cache.key("pending", appointment_id)
-
-    async def get(client: RedisClient) -> Any:
-        return await client.get(key)
-
-    raw = await cache.run(get)
-    if raw is None:
+async def _pending(cache: BookingCache, appointment_id: str) -> Appointment | None:
+    record = await cache.pending(appointment_id)
+    if record is None:
         return None
-    record = json.loads(raw)
     return booking_from_record(record).as_appointment(record["consultant_id"], "PENDING")

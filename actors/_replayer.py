@@ -1,9 +1,9 @@
 """The BookingReplayer: writes the bookings accepted (202 PENDING) while Postgres was down.
 
 It handles the ``booking.replay`` jobs the SlotBooker queued. A replay writes the
-booking CONFIRMED if its slot is still free, else CANCELLED with the reason
-``slot_taken_while_pending``; either way a notification job goes to the outbox in
-the same transaction, so the customer is told. Then the Redis hold is dropped.
+booking CONFIRMED if its slot is still free, else (this actor's decision) CANCELLED
+with the reason ``slot_taken_while_pending``; either way a notification job goes to
+the outbox with the write, so the customer is told. Then the cache's hold is dropped.
 
 - **Postgres still down**: the answer is ``RetryLater`` (every ``replay_retry_s``),
   which the job worker does not count as an attempt: an outage of any length never
@@ -22,21 +22,26 @@ open it and turn away the very bookings Redis can still hold.
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 import structlog
 
-from actors._bookings import (
-    apply_changes,
-    availability_changed,
-    booking_from_record,
-    lock_key,
-)
+from actors._booking_effects import apply_changes, availability_changed, notice
+from actors._booking_views import booking_from_record
 from actors._roster import RosterSource
-from adapters import Cache, CacheChanges, Database, RedisClient, release_pending, replay_pending
+from adapters import (
+    Booked,
+    BookingCache,
+    BookingStore,
+    CacheChanges,
+    NewBooking,
+    Payload,
+    SlotRef,
+    SlotTaken,
+)
 from config import BookingSettings
-from jobs import RetryLater
-from jobs._worker import RunJob
+from jobs import RetryLater, RunJob
 from supervisors import LomashError, is_outage
 
 __all__ = ["LOST_WHILE_PENDING", "BookingReplayer"]
@@ -49,9 +54,16 @@ SKIPPED = "SKIPPED"
 
 class BookingReplayer:
     def __init__(
-        self, database: Database, cache: Cache, roster: RosterSource, settings: BookingSettings
+        self,
+        store: BookingStore,
+        cache: BookingCache,
+        roster: RosterSource,
+        settings: BookingSettings,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._database = database
+        self._clock = clock
+        self._store = store
         self._cache = cache
         self._roster = roster
         self._settings = settings
@@ -62,9 +74,8 @@ class BookingReplayer:
         booking = booking_from_record(payload)
         consultant_id = payload["consultant_id"]
         cache = self._cache
-        pending = cache.key("pending", booking.id)
-        if not await self._held(pending):
-            age_s = time.time() - float(payload["accepted_at"])
+        if not await self._held(booking.id):
+            age_s = self._clock().timestamp() - float(payload["accepted_at"])
             if age_s < self._settings.flush_timeout_s:
                 # The hold comes right after the job: it may still be on its way.
                 raise RetryLater("hold not settled yet", after_s=self._settings.replay_retry_s)
@@ -72,15 +83,7 @@ class BookingReplayer:
                 log.info("booking_replay_skipped", appointment_id=booking.id, age_s=age_s)
                 return SKIPPED
         try:
-            status = await self._database.run(
-                replay_pending(
-                    booking,
-                    consultant_id,
-                    payload["response_status"],
-                    payload["response"],
-                    LOST_WHILE_PENDING,
-                )
-            )
+            status = await self._write(booking, consultant_id, payload)
         except LomashError as down:
             if not is_outage(down):
                 raise  # a database bug is a failed attempt (then the DLQ), not a wait
@@ -89,25 +92,39 @@ class BookingReplayer:
         try:
             # The database is the truth now: drop the hold and the pending record
             # (the stored answer stays: a retry must still find it first).
-            lock = lock_key(cache, consultant_id, booking.start)
-            await cache.run(release_pending(lock, booking.idempotency_key, pending))
+            slot = SlotRef(consultant_id, booking.start)
+            await cache.release_pending(slot, booking.idempotency_key, booking.id)
             consultant = (await self._roster.current()).consultant(consultant_id)
             if consultant is not None:
                 changes = CacheChanges()
-                availability_changed(changes, cache, consultant, booking.start)
-                await cache.run(apply_changes(changes, self._settings))
+                availability_changed(changes, consultant, booking.start)
+                await apply_changes(cache, changes, self._settings)
         except LomashError as error:
             if not is_outage(error):
                 raise  # a bug: the job fails and is retried, then dead-lettered
             log.info("pending_hold_left_to_expire", error=error.message)
         return status
 
-    async def _held(self, pending: str) -> bool:
-        async def exists(client: RedisClient) -> bool:
-            return bool(await client.exists(pending))
+    async def _write(self, booking: NewBooking, consultant_id: str, payload: Payload) -> str:
+        """CONFIRMED if the slot is still free; else the customer loses it: CANCELLED
+        with ``LOST_WHILE_PENDING``, and told so. Either way, notified once."""
+        written = await self._store.write_replayed(
+            booking,
+            consultant_id,
+            payload["response_status"],
+            payload["response"],
+            notice("appointment.confirmed", booking.id),
+        )
+        if isinstance(written, Booked):
+            return "CONFIRMED"
+        if isinstance(written, SlotTaken):
+            lost = notice("appointment.cancelled", booking.id, reason=LOST_WHILE_PENDING)
+            return await self._store.record_lost(booking, consultant_id, LOST_WHILE_PENDING, lost)
+        return written
 
+    async def _held(self, booking_id: str) -> bool:
         try:
-            return await self._cache.run(exists)
+            return await self._cache.pending(booking_id) is not None
         except LomashError as error:
             if not is_outage(error):
                 raise  # not an outage: counted as a failed attempt, never waited out

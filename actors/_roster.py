@@ -16,7 +16,7 @@ import structlog
 import trio
 
 from actors._calendar import Consultant, Roster
-from adapters import Cache, Database, RedisClient, ScheduleRows, load_schedule_rows
+from adapters import BookingCache, BookingStore, ScheduleRows
 from supervisors import LomashError
 
 __all__ = ["RosterSource", "roster_from_rows"]
@@ -56,7 +56,7 @@ def _encode(rows: ScheduleRows) -> str:
     )
 
 
-def _decode(text: bytes) -> ScheduleRows:
+def _decode(text: str) -> ScheduleRows:
     raw = json.loads(text)
     return ScheduleRows(
         showrooms=raw["showrooms"],
@@ -66,20 +66,15 @@ def _decode(text: bytes) -> ScheduleRows:
     )
 
 
-async def _get(client: RedisClient, key: str) -> bytes | None:
-    value = await client.get(key)
-    return value.encode() if isinstance(value, str) else value
-
-
 class RosterSource:
     def __init__(
         self,
-        database: Callable[[], Database],
-        cache: Callable[[], Cache],
+        store: Callable[[], BookingStore],
+        cache: Callable[[], BookingCache],
         *,
         refresh_s: float,
     ) -> None:
-        self._database = database
+        self._store = store
         self._cache = cache
         self._refresh_s = refresh_s
         self._schedule: Roster | None = None
@@ -104,27 +99,21 @@ class RosterSource:
 
     async def _reload(self) -> None:
         cache = self._cache()
-        key = cache.key("schedule")
         try:
-            rows = await self._database().run(load_schedule_rows(), readonly=True)
+            rows = await self._store().schedule_rows()
         except LomashError as error:
             if self._schedule is not None:
                 log.warning("schedule_reload_failed_using_last", error=error.message)
                 self._loaded_at = trio.current_time()  # look again after refresh_s
                 return
-            copy = await cache.run(lambda client: _get(client, key))
+            copy = await cache.schedule_copy()
             if copy is None:
                 raise
             rows = _decode(copy)
             log.warning("schedule_from_redis_copy", error=error.message)
         else:
-            text = _encode(rows)
-
-            async def store(client: RedisClient) -> None:
-                await client.set(key, text)
-
             try:
-                await cache.run(store)
+                await cache.keep_schedule_copy(_encode(rows))
             except LomashError as error:
                 log.info("schedule_copy_not_stored", error=error.message)
         self._schedule = roster_from_rows(rows)

@@ -4,16 +4,17 @@ Each is a ``typing.Protocol`` with a real implementation; vendor exceptions are
 translated into the project's error tree here and never leak further.
 """
 
-from adapters._appointments import (
-    book_batch,
-    booked_between,
-    cancel,
-    fetch_appointment,
-    load_schedule_rows,
-    replay_pending,
-    reschedule,
-    trim_idempotency_keys,
+from adapters._booking_cache import (
+    AvailabilityCopy,
+    AvailabilityDay,
+    BookingCache,
+    CacheChanges,
+    LockReply,
+    LockRequest,
+    SlotRef,
 )
+from adapters._booking_cache_memory import MemoryBookingCache
+from adapters._booking_cache_redis import RedisBookingCache
 from adapters._booking_records import (
     Appointment,
     BatchOutcome,
@@ -21,20 +22,13 @@ from adapters._booking_records import (
     KeyReplay,
     LimitReached,
     NewBooking,
+    Replayed,
     ScheduleRows,
     SlotTaken,
 )
+from adapters._booking_store import BookingStore, PostgresBookingStore
+from adapters._booking_store_memory import MemoryBookingStore
 from adapters._gate import GateStatistics, ReconnectGate
-from adapters._holds import (
-    CacheChanges,
-    LockReply,
-    LockRequest,
-    acquire_locks,
-    cached_values,
-    hold_pending,
-    release_pending,
-    store_if_unchanged,
-)
 from adapters._migrations import (
     MIGRATIONS_DIR,
     Migration,
@@ -46,7 +40,13 @@ from adapters._migrations import (
     migrate_up,
     migration_status,
 )
-from adapters._outbox import Payload, add_many_to_outbox, add_to_outbox, record_effect_once
+from adapters._outbox import (
+    OutboxJob,
+    Payload,
+    add_many_to_outbox,
+    add_to_outbox,
+    record_effect_once,
+)
 from adapters._postgres import (
     Connection,
     Database,
@@ -64,8 +64,12 @@ __all__ = [
     "DEMO_SEED",
     "MIGRATIONS_DIR",
     "Appointment",
+    "AvailabilityCopy",
+    "AvailabilityDay",
     "BatchOutcome",
     "Booked",
+    "BookingCache",
+    "BookingStore",
     "Cache",
     "CacheChanges",
     "CacheOperation",
@@ -77,33 +81,32 @@ __all__ = [
     "LimitReached",
     "LockReply",
     "LockRequest",
+    "MemoryBookingCache",
+    "MemoryBookingStore",
     "Migration",
     "MigrationError",
     "MigrationStatus",
     "NewBooking",
     "Operation",
+    "OutboxJob",
     "Payload",
     "PolicyViolation",
+    "PostgresBookingStore",
     "PostgresDatabase",
     "PostgresShowrooms",
     "ReconnectGate",
+    "RedisBookingCache",
     "RedisCache",
     "RedisClient",
+    "Replayed",
     "ScheduleRows",
     "Showroom",
     "ShowroomStore",
+    "SlotRef",
     "SlotTaken",
-    "acquire_locks",
     "add_many_to_outbox",
     "add_to_outbox",
-    "book_batch",
-    "booked_between",
-    "cached_values",
-    "cancel",
     "check_policy",
-    "fetch_appointment",
-    "hold_pending",
-    "load_schedule_rows",
     "load_seed",
     "migrate_down",
     "migrate_up",
@@ -111,9 +114,4 @@ __all__ = [
     "open_database",
     "open_redis",
     "record_effect_once",
-    "release_pending",
-    "replay_pending",
-    "reschedule",
-    "store_if_unchanged",
-    "trim_idempotency_keys",
 ]

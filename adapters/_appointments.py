@@ -12,8 +12,12 @@ what lets the SlotBooker group-commit under load:
    ``EXCLUDE USING gist`` constraint turns a double booking into "nothing inserted",
    also between rows of the same statement. A request whose consultant was taken
    tries its next candidate in the next round.
-3. The response of every new key is stored (``UPDATE ... FROM unnest``) and a
-   notification job for every booking goes to the outbox, in the same transaction.
+3. The response of every new key is stored (``UPDATE ... FROM unnest``) and the
+   caller's job for every booking made (its notice) goes to the outbox, in the same
+   transaction.
+
+What to notify and what a lost pending booking becomes are the actors' decisions:
+these operations take the notices they are given and write what they are told.
 
 Rows are inserted in a sorted order so that two concurrent batches wait on each
 other in one direction only; a deadlock (``Contention``) rolls everything back and
@@ -22,8 +26,7 @@ the caller may run the operation again.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -37,11 +40,12 @@ from adapters._booking_records import (
     LimitReached,
     NewBooking,
     Render,
+    Replayed,
     ScheduleRows,
     SlotTaken,
 )
 from adapters._customer_cap import within_the_cap
-from adapters._outbox import Payload, add_many_to_outbox
+from adapters._outbox import OutboxJob, add_many_to_outbox
 from adapters._postgres import Connection, Operation
 
 __all__ = [
@@ -50,12 +54,11 @@ __all__ = [
     "cancel",
     "fetch_appointment",
     "load_schedule_rows",
-    "replay_pending",
+    "record_lost",
     "reschedule",
     "trim_idempotency_keys",
+    "write_replayed",
 ]
-
-NOTIFICATIONS = "notifications"
 
 
 _INSERT_KEYS = """
@@ -94,12 +97,17 @@ WHERE status IN ('PENDING', 'CONFIRMED', 'RESCHEDULED') AND starts_at < $2 AND e
 
 
 def book_batch(
-    batch: Sequence[NewBooking], render: Render, *, max_active_per_customer: int
+    batch: Sequence[NewBooking],
+    render: Render,
+    notice: Callable[[NewBooking], OutboxJob],
+    *,
+    max_active_per_customer: int,
 ) -> Operation[list[BatchOutcome]]:
     """Book ``batch`` (distinct idempotency keys) in one transaction; outcomes in order.
 
     ``render`` makes the stored response of a new key's outcome (status, JSON text);
-    it runs inside the transaction, so it must not block. A customer (by e-mail, or
+    it runs inside the transaction, so it must not block; so does ``notice``, the job
+    written to the outbox for each booking made. A customer (by e-mail, or
     by phone digits) never ends the transaction with more than
     ``max_active_per_customer`` active future bookings: this batch's bookings past the
     cap are ``LimitReached`` and never inserted (a slot is not taken from anyone by a
@@ -127,13 +135,13 @@ def book_batch(
                 outcomes[b.idempotency_key] = LimitReached()
             booked = await _insert_rounds(connection, todo)
             stored: list[tuple[str, int, str]] = []
-            notices: list[tuple[str, str, str, Payload]] = []
+            notices: list[OutboxJob] = []
             for b in todo:
                 outcome: Booked | SlotTaken = booked.get(b.id, SlotTaken())
                 outcomes[b.idempotency_key] = outcome
                 stored.append((b.idempotency_key, *render(b, outcome)))
                 if isinstance(outcome, Booked):
-                    notices.append(_notice("appointment.confirmed", b.id))
+                    notices.append(notice(b))
             if stored:
                 await connection.execute(_STORE_RESPONSES, *map(list, zip(*stored, strict=True)))
             await add_many_to_outbox(connection, notices)
@@ -184,17 +192,6 @@ def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
-def _notice(kind: str, appointment_id: str, **extra: Any) -> tuple[str, str, str, Payload]:
-    """A notification job for the notifier: (job id, queue, kind, payload)."""
-    job_id = f"{kind}:{appointment_id}:{extra.get('version', 0)}"
-    return job_id, NOTIFICATIONS, kind, {"appointment_id": appointment_id, **extra}
-
-
-async def _notify(connection: Connection, kind: str, appointment_id: str, **extra: Any) -> None:
-    """One notification job, in the caller's transaction (the outbox)."""
-    await add_many_to_outbox(connection, [_notice(kind, appointment_id, **extra)])
-
-
 def fetch_appointment(appointment_id: str) -> Operation[Appointment | None]:
     async def operation(connection: Connection) -> Appointment | None:
         row = await connection.fetchrow(_SELECT_APPOINTMENT, appointment_id)
@@ -235,13 +232,14 @@ RETURNING id
 """
 
 
-def cancel(appointment_id: str, reason: str) -> Operation[Appointment | None]:
-    """Cancel an active appointment; the appointment as it is now (None: no such id)."""
+def cancel(appointment_id: str, reason: str, notice: OutboxJob) -> Operation[Appointment | None]:
+    """Cancel an active appointment (``notice`` to the outbox if this cancelled it); the
+    appointment as it is now (None: no such id)."""
 
     async def operation(connection: Connection) -> Appointment | None:
         async with connection.transaction():
             if await connection.fetchval(_CANCEL, appointment_id, reason) is not None:
-                await _notify(connection, "appointment.cancelled", appointment_id, reason=reason)
+                await add_many_to_outbox(connection, [notice])
             row = await connection.fetchrow(_SELECT_APPOINTMENT, appointment_id)
         return None if row is None else _appointment(row)
 
@@ -257,9 +255,14 @@ RETURNING id
 
 
 def reschedule(
-    appointment_id: str, candidates: Sequence[str], start: datetime, end: datetime
+    appointment_id: str,
+    candidates: Sequence[str],
+    start: datetime,
+    end: datetime,
+    notice: OutboxJob,
 ) -> Operation[Appointment | SlotTaken | None]:
-    """Move an active appointment to ``start`` with the first free candidate.
+    """Move an active appointment to ``start`` with the first free candidate
+    (``notice`` to the outbox if it moved).
 
     None: no such appointment; SlotTaken: no candidate is free then; otherwise the
     appointment as it is now (unchanged if it was not movable: the caller checks)."""
@@ -281,13 +284,7 @@ def reschedule(
                 except asyncpg.ExclusionViolationError:
                     continue
                 if moved is not None:
-                    # Each move is news: its own job id (A -> B -> A -> B notifies thrice).
-                    await _notify(
-                        connection,
-                        "appointment.rescheduled",
-                        appointment_id,
-                        version=uuid.uuid4().hex,
-                    )
+                    await add_many_to_outbox(connection, [notice])
                     row = await connection.fetchrow(_SELECT_APPOINTMENT, appointment_id)
                     return _appointment(row)
             return SlotTaken()
@@ -316,19 +313,19 @@ SELECT *, $17 FROM unnest(
     $8::timestamptz[], $9::timestamptz[], $10::text[], $11::text[], $12::text[], $13::text[],
     $14::text[], $15::text[], $16::bytea[]
 )
+ON CONFLICT (id) DO NOTHING RETURNING id
 """
 
 
-def replay_pending(
-    booking: NewBooking, consultant_id: str, status: int, response: str, lost_reason: str
-) -> Operation[str]:
-    """Write a booking accepted while Postgres was down: CONFIRMED if its slot is still
-    free, else CANCELLED with ``lost_reason``; the customer is notified either way.
+def write_replayed(
+    booking: NewBooking, consultant_id: str, status: int, response: str, notice: OutboxJob
+) -> Operation[Replayed]:
+    """Write a booking accepted while Postgres was down as CONFIRMED with its stored
+    answer and ``notice``, if its slot is still free: ``Booked``; ``SlotTaken`` if not
+    (nothing written); the appointment's status if it exists already (a redelivered
+    replay, or a concurrent one that won: that one stands)."""
 
-    Idempotent (a redelivered replay job finds the row and changes nothing); returns
-    the appointment's status."""
-
-    async def operation(connection: Connection) -> str:
+    async def operation(connection: Connection) -> Replayed:
         async with connection.transaction():
             existing = await connection.fetchval(_EXISTS, booking.id)
             if existing is not None:
@@ -338,17 +335,30 @@ def replay_pending(
             )
             row = _row(booking, consultant_id, "CONFIRMED")
             if await connection.fetch(_INSERT_APPOINTMENTS, *_columns([row])):
-                await _notify(connection, "appointment.confirmed", booking.id)
-                return "CONFIRMED"
+                await add_many_to_outbox(connection, [notice])
+                return Booked(consultant_id)
             # Nothing inserted: the slot is taken, or a concurrent replay of this very
-            # booking won (its insert made ours wait, then skip): then that one stands.
+            # booking won (its insert made ours wait, then skip).
             raced = await connection.fetchval(_EXISTS, booking.id)
-            if raced is not None:
-                return str(raced)
+            return SlotTaken() if raced is None else str(raced)
+
+    return operation
+
+
+def record_lost(
+    booking: NewBooking, consultant_id: str, reason: str, notice: OutboxJob
+) -> Operation[str]:
+    """Write a booking that could not be kept as CANCELLED with ``reason`` and
+    ``notice``; the appointment's status (an existing one is left as it is)."""
+
+    async def operation(connection: Connection) -> str:
+        async with connection.transaction():
             lost = _row(booking, consultant_id, "CANCELLED")
-            await connection.fetch(_INSERT_LOST, *_columns([lost]), lost_reason)
-            await _notify(connection, "appointment.cancelled", booking.id, reason=lost_reason)
-            return "CANCELLED"
+            inserted = await connection.fetch(_INSERT_LOST, *_columns([lost]), reason)
+            if inserted:
+                await add_many_to_outbox(connection, [notice])
+                return "CANCELLED"
+            return str(await connection.fetchval(_EXISTS, booking.id))
 
     return operation
 

@@ -16,6 +16,7 @@ __all__ = [
     "LimitReached",
     "NewBooking",
     "Render",
+    "Replayed",
     "ScheduleRows",
     "SlotTaken",
 ]
@@ -91,6 +92,7 @@ class LimitReached:
 
 
 type BatchOutcome = Booked | SlotTaken | KeyReplay | LimitReached
+type Replayed = Booked | SlotTaken | str  # str: the status of the existing appointment
 type Render = Callable[[NewBooking, Booked | SlotTaken], tuple[int, str]]
 
 

@@ -14,14 +14,26 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from adapters._postgres import Connection
 from supervisors import Misuse
 
-__all__ = ["Payload", "add_many_to_outbox", "add_to_outbox", "record_effect_once"]
+__all__ = ["OutboxJob", "Payload", "add_many_to_outbox", "add_to_outbox", "record_effect_once"]
 
 type Payload = Mapping[str, Any]  # a job's payload: JSON-serialisable
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxJob:
+    """A job to write with a business change (its id makes the write idempotent)."""
+
+    job_id: str
+    queue: str
+    kind: str
+    payload: Payload
+
 
 _INSERT = """
 INSERT INTO outbox (job_id, queue, kind, payload) VALUES ($1, $2, $3, $4::jsonb)
@@ -60,15 +72,17 @@ ON CONFLICT (job_id) DO NOTHING
 """
 
 
-async def add_many_to_outbox(
-    connection: Connection, jobs: Sequence[tuple[str, str, str, Payload]]
-) -> None:
-    """``add_to_outbox`` for many (job id, queue, kind, payload) in one statement."""
+async def add_many_to_outbox(connection: Connection, jobs: Sequence[OutboxJob]) -> None:
+    """``add_to_outbox`` for many jobs in one statement."""
     _require_transaction(connection, "add_many_to_outbox")
     if jobs:
-        ids, queues, kinds, payloads = zip(*jobs, strict=True)
-        texts = [json.dumps(dict(p)) for p in payloads]
-        await connection.execute(_INSERT_MANY, list(ids), list(queues), list(kinds), texts)
+        await connection.execute(
+            _INSERT_MANY,
+            [j.job_id for j in jobs],
+            [j.queue for j in jobs],
+            [j.kind for j in jobs],
+            [json.dumps(dict(j.payload)) for j in jobs],
+        )
 
 
 async def record_effect_once(connection: Connection, job_id: str, effect: str) -> bool:

@@ -35,12 +35,15 @@ from actors import (
     catalogue_spec,
 )
 from adapters import (
+    BookingCache,
+    BookingStore,
     Cache,
     Database,
+    PostgresBookingStore,
     PostgresShowrooms,
+    RedisBookingCache,
     open_database,
     open_redis,
-    trim_idempotency_keys,
 )
 from config import BreakerSettings, Settings
 from gateway import EdgeGuard, FastRoutes, HttpServer, Lifecycle, Services, create_app
@@ -98,7 +101,7 @@ def jobs_tree(
     keep_s = settings.booking.idempotency_keep_s
 
     async def trim_keys() -> int:
-        return await database.value.run(trim_idempotency_keys(keep_s))
+        return await PostgresBookingStore(database.value).forget_keys(keep_s)
 
     children: list[ChildSpec] = [
         TaskSpec("outbox-relay", lambda: OutboxRelay(database.value, queue(), settings.outbox)),
@@ -173,26 +176,32 @@ def build_tree(
             if kind is not None:
                 handlers[kind] = spec.ref
             extra_actors.append(spec)
-    roster = RosterSource(
-        lambda: database.value, lambda: cache.value, refresh_s=settings.booking.schedule_refresh_s
-    )
+
+    # The booking domain's two Protocols, on the resources of the moment.
+    def store() -> BookingStore:
+        return PostgresBookingStore(database.value)
+
+    def booking_cache() -> BookingCache:
+        return RedisBookingCache(cache.value)
+
+    roster = RosterSource(store, booking_cache, refresh_s=settings.booking.schedule_refresh_s)
     catalogue = catalogue_spec(
         lambda: PostgresShowrooms(database.value),
         settings.runtime,
         concurrency=settings.database.pool_max_size,
         breaker=database_breaker(settings),
-        availability=lambda: Availability(database.value, cache.value, roster, settings.booking),
+        availability=lambda: Availability(store(), booking_cache(), roster, settings.booking),
     )
     booker: ActorSpec[Any, Any] = ActorSpec(
         "slot-booker",
-        lambda: SlotBooker(database.value, cache.value, queue(), roster, settings.booking),
+        lambda: SlotBooker(store(), booking_cache(), queue(), roster, settings.booking),
         mailbox=booker_mailbox(settings.booking, settings.runtime),
         breaker=database_breaker(settings),
         shutdown_s=settings.runtime.child_shutdown_s,
     )
     replayer: ActorSpec[Any, Any] = ActorSpec(
         "booking-replayer",
-        lambda: BookingReplayer(database.value, cache.value, roster, settings.booking),
+        lambda: BookingReplayer(store(), booking_cache(), roster, settings.booking),
         mailbox=dataclasses.replace(
             settings.runtime.mailbox, concurrency=settings.jobs.concurrency
         ),
@@ -204,7 +213,7 @@ def build_tree(
     # At most a third of the pool, so a flood of lookups leaves connections to writes.
     reader: ActorSpec[Any, Any] = ActorSpec(
         "booking-reader",
-        lambda: BookingReader(database.value, cache.value),
+        lambda: BookingReader(store(), booking_cache()),
         mailbox=dataclasses.replace(
             settings.runtime.mailbox, concurrency=max(1, settings.database.pool_max_size // 3)
         ),

@@ -14,15 +14,17 @@ import trio
 import trio_asyncio
 
 from actors import LONDON, BookingReplayer, RosterSource
-from actors._bookings import pending_record
+from actors._booking_effects import notice
+from actors._booking_views import pending_record
 from adapters import (
+    Booked,
     Cache,
     Database,
     NewBooking,
+    PostgresBookingStore,
+    RedisBookingCache,
     open_database,
     open_redis,
-    replay_pending,
-    reschedule,
 )
 from config import BookingSettings, DatabaseSettings, RedisSettings
 from jobs import Job, RetryLater, RunJob
@@ -72,17 +74,19 @@ def booking(start: datetime = START) -> NewBooking:
 async def test_two_deliveries_of_one_replay_at_once_confirm_it_once(
     fresh_database_url: str,
 ) -> None:
-    """The loser of the race sees the winner's row: no false cancellation, one notice."""
+    """The losers of the race see the winner's row: no false "slot taken", one notice."""
     pending = booking()
-    statuses: list[str] = []
+    statuses: list[object] = []
     async with trio_asyncio.open_loop():
         await prepare_database(fresh_database_url)
         settings = DatabaseSettings(url=fresh_database_url)
         async with open_database(settings, application="t", cleanup_s=1.0) as db:
-            operation = replay_pending(pending, "grace-okafor", 202, "{}", "lost")
+            store = PostgresBookingStore(db)
+            confirmed = notice("appointment.confirmed", pending.id)
 
             async def deliver() -> None:
-                statuses.append(await db.run(operation))
+                written = await store.write_replayed(pending, "grace-okafor", 202, "{}", confirmed)
+                statuses.append(written)
 
             with trio.fail_after(10):
                 async with trio.open_nursery() as nursery:
@@ -90,7 +94,9 @@ async def test_two_deliveries_of_one_replay_at_once_confirm_it_once(
                         nursery.start_soon(deliver)
         rows = await fetch(fresh_database_url, "SELECT status, status_reason FROM appointments")
         kinds = await fetch(fresh_database_url, "SELECT kind FROM outbox")
-    assert statuses == ["CONFIRMED"] * 4
+    assert (
+        sorted(map(str, statuses)) == ["Booked(consultant_id='grace-okafor')"] + ["CONFIRMED"] * 3
+    )
     assert [tuple(r) for r in rows] == [("CONFIRMED", None)]
     assert [r[0] for r in kinds] == ["appointment.confirmed"]
 
@@ -105,11 +111,17 @@ async def test_every_reschedule_is_announced_even_back_and_forth(
         await prepare_database(fresh_database_url)
         settings = DatabaseSettings(url=fresh_database_url)
         async with open_database(settings, application="t", cleanup_s=1.0) as db:
-            await db.run(replay_pending(first, "grace-okafor", 202, "{}", "lost"))
+            store = PostgresBookingStore(db)
+            confirmed = notice("appointment.confirmed", first.id)
+            assert await store.write_replayed(first, "grace-okafor", 202, "{}", confirmed) == (
+                Booked("grace-okafor")
+            )
             for start in (other, START, other):
                 utc = start.astimezone(UTC)
-                moved = await db.run(
-                    reschedule(first.id, ["grace-okafor"], utc, utc + timedelta(hours=1))
+                # As the booker does it: every move its own notice.
+                moved_notice = notice("appointment.rescheduled", first.id, version=uuid.uuid4().hex)
+                moved = await store.reschedule(
+                    first.id, ["grace-okafor"], utc, utc + timedelta(hours=1), moved_notice
                 )
                 assert not isinstance(moved, type(None))
         kinds = await fetch(fresh_database_url, "SELECT kind FROM outbox ORDER BY id")
@@ -130,9 +142,9 @@ async def test_a_replay_without_its_hold_is_skipped_unless_the_hold_expired(
             db,
             cache,
         ):
-            replayer = BookingReplayer(
-                db, cache, RosterSource(lambda: db, lambda: cache, refresh_s=60), settings
-            )
+            store, booking_cache = PostgresBookingStore(db), RedisBookingCache(cache)
+            roster = RosterSource(lambda: store, lambda: booking_cache, refresh_s=60)
+            replayer = BookingReplayer(store, booking_cache, roster, settings)
             # Just queued, no hold yet: the hold may be on its way; try again later.
             with pytest.raises(RetryLater):
                 await replayer.handle(RunJob(_job(never_held, time.time())))
@@ -178,9 +190,8 @@ async def test_a_replay_that_hits_a_bug_fails_instead_of_waiting_forever(
             db,
             cache,
         ):
-            broken = BrokenCache(cache)
-            replayer = BookingReplayer(
-                db, broken, RosterSource(lambda: db, lambda: cache, refresh_s=60), settings
-            )
+            store, broken = PostgresBookingStore(db), RedisBookingCache(BrokenCache(cache))
+            roster = RosterSource(lambda: store, lambda: RedisBookingCache(cache), refresh_s=60)
+            replayer = BookingReplayer(store, broken, roster, settings)
             with pytest.raises(DependencyError):
                 await replayer.handle(RunJob(_job(booking(), time.time())))

@@ -15,7 +15,7 @@ import trio
 import trio_asyncio
 
 from actors import LONDON
-from adapters import open_database, trim_idempotency_keys
+from adapters import PostgresBookingStore, open_database
 from config import Settings
 from tests._booking import (
     NIGHT_OWL,
@@ -531,7 +531,8 @@ async def test_idempotency_keys_are_kept_48_hours_then_trimmed(settings: Setting
                 age_h,
             )
         async with open_database(settings.database, application="t", cleanup_s=1.0) as db:
-            removed = await db.run(trim_idempotency_keys(settings.booking.idempotency_keep_s))
+            keep_s = settings.booking.idempotency_keep_s
+            removed = await PostgresBookingStore(db).forget_keys(keep_s)
         left = await fetch(url, "SELECT key FROM idempotency_keys ORDER BY key")
     assert removed == 1
     assert [r[0] for r in left] == ["day-old", "new"]

@@ -13,7 +13,9 @@ import pytest
 import trio
 import trio_asyncio
 
-from adapters import Booked, LimitReached, NewBooking, book_batch, open_database
+from actors._booking_effects import notice
+from adapters import Booked, LimitReached, NewBooking, OutboxJob, open_database
+from adapters._appointments import book_batch
 from config import DatabaseSettings, Settings
 from tests._booking import (
     announced,
@@ -117,6 +119,10 @@ async def test_concurrent_bookings_of_one_customer_stop_at_the_cap(settings: Set
     assert [kind for kind, _ in jobs] == ["appointment.confirmed"] * CAP
 
 
+def _confirmed(booking: NewBooking) -> OutboxJob:
+    return notice("appointment.confirmed", booking.id)
+
+
 def _render(booking: NewBooking, outcome: object) -> tuple[int, str]:
     return 201, "{}"
 
@@ -145,7 +151,7 @@ async def test_a_batch_waits_for_a_concurrent_batch_of_the_same_customer(
 
                 async def book_second() -> None:
                     [outcome] = await db.run(
-                        book_batch([second], _render, max_active_per_customer=1)
+                        book_batch([second], _render, _confirmed, max_active_per_customer=1)
                     )
                     outcomes.append(outcome)
 
@@ -156,7 +162,9 @@ async def test_a_batch_waits_for_a_concurrent_batch_of_the_same_customer(
                         assert outcomes == []
                         # The holder books the customer's first (its own lock is
                         # re-entrant), commits, and lets go.
-                        operation = book_batch([first], _render, max_active_per_customer=1)
+                        operation = book_batch(
+                            [first], _render, _confirmed, max_active_per_customer=1
+                        )
                         [mine] = await trio_asyncio.aio_as_trio(operation)(holder)
                         await held("SELECT pg_advisory_unlock_all()")
         finally:

@@ -12,7 +12,7 @@ import trio
 import trio_asyncio
 
 from actors import BookingReader, Lookup
-from adapters import open_database, open_redis
+from adapters import PostgresBookingStore, RedisBookingCache, open_database, open_redis
 from config import Settings
 from supervisors import ConnectionLost, NotFound
 from tests._booking import (
@@ -115,7 +115,7 @@ async def test_unknown_ids_and_wrong_tokens_cost_the_same_work(settings: Setting
             open_redis(settings.redis, cleanup_s=1.0) as redis,
         ):
             cache = CountingCache(redis)
-            reader = BookingReader(database, cache)
+            reader = BookingReader(PostgresBookingStore(database), RedisBookingCache(cache))
             spent: list[int] = []
             for appointment_id in (made["id"], str(uuid.uuid4())):
                 before = cache.operations
@@ -139,6 +139,6 @@ async def test_a_reader_error_is_the_outage_not_a_crash(settings: Settings) -> N
             open_database(no_redis.database, application="tests", cleanup_s=1.0) as database,
             open_redis(no_redis.redis, cleanup_s=1.0) as redis,
         ):
-            reader = BookingReader(database, redis)
+            reader = BookingReader(PostgresBookingStore(database), RedisBookingCache(redis))
             with pytest.raises(ConnectionLost):
                 await reader.handle(Lookup(str(uuid.uuid4()), "t"))

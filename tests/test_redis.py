@@ -6,7 +6,7 @@ import pytest
 import trio
 import trio_asyncio
 
-from adapters import CacheChanges, RedisCache, cached_values, open_redis, store_if_unchanged
+from adapters import RedisCache, open_redis
 from adapters._redis import Client, sentinel_parts
 from config import RedisSettings
 from supervisors import ConnectionLost, OperationTimeout
@@ -104,18 +104,3 @@ def test_sentinel_urls_name_the_sentinels_the_service_and_the_db() -> None:
     assert (service, db, password) == ("main", 2, "s3cret")
     with pytest.raises(ValueError, match="service name"):
         sentinel_parts("redis+sentinel://h1:26379")
-
-
-async def test_a_value_computed_before_a_change_is_not_cached_after_it(
-    redis_url: str, redis_prefix: str
-) -> None:
-    """store_if_unchanged: the generation moved between the read and the store."""
-    settings = RedisSettings(url=redis_url, prefix=f"{redis_prefix}gen:")
-    async with trio_asyncio.open_loop(), open_redis(settings, cleanup_s=1.0) as cache:
-        generation, stale, fresh = cache.key("g"), cache.key("stale"), cache.key("fresh")
-        seen = "0"  # read before computing (no change yet)
-        await cache.run(CacheChanges(bumps=[generation]).apply(keep_s=60, bump_ttl_s=60))
-        await cache.run(store_if_unchanged([(stale, "old list", 60, generation, seen)]))
-        await cache.run(store_if_unchanged([(fresh, "new list", 60, generation, "1")]))
-        values = await cache.run(cached_values([stale, fresh]))
-    assert values == [None, b"new list"]

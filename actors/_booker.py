@@ -33,51 +33,37 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 import trio
 
-from actors._booking_effects import apply_changes, availability_changed, notice
+from actors._booking_changes import BookingChanges
+from actors._booking_effects import apply_best_effort, availability_changed, notice
+from actors._booking_item import BatchItem, prepare_booking
 from actors._booking_messages import (
     BOOKINGS_QUEUE,
     REPLAY_KIND,
     Book,
     BookerMessage,
-    BookingRequest,
     BookReply,
     Cancel,
-    Customer,
     Reschedule,
 )
 from actors._booking_rules import (
     SLOT_TAKEN,
-    check_start,
     conflict,
     interrupted,
     key_reused,
-    new_reference,
-    slot_candidates,
     to_json,
 )
 from actors._booking_views import pending_record, with_candidates
-from actors._calendar import (
-    SLOT,
-    AppointmentType,
-    Category,
-    Roster,
-    local_iso,
-)
-from actors._reader import find_booking
 from actors._roster import RosterSource
-from actors._tokens import TOKEN_MARKER, hash_token, manage_token, reveal, token_key
+from actors._tokens import reveal, token_key
 from adapters import (
-    Appointment,
     BatchOutcome,
     Booked,
     BookingCache,
@@ -98,9 +84,7 @@ from supervisors import (
     ConnectionLost,
     Contention,
     LomashError,
-    NotFound,
     OperationTimeout,
-    is_outage,
 )
 
 __all__ = ["SlotBooker", "booker_mailbox"]
@@ -108,40 +92,6 @@ __all__ = ["SlotBooker", "booker_mailbox"]
 log = structlog.get_logger("actors.booker")
 
 _CONTENTION_RETRIES = 3
-
-
-@dataclass(slots=True)
-class _Item:
-    message: Book
-    booking: NewBooking
-    done: trio.Event = field(default_factory=trio.Event)
-    reply: BookReply | None = None
-    error: LomashError | None = None
-    lock: SlotRef | None = None  # the slot lock this booking holds
-
-    @property
-    def consultant(self) -> str | None:
-        """The consultant whose slot lock this booking holds: its first candidate."""
-        return self.booking.candidates[0] if self.lock is not None else None
-
-    def finish(self, reply: BookReply) -> None:
-        self.reply = reply
-        self.done.set()
-
-    def fail(self, error: LomashError) -> None:
-        self.error = error
-        self.done.set()
-
-    async def result(self) -> BookReply:
-        await self.done.wait()
-        if self.error is not None:
-            # A copy per raiser: duplicates share the answer, not one traceback.
-            error = type(self.error).__new__(type(self.error))
-            error.__dict__.update(self.error.__dict__)
-            error.args = self.error.args
-            raise error
-        assert self.reply is not None
-        return self.reply
 
 
 class SlotBooker:
@@ -164,12 +114,13 @@ class SlotBooker:
         self._settings = settings
         self._clock = clock
         self._token_key = token_key(settings.token_secret)
-        self._inflight: dict[str, _Item] = {}
+        self._changes = BookingChanges(store, cache, roster, settings, clock)
+        self._inflight: dict[str, BatchItem] = {}
         # Group commit without a task of its own: the handlers of waiting bookings
         # take turns leading a batch, at most ``flushers`` batches at once. Both
         # structures hold one entry per running handler at most: the mailbox's
         # concurrency bounds them.
-        self._waiting: deque[_Item] = deque()
+        self._waiting: deque[BatchItem] = deque()
         self._leading = 0
         self._progress = trio.Event()
 
@@ -178,9 +129,9 @@ class SlotBooker:
             case Book():
                 return await self._book(message)
             case Cancel():
-                return await self._cancel(message)
+                return await self._changes.cancel(message)
             case Reschedule():
-                return await self._reschedule(message)
+                return await self._changes.reschedule(message)
 
     # -- booking ------------------------------------------------------------------
 
@@ -194,8 +145,15 @@ class SlotBooker:
             if first.message.request_hash != message.request_hash:
                 raise key_reused()
             return self._reveal(await first.result())
-        booking = self._prepare(message, key, roster)
-        item = _Item(message, booking)
+        booking = prepare_booking(
+            message,
+            key,
+            roster,
+            now=self._clock(),
+            horizon_days=self._settings.horizon_days,
+            token_key=self._token_key,
+        )
+        item = BatchItem(message, booking)
         self._inflight[key] = item
         self._waiting.append(item)
         try:
@@ -212,7 +170,7 @@ class SlotBooker:
         """Answers are stored without the manage token; the caller gets it."""
         return BookReply(reply.status, reveal(reply.body, self._token_key))
 
-    async def _until_done(self, item: _Item) -> None:
+    async def _until_done(self, item: BatchItem) -> None:
         """Lead a batch while fewer than ``flushers`` are in flight, else wait for one
         to end; until this booking has its answer."""
         while not item.done.is_set():
@@ -245,34 +203,7 @@ class SlotBooker:
                 self._progress.set()
                 self._progress = trio.Event()
 
-    def _prepare(self, message: Book, key: str, roster: Roster) -> NewBooking:
-        request = message.request
-        start = request.start.astimezone(UTC)
-        check_start(start, self._clock(), self._settings.horizon_days)
-        candidates = slot_candidates(roster, request, start, spread=hash(key))
-        appointment_id = str(uuid.uuid4())
-        token = manage_token(self._token_key, appointment_id)
-        return NewBooking(
-            id=appointment_id,
-            reference=new_reference(),
-            kind=request.kind.value,
-            category=request.category.value,
-            candidates=tuple(c.id for c in candidates),
-            showroom_id=request.showroom_id if request.kind is AppointmentType.SHOWROOM else None,
-            start=start,
-            end=start + SLOT,
-            customer_name=request.customer.name,
-            customer_email=request.customer.email,
-            customer_phone=request.customer.phone,
-            customer_postcode=request.customer.postcode,
-            customer_address=request.customer.address,
-            notes=request.notes,
-            token_hash=hash_token(token),
-            idempotency_key=key,
-            request_hash=message.request_hash,
-        )
-
-    async def _flush(self, batch: list[_Item]) -> None:
+    async def _flush(self, batch: list[BatchItem]) -> None:
         ready = await self._lock_slots(batch)
         if not ready:
             return
@@ -319,7 +250,7 @@ class SlotBooker:
             if isinstance(reply, BookReply):
                 # Redis learns every answer: a retry whose slot lock someone else
                 # holds must still get this answer, not a 409.
-                changes.answers.append(self._stored_answer(item, reply))
+                changes.answers.append(item.stored_answer(reply))
             if isinstance(reply, BookReply):
                 item.reply = reply  # decided: given even if the deadline hits below
             replies.append(reply)
@@ -330,7 +261,7 @@ class SlotBooker:
             else:
                 item.fail(reply)
 
-    async def _lock_slots(self, batch: list[_Item]) -> list[_Item]:
+    async def _lock_slots(self, batch: list[BatchItem]) -> list[BatchItem]:
         """Take each booking's slot lock; answer the replays and the fast refusals.
         The bookings still to write, with their candidates in lock-first order."""
         requests = [
@@ -347,7 +278,7 @@ class SlotBooker:
         except LomashError as error:
             log.info("slot_locks_unavailable", error=error.message)
             replies = [None] * len(batch)
-        ready: list[_Item] = []
+        ready: list[BatchItem] = []
         for item, request, reply in zip(batch, requests, replies, strict=True):
             if reply is None:
                 ready.append(item)
@@ -370,7 +301,7 @@ class SlotBooker:
                 ready.append(item)
         return ready
 
-    async def _write(self, ready: list[_Item]) -> list[BatchOutcome]:
+    async def _write(self, ready: list[BatchItem]) -> list[BatchOutcome]:
         by_id = {item.booking.id: item for item in ready}
 
         def render(booking: NewBooking, outcome: Booked | SlotTaken) -> tuple[int, str]:
@@ -394,36 +325,12 @@ class SlotBooker:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _render(self, item: _Item, outcome: Booked | SlotTaken) -> BookReply:
+    def _render(self, item: BatchItem, outcome: Booked | SlotTaken) -> BookReply:
         if isinstance(outcome, SlotTaken):
             return SLOT_TAKEN
-        return BookReply(201, to_json(self._booking_body(item, outcome.consultant_id, "CONFIRMED")))
+        return BookReply(201, to_json(item.body(outcome.consultant_id, "CONFIRMED")))
 
-    def _booking_body(self, item: _Item, consultant_id: str, status: str) -> dict[str, Any]:
-        b = item.booking
-        request = item.message.request
-        return {
-            "id": b.id,
-            "reference": b.reference,
-            "status": status,
-            "manage_token": TOKEN_MARKER,  # stored as is; the caller gets the token
-            "type": b.kind,
-            "category": b.category,
-            "start": local_iso(b.start),
-            "end": local_iso(b.end),
-            "consultant_id": consultant_id,
-            "showroom_id": b.showroom_id,
-            "customer": {
-                "name": request.customer.name,
-                "email": request.customer.email,
-                "phone": request.customer.phone,
-                "postcode": request.customer.postcode,
-                "address": request.customer.address,
-            },
-            "notes": b.notes,
-        }
-
-    async def _accept_pending(self, ready: list[_Item], lost: LomashError) -> None:
+    async def _accept_pending(self, ready: list[BatchItem], lost: LomashError) -> None:
         """Postgres is down: hold what Redis can hold, refuse the rest (503)."""
         log.warning("bookings_pending", count=len(ready), error=lost.message)
         roster = await self._roster.current()
@@ -448,15 +355,12 @@ class SlotBooker:
             if item.reply is not None:
                 item.finish(item.reply)
 
-    async def _hold(self, item: _Item, lock: SlotRef, consultant_id: str) -> BookReply:
+    async def _hold(self, item: BatchItem, lock: SlotRef, consultant_id: str) -> BookReply:
         b = item.booking
-        body = self._booking_body(item, consultant_id, "PENDING")
+        body = item.body(consultant_id, "PENDING")
         body["message"] = "accepted: it will be confirmed by email shortly"
         reply = BookReply(202, to_json(body))
         record = pending_record(b, consultant_id)
-        stored = json.dumps(
-            {"request_hash": b.request_hash.hex(), "status": reply.status, "body": reply.body}
-        )
         # The replay job first: a hold without its job would never be written; a job
         # without its hold (the hold failed: the caller hears 503 or 409) is skipped.
         payload = {
@@ -470,7 +374,7 @@ class SlotBooker:
             lock,
             b.idempotency_key,
             booking_id=b.id,
-            answer=stored,
+            answer=item.stored_answer(reply)[1],
             record=record,
             hold_s=self._settings.pending_hold_s,
             keep_s=self._settings.idempotency_keep_s,
@@ -480,117 +384,12 @@ class SlotBooker:
         log.info("booking_pending", appointment_id=b.id)
         return reply
 
-    def _release_lock(self, changes: CacheChanges, item: _Item) -> None:
+    def _release_lock(self, changes: CacheChanges, item: BatchItem) -> None:
         if item.lock is not None:
             changes.releases.append((item.lock, item.booking.idempotency_key))
 
-    def _stored_answer(self, item: _Item, reply: BookReply) -> tuple[str, str]:
-        answer = {
-            "request_hash": item.booking.request_hash.hex(),
-            "status": reply.status,
-            "body": reply.body,
-        }
-        return item.booking.idempotency_key, json.dumps(answer)
-
     async def _apply(self, changes: CacheChanges) -> None:
-        """Apply cache changes, best effort: a missed one expires by TTL."""
-        if not changes:
-            return
-        try:
-            await apply_changes(self._cache, changes, self._settings)
-        except LomashError as error:
-            # Best effort either way (the booking is written); a failure that is no
-            # outage is a bug and says so.
-            report = log.info if is_outage(error) else log.error
-            report("cache_changes_skipped", error_type=type(error).__name__, error=error.message)
-
-    # -- reading and changing a booking -----------------------------------------------
-
-    async def _cancel(self, message: Cancel) -> Appointment:
-        current = await find_booking(
-            self._store, self._cache, message.appointment_id, message.token
-        )
-        if current.status == "PENDING" and current.status_reason is None:
-            raise conflict("booking_pending", "this booking is being confirmed: try again shortly")
-        if current.status in ("COMPLETED", "NO_SHOW"):
-            raise conflict("not_cancellable", f"a {current.status} appointment cannot be cancelled")
-        cancelled = notice("appointment.cancelled", current.id, reason=message.reason)
-        after = await self._store.cancel(current.id, message.reason, cancelled)
-        assert after is not None
-        if current.status != "CANCELLED":
-            roster = await self._roster.current()
-            await self._apply(self._slot_freed(roster, current.consultant_id, current.start))
-        return after
-
-    async def _reschedule(self, message: Reschedule) -> Appointment:
-        current = await find_booking(
-            self._store, self._cache, message.appointment_id, message.token
-        )
-        if current.status not in ("CONFIRMED", "RESCHEDULED"):
-            raise conflict(
-                "not_reschedulable", f"a {current.status} appointment cannot be rescheduled"
-            )
-        start = message.start.astimezone(UTC)
-        request = BookingRequest(
-            kind=AppointmentType(current.kind),
-            category=Category(current.category),
-            start=start,
-            customer=Customer("-", "-", "-", "-"),
-            showroom_id=current.showroom_id,
-            consultant_id=message.consultant_id,
-        )
-        check_start(start, self._clock(), self._settings.horizon_days)
-        roster = await self._roster.current()
-        candidates = [c.id for c in slot_candidates(roster, request, start, spread=0)]
-        if message.consultant_id is None and current.consultant_id in candidates:
-            candidates.remove(current.consultant_id)
-            candidates.insert(0, current.consultant_id)
-        candidates, lock = await self._lock_for_move(current.id, candidates, start)
-        # Each move is news: its own job id (A -> B -> A -> B notifies thrice).
-        moved_notice = notice("appointment.rescheduled", current.id, version=uuid.uuid4().hex)
-        moved = await self._store.reschedule(
-            current.id, candidates, start, start + SLOT, moved_notice
-        )
-        if moved is None or isinstance(moved, SlotTaken):
-            if lock is not None:
-                await self._apply(CacheChanges(releases=[lock]))
-            if moved is None:
-                raise NotFound("no such appointment")
-            raise conflict("slot_taken", "that slot has just been taken")
-        if moved.status != "RESCHEDULED" or moved.start != start:
-            raise conflict("not_reschedulable", "this appointment cannot be rescheduled")
-        changes = self._slot_freed(roster, current.consultant_id, current.start)
-        consultant = roster.consultant(moved.consultant_id)
-        if consultant is not None:
-            availability_changed(changes, consultant, start)
-        await self._apply(changes)
-        return moved
-
-    async def _lock_for_move(
-        self, appointment_id: str, candidates: list[str], start: datetime
-    ) -> tuple[list[str], tuple[SlotRef, str] | None]:
-        """A reschedule respects the slot locks and holds bookings respect: the
-        candidates in lock-first order and the lock taken; 409 if all are held."""
-        value = f"reschedule:{appointment_id}"
-        slots = tuple(SlotRef(c, start) for c in candidates)
-        request = LockRequest(answer_key=None, holder=value, slots=slots)
-        try:
-            [reply] = await self._cache.take_locks([request], self._settings.lock_s)
-        except LomashError:  # no Redis: the constraint alone decides
-            return candidates, None
-        if reply.locked is None:
-            raise conflict("slot_taken", "that slot has just been taken")
-        chosen = [candidates[reply.locked], *(candidates[j] for j in reply.free)]
-        return chosen, (slots[reply.locked], value)
-
-    def _slot_freed(self, roster: Roster, consultant_id: str, start: datetime) -> CacheChanges:
-        """The lock of a slot given up goes (anyone may book it now), and its day's
-        availability is stale."""
-        changes = CacheChanges(frees=[SlotRef(consultant_id, start)])
-        consultant = roster.consultant(consultant_id)
-        if consultant is not None:
-            availability_changed(changes, consultant, start)
-        return changes
+        await apply_best_effort(self._cache, changes, self._settings)
 
 
 def booker_mailbox(settings: BookingSettings, runtime: RuntimeSettings) -> MailboxSettings:

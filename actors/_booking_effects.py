@@ -7,11 +7,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import structlog
+
 from actors._calendar import LONDON, AppointmentType, Consultant
 from adapters import AvailabilityDay, BookingCache, CacheChanges, OutboxJob
 from config import BookingSettings
+from supervisors import LomashError, is_outage
 
-__all__ = ["NOTIFICATIONS", "apply_changes", "availability_changed", "notice"]
+__all__ = ["NOTIFICATIONS", "apply_best_effort", "apply_changes", "availability_changed", "notice"]
+
+log = structlog.get_logger("actors.bookings")
 
 NOTIFICATIONS = "notifications"
 
@@ -43,3 +48,18 @@ async def apply_changes(
     await cache.apply(
         changes, keep_s=settings.idempotency_keep_s, bump_ttl_s=2 * settings.availability_stale_s
     )
+
+
+async def apply_best_effort(
+    cache: BookingCache, changes: CacheChanges, settings: BookingSettings
+) -> None:
+    """``apply_changes`` after a write that stands without it: a missed change
+    expires by TTL. An outage is logged as such; any other failure is a bug and
+    logged as an error."""
+    if not changes:
+        return
+    try:
+        await apply_changes(cache, changes, settings)
+    except LomashError as error:
+        report = log.info if is_outage(error) else log.error
+        report("cache_changes_skipped", error_type=type(error).__name__, error=error.message)

@@ -27,6 +27,8 @@ import msgspec
 import trio
 
 from jobs._queue import (
+    STALL_ERROR_MESSAGE,
+    STALL_ERROR_TYPE,
     AttemptRecord,
     DeadJob,
     FailOutcome,
@@ -44,8 +46,6 @@ __all__ = ["MemoryJobQueue"]
 
 STALLED = "stalled"
 FAILED = "failed"
-STALL_ERROR_TYPE = "LeaseExpired"
-STALL_ERROR_MESSAGE = "the lease expired before the job was completed"
 
 _NO_POLICIES: Mapping[str, QueuePolicy] = MappingProxyType({})
 _DEFAULT_POLICY = QueuePolicy()

@@ -42,6 +42,8 @@ from config import QueuePolicy
 from supervisors import LomashError
 
 __all__ = [
+    "STALL_ERROR_MESSAGE",
+    "STALL_ERROR_TYPE",
     "AttemptRecord",
     "DeadJob",
     "FailOutcome",
@@ -55,6 +57,10 @@ __all__ = [
     "QueueStatistics",
     "RetryLater",
 ]
+
+# The error a stalled attempt (its lease expired) is recorded with, in every queue.
+STALL_ERROR_TYPE = "LeaseExpired"
+STALL_ERROR_MESSAGE = "the lease expired before the job was completed"
 
 
 class RetryLater(LomashError):

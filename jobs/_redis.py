@@ -49,7 +49,6 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from importlib.resources import files
 from types import MappingProxyType
 from typing import Any
 
@@ -59,7 +58,8 @@ from redis.commands.core import AsyncScript
 
 from adapters import Cache, RedisClient
 from jobs._queue import (
-    AttemptRecord,
+    STALL_ERROR_MESSAGE,
+    STALL_ERROR_TYPE,
     DeadJob,
     FailOutcome,
     Job,
@@ -70,72 +70,26 @@ from jobs._queue import (
     QueuePolicy,
     QueueStatistics,
 )
+from jobs._redis_layout import (
+    _PRELUDE,
+    _SOURCES,
+    _US,
+    _dead_job,
+    _Keys,
+    _pairs,
+    _Scripts,
+    _seconds,
+    _text,
+)
 from supervisors import NotFound
 
 __all__ = ["RedisJobQueue"]
 
 _NO_POLICIES: Mapping[str, QueuePolicy] = MappingProxyType({})
 _DEFAULT_POLICY = QueuePolicy()
-_US = 1_000_000  # microseconds per second: the unit of every time stored in Redis
 _MS = 1_000  # milliseconds per second: XREAD's BLOCK unit
 _BLOCK_SHARE = 0.5  # of the socket timeout, at most, per blocking read
 _BATCH = 500  # jobs forgotten per trim / purge script run
-
-
-STALL_ERROR_TYPE = "LeaseExpired"
-STALL_ERROR_MESSAGE = "the lease expired before the job was completed"
-
-
-@dataclass(frozen=True, slots=True)
-class _Scripts:
-    enqueue: AsyncScript
-    lease: AsyncScript
-    heartbeat: AsyncScript
-    complete: AsyncScript
-    fail: AsyncScript
-    release: AsyncScript
-    requeue: AsyncScript
-    purge: AsyncScript
-    trim: AsyncScript
-    statistics: AsyncScript
-    dead: AsyncScript
-
-
-def _lua(name: str) -> str:
-    return (_LUA / f"{name}.lua").read_text(encoding="utf-8")
-
-
-# The scripts live in jobs/lua/, one per operation (each file says its ARGV);
-# every one runs with prelude.lua in front of it.
-_LUA = files("jobs") / "lua"
-_PRELUDE = _lua("prelude")
-_SOURCES = {
-    name: _lua(name)
-    for name in (
-        "enqueue",
-        "lease",
-        "heartbeat",
-        "complete",
-        "fail",
-        "release",
-        "requeue",
-        "purge",
-        "trim",
-        "statistics",
-        "dead",
-    )
-}
-
-
-@dataclass(frozen=True, slots=True)
-class _Keys:
-    queue: str
-    sets: tuple[str, ...]  # stream, delayed, leases, completed, dead, stalled
-    job_prefix: str
-
-    def job(self, job_id: str) -> list[str]:
-        """KEYS for a script on one job: the queue's keys, then the job's hash."""
-        return [*self.sets, self.job_prefix + job_id]
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,15 +98,6 @@ class _Round:
     now_us: int
     next_due_us: int  # -1: nothing delayed or leased
     last_id: str
-
-
-class _Attempt(msgspec.Struct):
-    attempt: str
-    started_at: str
-    ended_at: str
-    outcome: str
-    error_type: str
-    error_message: str
 
 
 class RedisJobQueue:
@@ -395,47 +340,3 @@ class RedisJobQueue:
 
         state = await self._cache.run(operation)
         return None if state is None else JobState(_text(state))
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _seconds(us: object) -> float:
-    return int(_text(us)) / _US
-
-
-def _pairs(flat: Sequence[object]) -> dict[str, str]:
-    """A hash from the flat [field, value, ...] list a script returns."""
-    return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
-
-
-def _history(raw: str) -> tuple[AttemptRecord, ...]:
-    return tuple(
-        AttemptRecord(
-            int(a.attempt),
-            _seconds(a.started_at),
-            _seconds(a.ended_at),
-            a.outcome,
-            a.error_type,
-            a.error_message,
-        )
-        for a in msgspec.json.decode(raw, type=list[_Attempt])
-    )
-
-
-def _dead_job(queue: str, job_id: str, fields: Mapping[str, str]) -> DeadJob:
-    previous = msgspec.json.decode(fields.get("previous", "[]"), type=list[msgspec.Raw])
-    return DeadJob(
-        Job(
-            id=job_id,
-            queue=queue,
-            kind=fields["kind"],
-            payload=msgspec.json.decode(fields["payload"]),
-            attempt=int(fields["attempt"]),
-            enqueued_at=_seconds(fields["enqueued_at"]),
-        ),
-        history=_history(fields.get("history", "[]")),
-        died_at=_seconds(fields["ended_at"]),
-        previous=tuple(_history(bytes(p).decode()) for p in previous),
-    )

@@ -2,7 +2,7 @@
 and the handlers of their jobs (the job machinery itself is in ``jobs/``)."""
 
 from actors._availability import Availability, FindSlots
-from actors._booker import SlotBooker, booker_mailbox
+from actors._booker import SlotBooker
 from actors._booking_messages import (
     BOOKINGS_QUEUE,
     REPLAY_KIND,
@@ -53,7 +53,6 @@ __all__ = [
     "Slot",
     "SlotBooker",
     "appointment_view",
-    "booker_mailbox",
     "catalogue_spec",
     "local_iso",
 ]

@@ -31,7 +31,6 @@ one in another process waits on the key's row in Postgres.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -78,7 +77,7 @@ from adapters import (
     SlotRef,
     SlotTaken,
 )
-from config import BookingSettings, MailboxSettings, RuntimeSettings
+from config import BookingSettings
 from jobs import JobQueue
 from supervisors import (
     ConnectionLost,
@@ -87,7 +86,7 @@ from supervisors import (
     OperationTimeout,
 )
 
-__all__ = ["SlotBooker", "booker_mailbox"]
+__all__ = ["SlotBooker"]
 
 log = structlog.get_logger("actors.booker")
 
@@ -95,7 +94,7 @@ _CONTENTION_RETRIES = 3
 
 
 class SlotBooker:
-    """The behaviour (the tree wraps it in an ActorSpec with ``booker_mailbox``)."""
+    """The behaviour (the tree wraps it in an ActorSpec with ``config.booker_mailbox``)."""
 
     def __init__(
         self,
@@ -390,20 +389,3 @@ class SlotBooker:
 
     async def _apply(self, changes: CacheChanges) -> None:
         await apply_best_effort(self._cache, changes, self._settings)
-
-
-def booker_mailbox(settings: BookingSettings, runtime: RuntimeSettings) -> MailboxSettings:
-    """Enough handlers at once to fill every flusher's batch and the next one; the
-    rest wait in the bounded mailbox (full: 503 ``overloaded``). A booking may take
-    as long as its batch (``flush_timeout_s``): its caller waits that long, not less,
-    so nobody is told "timeout" about a booking that is then written."""
-    message_timeout_s = settings.flush_timeout_s + settings.answer_margin_s
-    return dataclasses.replace(
-        runtime.mailbox,
-        capacity=settings.mailbox_capacity,
-        concurrency=settings.batch_max * (settings.flushers + 1),
-        message_timeout_s=message_timeout_s,
-        ask_timeout_s=max(
-            runtime.mailbox.ask_timeout_s, message_timeout_s + settings.answer_margin_s
-        ),
-    )

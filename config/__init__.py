@@ -3,7 +3,7 @@
 This package imports nothing of ours; everything else may import it.
 """
 
-from config._booking import BookingSettings
+from config._booking import BookingSettings, booker_mailbox
 from config._http import HttpSettings
 from config._jobs import JobSettings, OutboxSettings, SchedulerSettings
 from config._queues import QueuePolicy
@@ -48,5 +48,6 @@ __all__ = [
     "RuntimeSettings",
     "SchedulerSettings",
     "Settings",
+    "booker_mailbox",
     "environment_variables",
 ]

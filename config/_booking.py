@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from config._check import check as _check
+from config._runtime import MailboxSettings, RuntimeSettings
 
-__all__ = ["BookingSettings"]
+__all__ = ["BookingSettings", "booker_mailbox"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,3 +80,20 @@ class BookingSettings:
             self.idempotency_keep_s >= 24 * 3600,
             "idempotency_keep_s: must be at least 24 h (86400)",
         )
+
+
+def booker_mailbox(settings: BookingSettings, runtime: RuntimeSettings) -> MailboxSettings:
+    """Enough handlers at once to fill every flusher's batch and the next one; the
+    rest wait in the bounded mailbox (full: 503 ``overloaded``). A booking may take
+    as long as its batch (``flush_timeout_s``): its caller waits that long, not less,
+    so nobody is told "timeout" about a booking that is then written."""
+    message_timeout_s = settings.flush_timeout_s + settings.answer_margin_s
+    return dataclasses.replace(
+        runtime.mailbox,
+        capacity=settings.mailbox_capacity,
+        concurrency=settings.batch_max * (settings.flushers + 1),
+        message_timeout_s=message_timeout_s,
+        ask_timeout_s=max(
+            runtime.mailbox.ask_timeout_s, message_timeout_s + settings.answer_margin_s
+        ),
+    )

@@ -31,7 +31,6 @@ from actors import (
     BookingReplayer,
     RosterSource,
     SlotBooker,
-    booker_mailbox,
     catalogue_spec,
 )
 from adapters import (
@@ -45,7 +44,7 @@ from adapters import (
     open_database,
     open_redis,
 )
-from config import BreakerSettings, Settings
+from config import BreakerSettings, Settings, booker_mailbox
 from gateway import EdgeGuard, FastRoutes, HttpServer, Lifecycle, Services, create_app
 from gateway._fast import ASGIApp
 from jobs import (

@@ -47,13 +47,8 @@ from supervisors._mailbox import Idempotent
 from supervisors._policies import Jitter, RetryPolicy
 from supervisors._registry import Registry
 from supervisors._resource import Holder, Resource
-from supervisors._supervisor import (
-    Strategy,
-    Supervisor,
-    SupervisorSpec,
-    SupervisorStatistics,
-    open_supervisor,
-)
+from supervisors._supervisor import Supervisor, open_supervisor
+from supervisors._supervisor_spec import Strategy, SupervisorSpec, SupervisorStatistics
 
 __all__ = [
     "Actor",

@@ -5,21 +5,10 @@ Children start in order, each ready (``task_status.started``) before the next, a
 stop in reverse order: first gracefully (``request_stop``) for up to the child's
 ``shutdown_s``, then by cancelling its scope. Graceful always precedes brutal.
 
-When a child ends, the supervisor (one task, owning all of this state) decides:
-
-- restart type: permanent children always restart, transient ones only after a
-  crash, temporary ones never;
-- intensity: more than ``max_restarts`` restarts within ``within_s`` seconds and
-  the supervisor stops every child and fails with ``RestartIntensityExceeded``,
-  which its parent sees as a crash of this child (escalation);
-- backoff: the first restart after a stable period is immediate; consecutive ones
-  wait ``backoff_min_s * factor**(n-2)`` (capped, jittered); a child that ran for
-  ``backoff_reset_s`` starts from scratch. The wait is a timer in the supervisor's
-  nursery, not a sleep: meanwhile the supervisor handles other exits and commands;
-- strategy: ``ONE_FOR_ONE`` restarts the child; ``ONE_FOR_ALL`` stops the others
-  (reverse order) and restarts everyone (in order); ``REST_FOR_ONE`` does that for
-  the children started after the failed one. Temporary children stopped with the
-  group are not restarted (OTP): they are forgotten.
+When a child ends, the supervisor (one task, owning all of this state) decides what
+to restart and when, by restart type, intensity, backoff and strategy: the policy
+is described in ``_restart_policy``; starting and stopping one child is
+``_child_runner``.
 
 Commands (add or remove a child, stop) reach the supervisor through its control
 channel, so its state has one owner and needs no lock. When ``run`` ends, the channel
@@ -36,20 +25,26 @@ from __future__ import annotations
 
 import contextlib
 import math
-import random
-from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import structlog
 import trio
 
-from config import RUNTIME_DEFAULTS, RestartSettings
-from supervisors._actor import ActorSpec
-from supervisors._child import ChildSpec, Restart, Service
+from supervisors._child import ChildSpec, Restart
+from supervisors._child_runner import _ChildRunner, _NeverStarted
+from supervisors._control import (
+    _Child,
+    _Control,
+    _Exited,
+    _is_running,
+    _RestartDue,
+    _Run,
+    _StartChild,
+    _Stop,
+    _TerminateChild,
+)
 from supervisors._errors import (
     ActorUnavailable,
     ChildStartFailed,
@@ -57,8 +52,8 @@ from supervisors._errors import (
     SupervisionError,
 )
 from supervisors._mailbox import Reply
-from supervisors._policies import Jitter
-from supervisors._registry import Registry
+from supervisors._restart_policy import _backoff, _Intensity, _restart_group
+from supervisors._supervisor_spec import Strategy, SupervisorSpec, SupervisorStatistics
 
 __all__ = [
     "Strategy",
@@ -67,123 +62,6 @@ __all__ = [
     "SupervisorStatistics",
     "open_supervisor",
 ]
-
-
-class Strategy(StrEnum):
-    ONE_FOR_ONE = "one_for_one"
-    ONE_FOR_ALL = "one_for_all"
-    REST_FOR_ONE = "rest_for_one"
-
-
-@dataclass(frozen=True, slots=True)
-class SupervisorSpec:
-    """Child spec of a supervisor (so supervisors nest into trees)."""
-
-    name: str
-    children: Sequence[ChildSpec]
-    strategy: Strategy = Strategy.ONE_FOR_ONE
-    restarts: RestartSettings = RUNTIME_DEFAULTS.restart
-    registry: Registry | None = None
-    restart: Restart = Restart.PERMANENT
-    jitter: Jitter = random.uniform
-
-    @property
-    def shutdown_s(self) -> float:
-        """No budget of its own (OTP's ``infinity`` for supervisors).
-
-        A stopping supervisor stops its children one by one, each within that child's
-        own ``shutdown_s``, so its stop is bounded by its leaves, dynamic children
-        included; a budget here could only cut their graceful stops short.
-        """
-        return math.inf
-
-    def create(self) -> Supervisor:
-        return Supervisor(self)
-
-    def close(self) -> None:
-        """The subtree is gone for good: close every static child, leave the registry."""
-        for child in self.children:
-            child.close()
-            if self.registry is not None and isinstance(child, ActorSpec):
-                self.registry.discard(child.ref)
-
-
-@dataclass(frozen=True, slots=True)
-class SupervisorStatistics:
-    name: str
-    strategy: Strategy
-    children: tuple[str, ...]
-    running: tuple[str, ...]
-    restarts: int
-    escalations: int
-
-
-@dataclass(slots=True, eq=False)
-class _Run:
-    """One incarnation of a child."""
-
-    service: Service
-    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
-    exited: trio.Event = field(default_factory=trio.Event)
-    started_at: float = 0.0
-    crash: Exception | None = None
-    stopping: bool = False
-
-
-@dataclass(slots=True, eq=False)
-class _Child:
-    spec: ChildSpec
-    current: _Run | None = None
-    current_handle: Any = None
-    consecutive_restarts: int = 0
-    dynamic: bool = False  # added by start_child: lives as long as this Supervisor
-
-
-@dataclass(frozen=True, slots=True)
-class _Exited:
-    child: _Child
-    run: _Run
-
-
-@dataclass(frozen=True, slots=True)
-class _RestartDue:
-    """A backoff timer expired: start ``group`` again (``child`` caused the restart)."""
-
-    child: _Child
-    group: tuple[_Child, ...]
-    delay: float
-
-
-@dataclass(frozen=True, slots=True)
-class _StartChild:
-    spec: ChildSpec
-    reply: Reply[Any]
-
-
-@dataclass(frozen=True, slots=True)
-class _TerminateChild:
-    name: str
-    reply: Reply[None]
-
-
-@dataclass(frozen=True, slots=True)
-class _Stop:
-    final: bool
-
-
-type _Control = _Exited | _RestartDue | _StartChild | _TerminateChild | _Stop
-
-
-class _ReadyProbe:
-    """Passes ``started`` through to the real task status and remembers it was called."""
-
-    def __init__(self, task_status: trio.TaskStatus[Any]) -> None:
-        self._task_status = task_status
-        self.ready = False
-
-    def started(self, value: Any = None) -> None:
-        self.ready = True
-        self._task_status.started(value)
 
 
 class Supervisor:
@@ -199,13 +77,13 @@ class Supervisor:
         # sent from sync code paths (a child's final ``finally``) that must never
         # block or drop one.
         self._control_send, self._control = trio.open_memory_channel[_Control](math.inf)
-        self._restart_times: deque[float] = deque()
+        self._intensity = _Intensity(spec.restarts)
         self._restarts = 0
         self._escalations = 0
         self._stop_requested = False
-        self._nursery: trio.Nursery | None = None
         self._timers: trio.Nursery | None = None
         self._log = structlog.get_logger("supervisors.supervisor").bind(supervisor=self.name)
+        self._runner = _ChildRunner(self.name, spec.registry, self._log, self._send)
         names = [child.spec.name for child in self._children]
         if len(set(names)) != len(names):
             raise SupervisionError(
@@ -220,7 +98,7 @@ class Supervisor:
         """Start every child in order, report ready, supervise until stopped."""
         try:
             async with trio.open_nursery() as nursery:
-                self._nursery = nursery
+                self._runner.nursery = nursery
                 async with trio.open_nursery() as timers:
                     self._timers = timers
                     failure = await self._start_static_children()
@@ -281,12 +159,12 @@ class Supervisor:
 
     async def _start_static_children(self) -> SupervisionError | None:
         for child in self._children:
-            refusal = self._refusal(child.spec)
+            refusal = self._runner.refusal(child.spec)
             if refusal is not None:
                 await self._stop_all(final=False)
                 return refusal
-            self._register(child.spec)
-            error = await self._start(child)
+            self._runner.register(child.spec)
+            error = await self._runner.start(child)
             if error is not None:
                 await self._stop_all(final=False)
                 failure = ChildStartFailed(
@@ -334,10 +212,7 @@ class Supervisor:
             return None
 
         now = trio.current_time()
-        self._restart_times.append(now)
-        while self._restart_times[0] <= now - self._settings.within_s:
-            self._restart_times.popleft()
-        if len(self._restart_times) > self._settings.max_restarts:
+        if self._intensity.exceeded(now):
             self._escalations += 1
             self._log.error(
                 "supervisor_escalated",
@@ -358,19 +233,12 @@ class Supervisor:
         if now - run.started_at >= self._settings.backoff_reset_s:
             child.consecutive_restarts = 0
         child.consecutive_restarts += 1
-        delay = self._backoff(child.consecutive_restarts)
+        delay = _backoff(self._settings, self.spec.jitter, child.consecutive_restarts)
 
-        index = self._children.index(child)
-        match self.spec.strategy:
-            case Strategy.ONE_FOR_ONE:
-                group = [child]
-            case Strategy.ONE_FOR_ALL:
-                group = list(self._children)
-            case Strategy.REST_FOR_ONE:
-                group = self._children[index:]
+        group = _restart_group(self.spec.strategy, self._children, child)
         for sibling in reversed(group):
             # A temporary sibling is not restarted (OTP): it stops for good.
-            await self._stop_child(sibling, final=sibling.spec.restart is Restart.TEMPORARY)
+            await self._runner.stop(sibling, final=sibling.spec.restart is Restart.TEMPORARY)
         for sibling in group:
             if sibling.spec.restart is Restart.TEMPORARY:
                 self._forget(sibling)
@@ -406,7 +274,7 @@ class Supervisor:
             delay_s=round(delay, 6),
         )
         for member in members:
-            start_error = await self._start(member)
+            start_error = await self._runner.start(member)
             if start_error is not None:
                 # A failed restart is a crash like any other: it counts against the
                 # intensity and goes through the strategy again, which also starts
@@ -418,13 +286,6 @@ class Supervisor:
                 self._send(_Exited(member, failed))
                 return
 
-    def _backoff(self, consecutive: int) -> float:
-        if consecutive <= 1:
-            return 0.0
-        s = self._settings
-        base = min(s.backoff_max_s, s.backoff_min_s * s.backoff_factor ** (consecutive - 2))
-        return max(0.0, base * (1.0 + self.spec.jitter(-s.backoff_jitter, s.backoff_jitter)))
-
     async def _add(self, spec: ChildSpec, reply: Reply[Any]) -> None:
         if any(child.spec.name == spec.name for child in self._children):
             reply.set_error(
@@ -435,19 +296,19 @@ class Supervisor:
                 )
             )
             return
-        refusal = self._refusal(spec)
+        refusal = self._runner.refusal(spec)
         if refusal is not None:
             reply.set_error(refusal)
             return
         child = _Child(spec, dynamic=True)
         try:
-            self._register(spec)
+            self._runner.register(spec)
         except SupervisionError as taken:
             reply.set_error(taken)
             return
-        start_error = await self._start(child)
+        start_error = await self._runner.start(child)
         if start_error is not None:
-            self._unregister(spec)
+            self._runner.unregister(spec)
             failure = ChildStartFailed(
                 f"child {spec.name!r} failed to start: {start_error!r}",
                 supervisor=self.name,
@@ -463,7 +324,7 @@ class Supervisor:
     async def _terminate(self, name: str, reply: Reply[None]) -> None:
         for child in self._children:
             if child.spec.name == name:
-                await self._stop_child(child, final=True)
+                await self._runner.stop(child, final=True)
                 self._forget(child)
                 reply.set_value(None)
                 return
@@ -473,89 +334,13 @@ class Supervisor:
             )
         )
 
-    # -- starting and stopping children ---------------------------------------
-
-    def _refusal(self, spec: ChildSpec) -> SupervisionError | None:
-        """An actor stopped for good cannot start again: its mailbox is closed."""
-        if isinstance(spec, ActorSpec) and spec.mailbox.closed:
-            return SupervisionError(
-                f"actor {spec.name!r} was stopped for good; create a new ActorSpec "
-                "to start it again",
-                supervisor=self.name,
-                child=spec.name,
-            )
-        return None
-
-    async def _start(self, child: _Child) -> Exception | None:
-        assert self._nursery is not None
-        run = _Run(service=child.spec.create())
-        try:
-            handle = await self._nursery.start(self._run_child, child, run)
-        except Exception as error:
-            return error
-        run.started_at = trio.current_time()
-        child.current = run
-        child.current_handle = handle
-        return None
-
-    async def _run_child(
-        self, child: _Child, run: _Run, *, task_status: trio.TaskStatus[Any]
-    ) -> None:
-        probe = _ReadyProbe(task_status)
-        try:
-            with run.scope:
-                await run.service.run(task_status=probe)
-            if not probe.ready:
-                raise ChildStartFailed(
-                    f"child {child.spec.name!r} returned before it was ready",
-                    supervisor=self.name,
-                    child=child.spec.name,
-                )
-        except Exception as error:
-            if not probe.ready:
-                raise
-            run.crash = error
-        finally:
-            run.exited.set()
-        self._send(_Exited(child, run))
-
-    async def _stop_child(self, child: _Child, *, final: bool) -> None:
-        run = child.current
-        if run is not None and not run.exited.is_set():
-            run.stopping = True
-            run.service.request_stop(final=final)
-            with trio.move_on_after(child.spec.shutdown_s):
-                await run.exited.wait()
-            if not run.exited.is_set():
-                self._log.warning(
-                    "child_killed", child=child.spec.name, shutdown_s=child.spec.shutdown_s
-                )
-                run.scope.cancel()
-                await run.exited.wait()
-            if run.crash is not None:
-                self._log.error(
-                    "child_crashed_while_stopping",
-                    child=child.spec.name,
-                    error_type=type(run.crash).__name__,
-                    error=str(run.crash),
-                )
-            self._log.info("child_stopped", child=child.spec.name, final=final)
-        child.current = None
-        if final:
-            self._close(child.spec)
-
     async def _stop_all(self, *, final: bool) -> None:
         for child in reversed(self._children):
-            await self._stop_child(child, final=final)
+            await self._runner.stop(child, final=final)
 
     def _forget(self, child: _Child) -> None:
         self._children.remove(child)
-        self._close(child.spec)
-
-    def _close(self, spec: ChildSpec) -> None:
-        """The child is gone for good: close its spec, take it out of the registry."""
-        spec.close()
-        self._unregister(spec)
+        self._runner.close(child.spec)
 
     def _close_dynamic_children(self) -> None:
         for child in [c for c in self._children if c.dynamic]:
@@ -574,33 +359,11 @@ class Supervisor:
                     reply.set_error(ActorUnavailable(self.name, reason="supervisor stopped"))
         self._control.close()
 
-    def _register(self, spec: ChildSpec) -> None:
-        if self.spec.registry is not None and isinstance(spec, ActorSpec):
-            self.spec.registry.register(spec.ref)
-
-    def _unregister(self, spec: ChildSpec) -> None:
-        if self.spec.registry is not None and isinstance(spec, ActorSpec):
-            self.spec.registry.discard(spec.ref)
-
     def _send(self, message: _Control) -> None:
         try:
             self._control_send.send_nowait(message)
         except trio.ClosedResourceError:
             raise ActorUnavailable(self.name, reason="supervisor stopped") from None
-
-
-def _is_running(child: _Child) -> bool:
-    return child.current is not None and not child.current.exited.is_set()
-
-
-class _NeverStarted:
-    """Stands in for a child whose restart failed before it was ready."""
-
-    async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
-        raise AssertionError("never run")  # pragma: no cover
-
-    def request_stop(self, *, final: bool) -> None:
-        pass
 
 
 @asynccontextmanager

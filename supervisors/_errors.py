@@ -34,7 +34,7 @@ adapter boundary; the gateway maps it to HTTP in one table.
     │                                 uncounted while its dependency is down
     ├── LeaseLost                     a worker's lease on a job is gone (adapters/_jobs.py)
     ├── MigrationError                the migrations or their history forbid the run
-    │                                 (adapters/_migrations.py)
+    │                                 (adapters/_migration_files.py)
     ├── EmbeddedError                 a development server could not start (devservers/)
     ├── Misuse                        our own code called something wrongly: a bug (500)
     ├── ActorCrashed                  the handler hit a bug; the actor is being restarted

@@ -30,6 +30,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from bench.proc import listening_ports
+
 REPO = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get(
     "LOMASH_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -45,13 +47,6 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _database_url(name: str) -> str:
@@ -102,28 +97,49 @@ def bench_database(
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def _wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
+@dataclass(frozen=True, slots=True)
+class Running:
+    """A server process and the port it bound (it was started with ``--port 0``)."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+def _answers_live(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
+            conn.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return conn.recv(16).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+def _wait_ready(process: subprocess.Popen[bytes]) -> int:
+    """The port ``process`` (or a child of it) listens on, once it answers there."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
-                conn.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                if conn.recv(16).startswith(b"HTTP/1.1 200"):
-                    return
-        except OSError:
-            pass
+        ports = listening_ports(process.pid)
+        if len(ports) > 1:
+            raise RuntimeError(f"server listens on several ports {sorted(ports)}: which one?")
+        if ports and _answers_live(port := ports.pop()):
+            return port
         time.sleep(0.1)
     raise RuntimeError("server did not become ready")
 
 
 @contextmanager
 def server(
-    command: list[str], env: dict[str, str], port: int, output: IO[bytes] | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
+    command: list[str], env: dict[str, str], output: IO[bytes] | None = None
+) -> Iterator[Running]:
     """The server process, once it answers ``GET /health/live``; stopped on exit.
 
+    ``command`` makes it bind port 0 on 127.0.0.1; the port it got is read from /proc
+    (its listening socket), so no other process can take it between a pick and a bind.
     Its stdout and stderr go to ``output``, or nowhere.
     """
     process = subprocess.Popen(
@@ -134,8 +150,7 @@ def server(
         stderr=subprocess.DEVNULL if output is None else output,
     )
     try:
-        _wait_ready(port, process)
-        yield process
+        yield Running(process, _wait_ready(process))
     finally:
         process.terminate()
         try:
@@ -171,7 +186,6 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
-    ours_port, peer_port = free_port(), free_port()
     with bench_database() as url:
         ours_env = {
             "LOMASH_DATABASE_URL": url,
@@ -180,14 +194,16 @@ def main() -> None:
             "LOMASH_LOG_LEVEL": "warning",
             "LOMASH_WORKERS": str(args.workers),
         }
-        ours = [sys.executable, "-m", "service", "serve", "--port", str(ours_port)]
+        ours = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", "0"]
         peer = [
             sys.executable,
             "-m",
             "uvicorn",
             "bench.peers.fastapi_app:app",
+            "--host",
+            "127.0.0.1",
             "--port",
-            str(peer_port),
+            "0",
             "--loop",
             "uvloop",
             "--http",
@@ -199,13 +215,14 @@ def main() -> None:
             str(args.workers),
         ]
         results: dict[tuple[str, str], Result] = {}
-        with server(ours, ours_env, ours_port), server(peer, {"DATABASE_URL": url}, peer_port):
+        with (
+            server(ours, ours_env) as ours_server,
+            server(peer, {"DATABASE_URL": url}) as peer_server,
+        ):
             for route in ROUTES:
-                for name, port in (("ours", ours_port), ("peer", peer_port)):
-                    wrk(f"http://127.0.0.1:{port}{route}", 2, args.connections)  # warm-up
-                    results[(route, name)] = wrk(
-                        f"http://127.0.0.1:{port}{route}", args.seconds, args.connections
-                    )
+                for name, running in (("ours", ours_server), ("peer", peer_server)):
+                    wrk(running.url(route), 2, args.connections)  # warm-up
+                    results[(route, name)] = wrk(running.url(route), args.seconds, args.connections)
     print(
         f"HTTP benchmark: {args.seconds}s per run, {args.connections} connections, "
         f"{args.workers} worker(s) each, wrk on loopback, 2 cores shared"

@@ -8,7 +8,10 @@ import os
 import secrets
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import pytest
 import trio
 import trio_asyncio
 
@@ -24,7 +27,7 @@ BOUND_S = 20.0
 
 async def make_dead(queue: JobQueue, job_id: str) -> None:
     await queue.enqueue("q", "notify.email", {"to": "x"}, job_id=job_id)
-    [lease] = await queue.lease("q", worker="t", limit=1, wait_s=1.0)
+    [lease] = await queue.lease("q", worker="t", limit=1, wait_s=BOUND_S)
     await queue.fail(lease, error_type="UpstreamError", error_message="SES said 503")
 
 
@@ -33,41 +36,121 @@ def admin_settings(migrated_url: str, redis_url: str, redis_prefix: str) -> Sett
     return dataclasses.replace(base, admin_token=TOKEN)
 
 
+@asynccontextmanager
+async def one_attempt_queue(
+    kind: str, redis_url: str, redis_prefix: str
+) -> AsyncIterator[JobQueue]:
+    """A fresh queue whose jobs die at their first failure: in memory, or a
+    ``RedisJobQueue`` on the real Redis under a key prefix of its own (inside the
+    caller's trio-asyncio loop)."""
+    policy = QueuePolicy(attempts=1)
+    if kind == "memory":
+        await trio.lowlevel.checkpoint()
+        yield MemoryJobQueue(default=policy)
+        return
+    settings = RedisSettings(url=redis_url, prefix=redis_prefix)
+    async with open_redis(settings, cleanup_s=1.0) as cache:
+        yield RedisJobQueue(cache, prefix=f"jobs-{secrets.token_hex(6)}", default=policy)
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
 async def test_the_admin_api_lists_inspects_requeues_and_purges_dead_jobs(
-    migrated_url: str, redis_url: str, redis_prefix: str
+    kind: str, migrated_url: str, redis_url: str, redis_prefix: str
 ) -> None:
-    """With the bearer token: list, show (history), requeue, purge one, purge all."""
-    queue = MemoryJobQueue(default=QueuePolicy(attempts=1))
+    """On either queue, with the token: list, show, requeue, purge one / all, counts, 404, 422."""
     settings = admin_settings(migrated_url, redis_url, redis_prefix)
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    async with trio_asyncio.open_loop(), running_service(settings, queue) as (app, _):
+    async with (
+        trio_asyncio.open_loop(),
+        one_attempt_queue(kind, redis_url, redis_prefix) as queue,
+        running_service(settings, queue) as (app, _),
+    ):
         client = app.test_client()
         with trio.fail_after(BOUND_S):
-            for job_id in ("d1", "d2", "d3"):
+            for job_id in ("d2", "d3", "d1"):  # died in this order: not the ids' order
                 await make_dead(queue, job_id)
-            listed = await (await client.get("/admin/queues/q/dead", headers=auth)).get_json()
+            listing = await client.get("/admin/queues/q/dead", headers=auth)
+            listed = await listing.get_json()
+            limited = await (
+                await client.get("/admin/queues/q/dead?limit=1", headers=auth)
+            ).get_json()
+            bad_limits = [
+                await client.get(f"/admin/queues/q/dead?limit={limit}", headers=auth)
+                for limit in ("0", "abc", "1001")
+            ]
+            other = await (await client.get("/admin/queues/other/dead", headers=auth)).get_json()
             shown = await (await client.get("/admin/queues/q/dead/d1", headers=auth)).get_json()
+            absent = await client.get("/admin/queues/q/dead/absent", headers=auth)
+
             requeued = await client.post("/admin/queues/q/dead/d1/requeue", headers=auth)
             state_after_requeue = await queue.state("q", "d1")
+            shown_alive = await client.get("/admin/queues/q/dead/d1", headers=auth)
+            requeued_again = await client.post("/admin/queues/q/dead/d1/requeue", headers=auth)
+            after_requeue = await (
+                await client.get("/admin/queues/q/dead", headers=auth)
+            ).get_json()
+            [lease] = await queue.lease("q", worker="t", limit=1, wait_s=BOUND_S)
+            await queue.fail(lease, error_type="Bounced", error_message="no such mailbox")
+            second_life = await (
+                await client.get("/admin/queues/q/dead/d1", headers=auth)
+            ).get_json()
+
             one = await (await client.delete("/admin/queues/q/dead/d2", headers=auth)).get_json()
+            none = await (await client.delete("/admin/queues/q/dead/d2", headers=auth)).get_json()
             refused = await client.delete("/admin/queues/q/dead", headers=auth)
             everything = await client.delete("/admin/queues/q/dead?all=true", headers=auth)
             missing = await client.get("/admin/queues/q/dead/d2", headers=auth)
             counts = await (await client.get("/admin/queues/q", headers=auth)).get_json()
-    assert [d["job_id"] for d in listed["dead"]] == ["d3", "d2", "d1"]
-    assert listed["dead"][0]["last_error"] == "SES said 503"
+            left = await queue.dead("q", limit=10)
+
+    assert listing.headers["Cache-Control"] == "no-store"
+    assert listed["queue"] == "q"
+    assert [d["job_id"] for d in listed["dead"]] == ["d1", "d3", "d2"]
+    newest = listed["dead"][0]
+    assert (newest["kind"], newest["attempts"]) == ("notify.email", 1)
+    assert (newest["last_error_type"], newest["last_error"]) == ("UpstreamError", "SES said 503")
+    assert isinstance(newest["died_at"], float)
+    assert [d["job_id"] for d in limited["dead"]] == ["d1"]
+    for bad in bad_limits:
+        assert bad.status_code == 422
+        error = (await bad.get_json())["error"]
+        assert (error["code"], error["field"]) == ("invalid_field", "limit")
+    assert other == {"queue": "other", "dead": []}
     assert [(h["attempt"], h["outcome"], h["error_type"]) for h in shown["history"]] == [
         (1, "failed", "UpstreamError")
     ]
-    assert shown["payload"] == {"to": "x"}
+    assert shown["history"][0]["error_message"] == "SES said 503"
+    assert shown["history"][0]["started_at"] <= shown["history"][0]["ended_at"] <= shown["died_at"]
+    assert shown["enqueued_at"] <= shown["died_at"]
+    assert (shown["job_id"], shown["kind"], shown["payload"]) == ("d1", "notify.email", {"to": "x"})
+    assert absent.status_code == 404
+    assert (await absent.get_json())["error"]["code"] == "not_found"
+
     assert requeued.status_code == 200
+    assert await requeued.get_json() == {"requeued": "d1"}
     assert state_after_requeue is JobState.WAITING
+    assert shown_alive.status_code == 404  # waiting again: not in the DLQ
+    assert requeued_again.status_code == 404
+    assert [d["job_id"] for d in after_requeue["dead"]] == ["d3", "d2"]
+    assert lease.job.attempt == 1  # attempts start afresh
+    assert [(h["attempt"], h["error_type"]) for h in second_life["history"]] == [(1, "Bounced")]
+
     assert one == {"purged": 1}
+    assert none == {"purged": 0}
     assert refused.status_code == 422
     assert (await refused.get_json())["error"]["code"] == "confirmation_required"
-    assert await everything.get_json() == {"purged": 1}
+    assert await everything.get_json() == {"purged": 2}
     assert missing.status_code == 404
-    assert counts["dead"] == 0
+    assert counts == {
+        "queue": "q",
+        "waiting": 0,
+        "delayed": 0,
+        "active": 0,
+        "completed": 0,
+        "dead": 0,
+        "stalled_total": 0,
+    }
+    assert left == []
 
 
 async def test_the_admin_api_needs_the_token(

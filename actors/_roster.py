@@ -82,10 +82,13 @@ class RosterSource:
         self._lock = trio.Lock()
 
     async def current(self) -> Roster:
-        """The schedule, reloaded if older than ``refresh_s`` and Postgres answers."""
+        """The schedule, reloaded if older than ``refresh_s`` and Postgres answers;
+        while one caller reloads it, the others get the snapshot they had."""
         if self._fresh():
             assert self._schedule is not None
             return self._schedule
+        if self._schedule is not None and self._lock.locked():
+            return self._schedule  # one caller reloads; nobody else waits on Postgres
         async with self._lock:
             if not self._fresh():
                 await self._reload()

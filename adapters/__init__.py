@@ -28,7 +28,7 @@ from adapters._booking_records import (
 )
 from adapters._booking_store import BookingStore, PostgresBookingStore
 from adapters._booking_store_memory import MemoryBookingStore
-from adapters._gate import GateStatistics, ReconnectGate
+from adapters._gate import DependencyGate, GateState, GateStatistics
 from adapters._migrations import (
     MIGRATIONS_DIR,
     Migration,
@@ -76,6 +76,8 @@ __all__ = [
     "Connection",
     "Database",
     "DatabaseStatistics",
+    "DependencyGate",
+    "GateState",
     "GateStatistics",
     "KeyReplay",
     "LimitReached",
@@ -94,7 +96,6 @@ __all__ = [
     "PostgresBookingStore",
     "PostgresDatabase",
     "PostgresShowrooms",
-    "ReconnectGate",
     "RedisBookingCache",
     "RedisCache",
     "RedisClient",

@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 import asyncpg
@@ -23,14 +24,11 @@ import trio
 import trio_asyncio
 from asyncpg.pool import PoolConnectionProxy
 
-from adapters._gate import GateStatistics, ReconnectGate, describe_outage
+from adapters._gate import DependencyGate, GateStatistics, describe_outage
+from adapters._postgres_errors import TRANSLATED_ERRORS, keep_orphans_quiet, translate
 from config import DatabaseSettings
 from supervisors import (
-    Conflict,
     ConnectionLost,
-    Contention,
-    DatabaseError,
-    InvalidData,
     LomashError,
     OperationTimeout,
 )
@@ -42,6 +40,7 @@ __all__ = [
     "DatabaseStatistics",
     "Operation",
     "PostgresDatabase",
+    "Saturated",
     "open_database",
     "translate",
 ]
@@ -64,7 +63,11 @@ class Database(Protocol):
         ...
 
     async def ping(self) -> None:
-        """Check the primary answers (bypasses the reconnect gate; reopens it on success)."""
+        """Probe the primary now, whatever its gate says (its verdict moves the gate)."""
+        ...
+
+    def outage(self) -> str | None:
+        """Why the primary's gate refuses calls ("slow (p99 2.01 s)", ...), or None."""
         ...
 
     def statistics(self) -> DatabaseStatistics: ...
@@ -75,49 +78,18 @@ class DatabaseStatistics:
     primary: GateStatistics
     replica: GateStatistics | None
     replica_reads: int
-
-
-# asyncpg / OS errors that mean "the server is not reachable or not serving": the
-# outage class. 25006 (read-only transaction) is a write sent to a standby, as happens
-# right after a failover until DNS moves: an outage of the primary too.
-_OUTAGE_SQLSTATES = {"57P01", "57P02", "57P03", "53300", "25006"}
-_CONTENTION_SQLSTATES = {"40001", "40P01", "55P03"}
-_CONFLICT_SQLSTATES = {"23505": "duplicate", "23P01": "overlap", "23503": "reference"}
-_BAD_DATA_SQLSTATES = {"23502", "23514"}
-
-
-def translate(error: BaseException, *, target: str, statement_timeout_s: float) -> LomashError:
-    """The project's error for an asyncpg / OS error (the one translation point)."""
-    if isinstance(error, asyncpg.PostgresError):
-        state = error.sqlstate or ""
-        if state in _OUTAGE_SQLSTATES or state.startswith("08"):
-            return ConnectionLost(describe_outage(error), dependency=target)
-        if state == "57014":
-            return OperationTimeout(
-                "statement timeout", dependency=target, timeout_s=statement_timeout_s
-            )
-        if state in _CONTENTION_SQLSTATES:
-            return Contention(f"contention ({state})", dependency=target)
-        constraint = getattr(error, "constraint_name", None)
-        if state in _CONFLICT_SQLSTATES:
-            return Conflict(
-                f"{_CONFLICT_SQLSTATES[state]} violates {constraint}",
-                code=_CONFLICT_SQLSTATES[state],
-                constraint=constraint,
-            )
-        if state in _BAD_DATA_SQLSTATES or state.startswith("22"):
-            return InvalidData(str(error).splitlines()[0], constraint=constraint)
-        return DatabaseError(f"{type(error).__name__}: {error}", sqlstate=state or None)
-    if isinstance(error, OSError | TimeoutError | asyncio.TimeoutError | asyncpg.InterfaceError):
-        return ConnectionLost(describe_outage(error), dependency=target)
-    return DatabaseError(f"{type(error).__name__}: {error}", sqlstate=None)
-
-
-TRANSLATED_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+    saturated: int  # calls refused by a full bulkhead
 
 
 class PostgresDatabase:
-    """The primary pool, an optional replica pool, and a reconnect gate for each."""
+    """The primary pool, an optional replica pool, and a gate and a bulkhead for each.
+
+    Every call runs under ``call_timeout_s``; past it (or when its caller is
+    cancelled) the asyncio side is abandoned, not awaited: asyncpg cancels the query
+    and rolls the transaction back in the background while the caller has its
+    answer. Until that cleanup ends the call keeps its place in the bulkhead, so the
+    bulkhead is the pool's real occupancy and nobody waits for a pool connection.
+    """
 
     def __init__(
         self,
@@ -126,75 +98,153 @@ class PostgresDatabase:
         replica: asyncpg.Pool[Any] | None,
     ) -> None:
         self._settings = settings
-        self._primary = primary
-        self._replica = replica
-        self._primary_gate = ReconnectGate(
-            "postgres", min_s=settings.reconnect_min_s, max_s=settings.reconnect_max_s
-        )
-        self._replica_gate = ReconnectGate(
-            "postgres-replica", min_s=settings.reconnect_min_s, max_s=settings.reconnect_max_s
-        )
+        self._primary = _Target(settings, primary, "postgres")
+        self._replica = _Target(settings, replica, "postgres-replica") if replica else None
         self._replica_reads = 0
+        # Abandoned asyncio tasks, referenced until they end (asyncio keeps weak ones).
+        self._abandoned: set[asyncio.Future[Any]] = set()
+
+    @property
+    def gates(self) -> tuple[DependencyGate, ...]:
+        targets = (self._primary, self._replica)
+        return tuple(t.gate for t in targets if t is not None)
 
     async def run[T](
         self, operation: Operation[T], *, readonly: bool = False, idempotent: bool = False
     ) -> T:
-        gate = self._primary_gate
         try:
-            gate.check()
-            retry_stale = readonly or idempotent
-            return await self._hop(self._primary, gate, operation, retry_stale=retry_stale)
+            return await self._call(self._primary, operation, retry_stale=readonly or idempotent)
         except ConnectionLost:
             if readonly and self._replica is not None:
                 self._replica_reads += 1
-                self._replica_gate.check()
-                return await self._hop(
-                    self._replica, self._replica_gate, operation, retry_stale=True
-                )
+                return await self._call(self._replica, operation, retry_stale=True)
             raise
 
     async def ping(self) -> None:
-        await self._hop(self._primary, self._primary_gate, _select_one, retry_stale=True)
+        await self._primary.gate.probe(self._ping_primary, timeout_s=self._settings.call_timeout_s)
+
+    def outage(self) -> str | None:
+        return self._primary.gate.outage()
+
+    async def watch(self) -> None:
+        """Probe each gate while it is down (runs as long as the pools are open)."""
+        timeout_s = self._settings.call_timeout_s
+        async with trio.open_nursery() as nursery:
+            for target in (self._primary, self._replica):
+                if target is not None:
+                    nursery.start_soon(
+                        partial(target.gate.watch, partial(self._ping, target), timeout_s=timeout_s)
+                    )
 
     def statistics(self) -> DatabaseStatistics:
         return DatabaseStatistics(
-            primary=self._primary_gate.statistics(),
-            replica=self._replica_gate.statistics() if self._replica is not None else None,
+            primary=self._primary.gate.statistics(),
+            replica=self._replica.gate.statistics() if self._replica is not None else None,
             replica_reads=self._replica_reads,
+            saturated=self._primary.saturated + (self._replica.saturated if self._replica else 0),
         )
 
-    async def _hop[T](
-        self,
-        pool: asyncpg.Pool[Any],
-        gate: ReconnectGate,
-        operation: Operation[T],
-        *,
-        retry_stale: bool,
-    ) -> T:
+    async def _ping_primary(self) -> None:
+        await self._ping(self._primary)
+
+    async def _ping(self, target: _Target) -> None:
+        await self._hop(target, _select_one, retry_stale=True)
+
+    async def _call[T](self, target: _Target, operation: Operation[T], *, retry_stale: bool) -> T:
+        ticket = target.gate.admit()
+        started = trio.current_time()
+        try:
+            result = await self._hop(target, operation, retry_stale=retry_stale)
+        except ConnectionLost as lost:
+            if isinstance(lost, Saturated):
+                target.gate.release(ticket)  # our queue is full: no verdict on Postgres
+            else:
+                target.gate.failed(ticket, lost.message)
+            raise
+        except OperationTimeout:
+            target.gate.timed_out(ticket, trio.current_time() - started)
+            raise
+        except LomashError:
+            target.gate.succeeded(ticket, trio.current_time() - started)  # it answered
+            raise
+        except BaseException:
+            target.gate.release(ticket)
+            raise
+        target.gate.succeeded(ticket, trio.current_time() - started)
+        return result
+
+    async def _hop[T](self, target: _Target, operation: Operation[T], *, retry_stale: bool) -> T:
+        """One bridge hop inside the bulkhead, abandoned (not awaited) past its deadline."""
+        token = await target.enter()
+        handed_over = False
+
+        def hand_over() -> None:
+            nonlocal handed_over
+            handed_over = True
+
         try:
             result: T = await trio_asyncio.aio_as_trio(self._in_asyncio)(
-                pool, gate.dependency, operation, retry_stale
+                target, operation, retry_stale, token, hand_over
             )
-        except ConnectionLost as lost:
-            gate.failed(lost.message)
-            raise
-        except trio.Cancelled:
-            raise
-        gate.succeeded()
+        finally:
+            if not handed_over:  # cancelled before the asyncio side started
+                target.limiter.release_on_behalf_of(token)
         return result
 
     async def _in_asyncio[T](
-        self, pool: asyncpg.Pool[Any], target: str, operation: Operation[T], retry_stale: bool
+        self,
+        target: _Target,
+        operation: Operation[T],
+        retry_stale: bool,
+        token: object,
+        hand_over: Callable[[], None],
     ) -> T:
-        """Runs on the asyncio side of the bridge: acquire, run, translate."""
+        """The asyncio side: the attempts run as their own task, waited for until the
+        deadline; a caller cancelled or timed out leaves it to clean up behind it."""
+        hand_over()
+        task = asyncio.ensure_future(self._attempts(target, operation, retry_stale))
+
+        def ended(done: asyncio.Future[T]) -> None:
+            target.limiter.release_on_behalf_of(token)
+            self._abandoned.discard(done)
+            if not done.cancelled():
+                done.exception()  # retrieved: an abandoned failure is not logged as lost
+
+        task.add_done_callback(ended)
+        timeout_s = self._settings.call_timeout_s
+        try:
+            done, _ = await asyncio.wait({task}, timeout=timeout_s)
+        except asyncio.CancelledError:
+            self._abandon(task)
+            raise
+        if not done:
+            self._abandon(task)
+            raise OperationTimeout(
+                f"{target.name} did not answer within {timeout_s:g} s",
+                dependency=target.name,
+                timeout_s=timeout_s,
+            )
+        return task.result()
+
+    def _abandon(self, task: asyncio.Future[Any]) -> None:
+        if not task.done():
+            self._abandoned.add(task)
+            task.cancel()
+
+    async def _attempts[T](self, target: _Target, operation: Operation[T], retry_stale: bool) -> T:
+        """Acquire, run, translate (on the asyncio side)."""
         attempts = 2 if retry_stale else 1
         for attempt in range(attempts):
             try:
-                async with pool.acquire(timeout=self._settings.connect_timeout_s) as connection:
+                async with target.pool.acquire(
+                    timeout=self._settings.connect_timeout_s
+                ) as connection:
                     return await operation(connection)
             except TRANSLATED_ERRORS as error:
                 translated = translate(
-                    error, target=target, statement_timeout_s=self._settings.statement_timeout_s
+                    error,
+                    target=target.name,
+                    statement_timeout_s=self._settings.statement_timeout_s,
                 )
                 # A pooled connection may have died with a restarted server: a read
                 # may try once more on a fresh connection before calling it an outage.
@@ -202,6 +252,58 @@ class PostgresDatabase:
                     continue
                 raise translated from error
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+class Saturated(ConnectionLost):
+    """Every connection is busy and the bulkhead's queue is full (or waited out)."""
+
+
+class _Target:
+    """One pool with its gate and its bulkhead."""
+
+    def __init__(self, settings: DatabaseSettings, pool: asyncpg.Pool[Any], name: str) -> None:
+        self.name = name
+        self.pool = pool
+        self.gate = DependencyGate(
+            name,
+            min_s=settings.reconnect_min_s,
+            max_s=settings.reconnect_max_s,
+            slow_call_s=settings.slow_call_s,
+            slow_calls=settings.slow_calls,
+        )
+        self.limiter = trio.CapacityLimiter(settings.pool_max_size)
+        self.saturated = 0
+        self._max_waiting = settings.max_waiting
+        self._wait_s = settings.pool_wait_s
+        self._waiting = 0
+
+    async def enter(self) -> object:
+        """A place in the bulkhead (released by whoever ends the call), or ``Saturated``."""
+        token = object()
+        try:
+            self.limiter.acquire_on_behalf_of_nowait(token)
+            return token
+        except trio.WouldBlock:
+            pass
+        if self._waiting >= self._max_waiting:
+            raise self._saturated()
+        self._waiting += 1
+        try:
+            with trio.move_on_after(self._wait_s):
+                await self.limiter.acquire_on_behalf_of(token)
+                return token
+        finally:
+            self._waiting -= 1
+        raise self._saturated()
+
+    def _saturated(self) -> Saturated:
+        self.saturated += 1
+        return Saturated(
+            f"{self.name} is saturated ({self.limiter.total_tokens:g} calls in flight,"
+            f" {self._waiting} waiting)",
+            dependency=self.name,
+            retry_after=self._wait_s,
+        )
 
 
 async def _select_one(connection: Connection) -> None:
@@ -241,12 +343,17 @@ async def open_database(
     """Open the pools (the service starts even while Postgres is down) and close them."""
     if settings.url is None:
         raise ValueError("open_database needs settings.url (embedded servers set it)")
+    keep_orphans_quiet()
     primary = await _create_pool(settings, settings.url, application)
     replica = None
     try:
         if settings.replica_url is not None:
             replica = await _create_pool(settings, settings.replica_url, application)
-        yield PostgresDatabase(settings, primary, replica)
+        database = PostgresDatabase(settings, primary, replica)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(database.watch)
+            yield database
+            nursery.cancel_scope.cancel()
     finally:
         with trio.move_on_after(cleanup_s, shield=True) as cleanup:
             for pool in (replica, primary):

@@ -25,7 +25,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
-from adapters._gate import GateStatistics, ReconnectGate, describe_outage
+from adapters._gate import DependencyGate, GateStatistics, describe_outage
 from config import RedisSettings
 from supervisors import ConnectionLost, DependencyError, LomashError, OperationTimeout
 
@@ -42,15 +42,26 @@ class Cache(Protocol):
         """A key under this process's prefix."""
         ...
 
-    async def run[T](self, operation: CacheOperation[T]) -> T: ...
+    async def run[T](self, operation: CacheOperation[T], *, waits_s: float = 0.0) -> T:
+        """Run ``operation`` (one bridge hop). ``waits_s``: how long it blocks on
+        purpose (a blocking read); only the time beyond it counts as latency."""
+        ...
 
-    async def ping(self) -> None: ...
+    async def ping(self) -> None:
+        """Probe Redis now, whatever its gate says (its verdict moves the gate)."""
+        ...
+
+    def outage(self) -> str | None:
+        """Why the gate refuses calls ("slow (p99 0.50 s, timeouts)", ...), or None."""
+        ...
 
     def statistics(self) -> GateStatistics: ...
 
 
 def translate(error: BaseException, *, timeout_s: float) -> LomashError:
     """The project's error for a redis-py / OS error (the one translation point)."""
+    if isinstance(error, redis.exceptions.TimeoutError) and "connecting" in str(error):
+        return ConnectionLost("connection timeout", dependency="redis")  # nobody answered
     if isinstance(error, redis.exceptions.TimeoutError | TimeoutError | asyncio.TimeoutError):
         return OperationTimeout("redis timeout", dependency="redis", timeout_s=timeout_s)
     if isinstance(
@@ -68,34 +79,70 @@ _TRANSLATED = (redis.exceptions.RedisError, OSError, asyncio.TimeoutError)
 
 
 class RedisCache:
+    """The client behind a gate: a Redis that refuses, resets or answers slowly is
+    refused at once until a probe and one fast trial call answer again."""
+
     def __init__(self, settings: RedisSettings, client: Client) -> None:
         self._settings = settings
         self._client = client
-        self._gate = ReconnectGate(
-            "redis", min_s=settings.reconnect_min_s, max_s=settings.reconnect_max_s
+        self.gate = DependencyGate(
+            "redis",
+            min_s=settings.reconnect_min_s,
+            max_s=settings.reconnect_max_s,
+            slow_call_s=settings.slow_call_s,
+            slow_calls=settings.slow_calls,
         )
 
     def key(self, *parts: str) -> str:
         return self._settings.prefix + ":".join(parts)
 
-    async def run[T](self, operation: CacheOperation[T]) -> T:
-        self._gate.check()
-        return await self._hop(operation)
+    async def run[T](self, operation: CacheOperation[T], *, waits_s: float = 0.0) -> T:
+        gate = self.gate
+        ticket = gate.admit()
+        started = trio.current_time()
+        try:
+            result = await self._hop(operation)
+        except ConnectionLost as lost:
+            gate.failed(ticket, lost.message)
+            raise
+        except OperationTimeout:
+            gate.timed_out(ticket, trio.current_time() - started)
+            raise
+        except LomashError:
+            gate.succeeded(ticket, trio.current_time() - started - waits_s)
+            raise
+        except BaseException:
+            gate.release(ticket)
+            raise
+        gate.succeeded(ticket, trio.current_time() - started - waits_s)
+        return result
 
     async def ping(self) -> None:
-        await self._hop(_ping)
+        await self.gate.probe(self._ping, timeout_s=self._settings.timeout_s)
+
+    def outage(self) -> str | None:
+        return self.gate.outage()
+
+    async def watch(self) -> None:
+        """Probe the gate while it is down (runs as long as the client is open)."""
+        await self.gate.watch(self._ping, timeout_s=self._settings.timeout_s)
 
     def statistics(self) -> GateStatistics:
-        return self._gate.statistics()
+        return self.gate.statistics()
+
+    async def _ping(self) -> None:
+        await self._hop(_ping)
 
     async def _hop[T](self, operation: CacheOperation[T]) -> T:
-        try:
+        # The socket timeouts bound every command; this bounds the whole operation
+        # (a pipeline, a script) the same way, in case the server trickles.
+        with trio.move_on_after(self._settings.timeout_s * 2) as deadline:
             result: T = await trio_asyncio.aio_as_trio(self._in_asyncio)(operation)
-        except (ConnectionLost, OperationTimeout) as lost:
-            self._gate.failed(lost.message)
-            raise
-        self._gate.succeeded()
-        return result
+            return result
+        assert deadline.cancelled_caught
+        raise OperationTimeout(
+            "redis timeout", dependency="redis", timeout_s=self._settings.timeout_s * 2
+        )
 
     async def _in_asyncio[T](self, operation: CacheOperation[T]) -> T:
         try:
@@ -145,7 +192,11 @@ async def open_redis(settings: RedisSettings, *, cleanup_s: float) -> AsyncItera
     """A client (lazy: the service starts while Redis is down) closed on exit."""
     client = _client(settings)
     try:
-        yield RedisCache(settings, client)
+        cache = RedisCache(settings, client)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(cache.watch)
+            yield cache
+            nursery.cancel_scope.cancel()
     finally:
         with trio.move_on_after(cleanup_s, shield=True):
             await trio_asyncio.aio_as_trio(client.aclose)()

@@ -40,12 +40,13 @@ class BookingSettings:
     flushers: int = 2
     # A batch (Redis locks, the transaction, the pending path) gets this long; then
     # its undecided bookings are answered 503 (a retry with the same key learns the
-    # outcome). The SlotBooker's callers wait this long plus a second, not less; it
-    # must leave room for a stalled query (database command_timeout_s) and the
-    # pending path after it.
-    flush_timeout_s: float = 10.0
+    # outcome). The SlotBooker's callers wait this long plus answer_margin_s, not
+    # less; it must leave room for the Redis locks, a call that times out (database
+    # call_timeout_s) and the pending path after it, and end well inside the
+    # request's budget (http.request_timeout_s) and a client's 10 s.
+    flush_timeout_s: float = 6.5
     # How long after a batch's deadline its callers still wait for their answer.
-    answer_margin_s: float = 1.0
+    answer_margin_s: float = 0.5
     # Guests' manage tokens are HMAC-SHA256(secret, appointment id): never stored,
     # not even in the idempotency records. Required in production; elsewhere a fixed
     # development secret is used (tokens then are forgeable: development only).
@@ -93,7 +94,5 @@ def booker_mailbox(settings: BookingSettings, runtime: RuntimeSettings) -> Mailb
         capacity=settings.mailbox_capacity,
         concurrency=settings.batch_max * (settings.flushers + 1),
         message_timeout_s=message_timeout_s,
-        ask_timeout_s=max(
-            runtime.mailbox.ask_timeout_s, message_timeout_s + settings.answer_margin_s
-        ),
+        ask_timeout_s=message_timeout_s + settings.answer_margin_s,
     )

@@ -28,12 +28,16 @@ class HttpSettings:
     # Writing one chunk of a response may take this long; a client that does not
     # read is disconnected (its request task is not held).
     send_timeout_s: float = 10.0
+    # Every request's handler must answer within this (the body's arrival not
+    # counted); past it the work is cancelled and the answer is 503 ``timeout`` with
+    # Retry-After. Below a typical client's 10 s and an ALB's 60 s idle timeout.
+    request_timeout_s: float = 8.0
     # HTTP/2 over plain HTTP (h2c upgrade, prior knowledge). Off: an Upgrade: h2c or
     # a PRI preface is answered as HTTP/1.1 (or refused as malformed).
     h2c: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("keep_alive_s", "body_timeout_s", "send_timeout_s"):
+        for name in ("keep_alive_s", "body_timeout_s", "send_timeout_s", "request_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}: must be > 0")
         if self.max_connections < 1:

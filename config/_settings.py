@@ -103,9 +103,15 @@ class Settings:
         _check(self.cleanup_timeout_s > 0, "cleanup_timeout_s: must be > 0")
         _check(self.max_body_bytes > 0, "max_body_bytes: must be > 0")
         _check(
-            self.booking.flush_timeout_s > self.database.command_timeout_s,
-            "booking: flush_timeout_s must be above database command_timeout_s "
-            "(a stalled query must end inside the batch's deadline)",
+            self.booking.flush_timeout_s > self.database.call_timeout_s + self.redis.timeout_s,
+            "booking: flush_timeout_s must be above database call_timeout_s plus redis "
+            "timeout_s (a stalled call must end inside the batch's deadline)",
+        )
+        booking_answer_s = self.booking.flush_timeout_s + 2 * self.booking.answer_margin_s
+        _check(
+            self.http.request_timeout_s > booking_answer_s,
+            f"http: request_timeout_s must be above the booking's own answer time "
+            f"({booking_answer_s:g} s: booking flush_timeout_s + 2 x answer_margin_s)",
         )
         if self.environment is Environment.PRODUCTION:
             self._check_production()

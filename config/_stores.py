@@ -23,6 +23,20 @@ class DatabaseSettings:
     # Client-side bound on each query (asyncpg command_timeout): a server that stops
     # answering mid-query (a blackholed failover) is an outage after this, not a hang.
     command_timeout_s: float = 6.0
+    # Every call (one operation: any number of queries, a transaction) ends by this
+    # deadline (the spec's breaker call timeout); one that does not is abandoned, its
+    # transaction rolled back, and counted as a timeout by the gate.
+    call_timeout_s: float = 5.0
+    # The gate calls Postgres slow, and refuses calls at once, after ``slow_calls``
+    # calls in a row each took longer than ``slow_call_s`` or timed out; a probe
+    # (a ``SELECT 1`` answering within ``slow_call_s``) and one fast trial call
+    # reopen it.
+    slow_call_s: float = 1.0
+    slow_calls: int = 5
+    # Bulkhead: at most pool_max_size calls in flight; up to ``max_waiting`` more
+    # wait for one of them, at most ``pool_wait_s``; the rest are refused at once.
+    max_waiting: int = 20
+    pool_wait_s: float = 0.5
     # After a connection failure the primary is refused fast and probed again after
     # reconnect_min_s, doubling up to reconnect_max_s: a database that comes back is
     # used again within reconnect_max_s, well inside the spec's 30 s reconnect window.
@@ -42,8 +56,21 @@ class DatabaseSettings:
             self.pool_max_size >= max(1, self.pool_min_size),
             "pool_max_size: must be >= 1 and >= pool_min_size",
         )
-        for name in ("connect_timeout_s", "statement_timeout_s", "reconnect_min_s"):
+        for name in (
+            "connect_timeout_s",
+            "statement_timeout_s",
+            "reconnect_min_s",
+            "call_timeout_s",
+            "slow_call_s",
+            "pool_wait_s",
+        ):
             _check(getattr(self, name) > 0, f"{name}: must be > 0")
+        _check(self.slow_calls >= 1, "slow_calls: must be >= 1")
+        _check(self.max_waiting >= 0, "max_waiting: must be >= 0")
+        _check(
+            self.slow_call_s < self.call_timeout_s,
+            "slow_call_s: must be below call_timeout_s",
+        )
         _check(
             self.command_timeout_s > self.statement_timeout_s,
             "command_timeout_s: must be above statement_timeout_s (the server's own limit)",
@@ -68,6 +95,11 @@ class RedisSettings:
     # Short on purpose: a dead Redis must be noticed in well under a second.
     connect_timeout_s: float = 0.25
     timeout_s: float = 0.5
+    # The gate calls Redis slow after ``slow_calls`` calls in a row each took longer
+    # than ``slow_call_s`` or timed out (``timeout_s``), and refuses calls at once
+    # until a probe and one fast trial call answer.
+    slow_call_s: float = 0.25
+    slow_calls: int = 3
     # While Redis is down, calls are refused at once and it is probed again after
     # reconnect_min_s, doubling up to reconnect_max_s.
     reconnect_min_s: float = 0.1
@@ -82,6 +114,8 @@ class RedisSettings:
         )
         _check(self.connect_timeout_s > 0, "connect_timeout_s: must be > 0")
         _check(self.timeout_s > 0, "timeout_s: must be > 0")
+        _check(0 < self.slow_call_s < self.timeout_s, "slow_call_s: must be > 0, below timeout_s")
+        _check(self.slow_calls >= 1, "slow_calls: must be >= 1")
         _check(self.reconnect_min_s > 0, "reconnect_min_s: must be > 0")
         _check(
             self.reconnect_max_s >= self.reconnect_min_s,

@@ -38,6 +38,7 @@ from gateway._json import json_response
 from jobs import JobQueue
 from supervisors import (
     ActorRef,
+    BreakerState,
     InvalidRequest,
     LomashError,
     MethodNotAllowed,
@@ -166,27 +167,40 @@ def create_app(services: Services) -> QuartTrio:
         log.error("unhandled_error", error_type=type(error).__name__, exc_info=error)
         return error_json(error)
 
-    async def check(probe: Any, timeout_s: float) -> str:
+    # Actors whose breaker guards Postgres: one open means the database is not usable.
+    database_actors = [ref for ref in (services.booker, services.catalogue) if ref is not None]
+
+    async def check(dependency: Database | Cache, timeout_s: float) -> str:
+        """ "ok", or why not: a gate that refuses (never pinged: nobody waits for a
+        dependency known to be down or slow), a ping that fails or does not answer."""
+        if dependency is services.database:
+            for ref in database_actors:
+                breaker = ref.statistics().breaker
+                if breaker is not None and breaker.state is BreakerState.OPEN:
+                    return f"error: breaker open ({ref.name})"
+        if (reason := dependency.outage()) is not None:
+            return f"error: {reason}"
         with trio.move_on_after(timeout_s):
             try:
-                await probe()
+                await dependency.ping()
             except LomashError as error:
-                return f"error: {error.message}"
-            return "ok"
-        return "error: connection timeout"
+                return f"error: {dependency.outage() or error.message}"
+            reason = dependency.outage()
+            return "ok" if reason is None else f"error: {reason}"
+        return f"error: no answer within {timeout_s:g} s"
 
     @app.get("/health")
     async def health() -> Response:
         checks: dict[str, str] = {}
 
-        async def run(name: str, probe: Any, timeout_s: float) -> None:
-            checks[name] = await check(probe, timeout_s)
+        async def run(name: str, dependency: Database | Cache, timeout_s: float) -> None:
+            checks[name] = await check(dependency, timeout_s)
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(
-                run, "database", services.database.ping, settings.health.database_timeout_s
+                run, "database", services.database, settings.health.database_timeout_s
             )
-            nursery.start_soon(run, "redis", services.cache.ping, settings.health.redis_timeout_s)
+            nursery.start_soon(run, "redis", services.cache, settings.health.redis_timeout_s)
         if checks["database"] != "ok":
             status, code = "unhealthy", 503
         elif checks["redis"] != "ok":
@@ -212,7 +226,7 @@ def create_app(services: Services) -> QuartTrio:
     async def ready() -> Response:
         if services.lifecycle.draining:
             return json_response({"status": "draining"}, 503)
-        database = await check(services.database.ping, settings.health.database_timeout_s)
+        database = await check(services.database, settings.health.database_timeout_s)
         if database != "ok":
             return json_response({"status": "unready", "checks": {"database": database}}, 503)
         return json_response({"status": "ready"})

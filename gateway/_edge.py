@@ -165,6 +165,8 @@ class _Exchange:
     async def _drain(self) -> None:
         """Read and discard the rest of the body, within the bounds; whoever else reads
         (quart-trio keeps a reader task of its own) counts too."""
+        if self.read or self.overflowed:
+            return  # nothing more will be read: the answer goes out now
         self._waiter = trio.Event()
         with trio.move_on_at(self._deadline):
             async with trio.open_nursery() as nursery:

@@ -169,7 +169,8 @@ class RedisJobQueue:
         while True:
             tokens = [uuid.uuid4().hex for _ in range(limit)]
             round_ = await self._cache.run(
-                partial(self._lease_round, keys, policy, worker, tokens, block_ms, after)
+                partial(self._lease_round, keys, policy, worker, tokens, block_ms, after),
+                waits_s=block_ms / _MS,
             )
             remaining_s = deadline - trio.current_time()
             if round_.leases or remaining_s <= 0:

@@ -45,7 +45,15 @@ from adapters import (
     open_redis,
 )
 from config import BreakerSettings, Settings, booker_mailbox
-from gateway import EdgeGuard, FastRoutes, HttpServer, Lifecycle, Services, create_app
+from gateway import (
+    EdgeGuard,
+    FastRoutes,
+    HttpServer,
+    Lifecycle,
+    RequestBudget,
+    Services,
+    create_app,
+)
 from gateway._fast import ASGIApp
 from jobs import (
     DeadLetterAlerts,
@@ -187,7 +195,10 @@ def build_tree(
     catalogue = catalogue_spec(
         lambda: PostgresShowrooms(database.value),
         settings.runtime,
-        concurrency=settings.database.pool_max_size,
+        # Bulkhead: more handlers than can ever wait on Postgres (the pool plus its
+        # bounded queue; the rest are refused at once), so a cached read always has
+        # one, however slow Postgres is.
+        concurrency=2 * settings.database.pool_max_size + settings.database.max_waiting,
         breaker=database_breaker(settings),
         availability=lambda: Availability(store(), booking_cache(), roster, settings.booking),
     )
@@ -241,10 +252,18 @@ def build_tree(
             retry_after_s=settings.unavailable_retry_after_s,
             body_timeout_s=settings.http.body_timeout_s,
         )
-        return EdgeGuard(
+        # The budget outside the edge: the edge's waits for a body (reading it,
+        # draining it behind an early answer) are body time, not the handler's.
+        edge = EdgeGuard(
             fast,
             max_body_bytes=settings.max_body_bytes,
             body_timeout_s=settings.http.body_timeout_s,
+        )
+        return RequestBudget(
+            edge,
+            timeout_s=settings.http.request_timeout_s,
+            retry_after_s=settings.unavailable_retry_after_s,
+            lifecycle=lifecycle,
         )
 
     domain = SupervisorSpec(

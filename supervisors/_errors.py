@@ -18,8 +18,8 @@ adapter boundary; the gateway maps it to HTTP in one table.
     │   └── RequestTimeout            the body did not arrive in time (408)
     ├── DependencyError               something we depend on failed
     │   ├── UpstreamError             a provider answered with an error status
-    │   ├── ConnectionLost            reset / refused / dropped (ECONNRESET); also "down,
-    │   │                             probing again in retry_after s" from a reconnect gate
+    │   ├── ConnectionLost            reset / refused / dropped (ECONNRESET); also "down or
+    │   │                             slow, probing again in retry_after s" from a gate
     │   ├── Contention                serialization failure / deadlock: safe to retry
     │   ├── DatabaseError             any other database failure (a bug until shown otherwise)
     │   └── OperationTimeout          no answer within the deadline (ETIMEDOUT)
@@ -29,10 +29,11 @@ adapter boundary; the gateway maps it to HTTP in one table.
     │   ├── ServiceUnavailable        circuit open: the breaker's fallback
     │   ├── MailboxFull               the actor's mailbox is at capacity
     │   ├── ActorUnavailable          the actor is stopped, unknown, or was stopped mid-message
-    │   └── ResourceUnavailable       a supervised resource (pool, client) is not open
-    ├── RetryLater                    a job handler's "not now" (adapters/_jobs.py): handed back
+    │   ├── ResourceUnavailable       a supervised resource (pool, client) is not open
+    │   └── DeadlineExceeded          a request ran out of its overall budget (cancelled)
+    ├── RetryLater                    a job handler's "not now" (jobs/_queue.py): handed back
     │                                 uncounted while its dependency is down
-    ├── LeaseLost                     a worker's lease on a job is gone (adapters/_jobs.py)
+    ├── LeaseLost                     a worker's lease on a job is gone (jobs/_queue.py)
     ├── MigrationError                the migrations or their history forbid the run
     │                                 (adapters/_migration_files.py)
     ├── EmbeddedError                 a development server could not start (devservers/)
@@ -293,6 +294,17 @@ class ResourceUnavailable(Unavailable):
     def __init__(self, resource: str) -> None:
         super().__init__(f"resource {resource!r} is not open", retry_after=None)
         self.resource = resource
+
+
+class DeadlineExceeded(Unavailable):
+    """A request ran out of its overall budget; its work was cancelled."""
+
+    def __init__(self, *, timeout_s: float, retry_after: float) -> None:
+        super().__init__(
+            f"the request did not finish within its {timeout_s:g} s budget",
+            retry_after=retry_after,
+        )
+        self.timeout_s = timeout_s
 
 
 class Misuse(LomashError):

@@ -19,7 +19,7 @@ from config import BookingSettings, JobSettings, Settings
 from gateway._app import Lifecycle
 from jobs import RedisJobQueue
 from service._tree import build_tree
-from supervisors import open_supervisor
+from supervisors import Supervisor, open_supervisor
 from tests._service import service_settings
 from tests.conftest import fetch
 
@@ -57,11 +57,21 @@ async def prepare_database(url: str, *extra_sql: str) -> None:
 async def running_tree(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The production tree on a port the kernel picks (no free-port race), and a client
     for the URL the HTTP server reports when it is listening."""
+    async with running_tree_and_root(settings) as (client, _):
+        yield client
+
+
+@asynccontextmanager
+async def running_tree_and_root(
+    settings: Settings,
+) -> AsyncIterator[tuple[httpx.AsyncClient, Supervisor]]:
+    """``running_tree``, and its root supervisor (whose ``handle("postgres")`` is the
+    database the tree uses)."""
     tree = build_tree(settings, Lifecycle(), bind="127.0.0.1:0")
     async with open_supervisor(tree) as supervisor:
         [url] = supervisor.handle("http")
         async with httpx.AsyncClient(base_url=url, timeout=BOUND_S) as client:
-            yield client
+            yield client, supervisor
 
 
 def next_weekday(weekday: int, *, weeks_ahead: int = 2) -> date:

@@ -15,11 +15,14 @@ class ForwardingCache:
     def key(self, *parts: str) -> str:
         return self._inner.key(*parts)
 
-    async def run[T](self, operation: CacheOperation[T]) -> T:
-        return await self._inner.run(operation)
+    async def run[T](self, operation: CacheOperation[T], *, waits_s: float = 0.0) -> T:
+        return await self._inner.run(operation, waits_s=waits_s)
 
     async def ping(self) -> None:
         await self._inner.ping()
+
+    def outage(self) -> str | None:
+        return self._inner.outage()
 
     def statistics(self) -> GateStatistics:
         return self._inner.statistics()
@@ -32,14 +35,14 @@ class CountingCache(ForwardingCache):
         super().__init__(inner)
         self.operations = 0
 
-    async def run[T](self, operation: CacheOperation[T]) -> T:
+    async def run[T](self, operation: CacheOperation[T], *, waits_s: float = 0.0) -> T:
         self.operations += 1
-        return await super().run(operation)
+        return await super().run(operation, waits_s=waits_s)
 
 
 class BrokenCache(ForwardingCache):
     """The real cache's keys, but every operation fails as a bug would (not an
     outage: say a Lua script's error)."""
 
-    async def run[T](self, operation: CacheOperation[T]) -> T:
+    async def run[T](self, operation: CacheOperation[T], *, waits_s: float = 0.0) -> T:
         raise DependencyError("ERR a script bug", dependency="redis")

@@ -17,6 +17,7 @@ import trio
 import trio_asyncio
 
 from adapters import RedisClient, open_redis
+from chaos import open_proxy
 from config import DatabaseSettings, Settings
 from jobs import RedisJobQueue
 from tests._booking import (
@@ -29,7 +30,6 @@ from tests._booking import (
     prepare_database,
     running_tree,
 )
-from tests._proxy import open_proxy
 from tests._service import with_database_url, with_redis_url
 from tests.conftest import NO_REDIS_URL, REDIS_PORT, fetch, port_of
 from tests.test_postgres import via
@@ -278,18 +278,19 @@ async def test_a_full_mailbox_answers_503_overloaded(settings: Settings) -> None
 
 
 async def test_a_postgres_that_stalls_mid_query_gives_202_not_a_hang(settings: Settings) -> None:
-    """Connections open but silent (a failover caught mid-flight): each query gives up
-    after command_timeout_s, and the booking is held in Redis as 202 PENDING."""
+    """Connections open but silent (a failover caught mid-flight): the call is abandoned
+    at call_timeout_s, and the booking is held in Redis as 202 PENDING."""
     url = _direct_url(settings)
     monday = next_weekday(MONDAY)
     async with trio_asyncio.open_loop(), open_proxy(port_of(url)) as proxy:
         await prepare_database(url)
         stalling = with_database_url(settings, via(proxy, url))
-        # The default timeouts (command 6 s, batch 10 s, the caller waits 11 s): the
-        # caller hears 202 once the stalled query gives up, never "timeout" about a
+        # The default timeouts (call 5 s, batch 6.5 s, the caller waits 7.5 s): the
+        # caller hears 202 once the stalled call is abandoned, never "timeout" about a
         # booking that is then written.
         database = dataclasses.replace(
             stalling.database,
+            call_timeout_s=DatabaseSettings().call_timeout_s,
             command_timeout_s=DatabaseSettings().command_timeout_s,
             statement_timeout_s=DatabaseSettings().statement_timeout_s,
         )

@@ -9,10 +9,10 @@ import trio
 import trio_asyncio
 
 from adapters import Connection, add_to_outbox, open_database, open_redis
+from chaos import open_proxy
 from config import DatabaseSettings, OutboxSettings, RedisSettings
 from jobs import OutboxRelay, RedisJobQueue
 from supervisors import SupervisorSpec, TaskSpec, open_supervisor
-from tests._proxy import open_proxy
 from tests.conftest import REDIS_PORT
 
 BOUND_S = 30.0

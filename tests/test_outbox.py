@@ -23,11 +23,11 @@ from adapters import (
     open_database,
 )
 from adapters._outbox import add_to_outbox, record_effect_once
+from chaos import Proxy, open_proxy
 from config import DatabaseSettings, OutboxSettings
 from jobs import OutboxRelay
 from jobs._queue import Payload
 from supervisors import Conflict, ConnectionLost, Misuse
-from tests._proxy import Proxy, open_proxy
 from tests.conftest import port_of
 
 BOUND_S = 20.0  # no test here may hang past this
@@ -135,6 +135,9 @@ class ObservedDatabase(Changes):
 
     async def ping(self) -> None:
         await self._database.ping()
+
+    def outage(self) -> str | None:
+        return self._database.outage()
 
     def statistics(self) -> DatabaseStatistics:
         return self._database.statistics()

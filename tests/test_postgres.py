@@ -11,9 +11,9 @@ import trio
 import trio_asyncio
 
 from adapters import Connection, PostgresDatabase, open_database
+from chaos import Proxy, open_proxy
 from config import DatabaseSettings
 from supervisors import Conflict, ConnectionLost, InvalidData, OperationTimeout
-from tests._proxy import Proxy, open_proxy
 from tests.conftest import port_of
 
 pytestmark = pytest.mark.usefixtures("migrated_url")

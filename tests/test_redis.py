@@ -8,9 +8,9 @@ import trio_asyncio
 
 from adapters import RedisCache, open_redis
 from adapters._redis import Client, sentinel_parts
+from chaos import open_proxy
 from config import RedisSettings
 from supervisors import ConnectionLost, OperationTimeout
-from tests._proxy import open_proxy
 from tests.conftest import NO_REDIS_URL, REDIS_PORT
 
 BOUND_S = 10.0
@@ -63,17 +63,31 @@ async def test_a_dead_redis_is_detected_fast_and_then_refused_without_trying(
             assert not cache.statistics().up
 
 
-async def test_a_silent_redis_times_out_within_the_short_timeout(
+async def test_a_silent_redis_costs_slow_calls_short_timeouts_then_is_refused_at_once(
     redis_url: str, redis_prefix: str
 ) -> None:
-    """A blackholed Redis costs one short timeout, never a hang."""
+    """A blackholed Redis: ``slow_calls`` short timeouts in a row, never a hang, then
+    every call is refused at once without reaching it, the gate saying why."""
     async with trio_asyncio.open_loop(), open_proxy(REDIS_PORT) as proxy:
-        proxy.blackhole()
         url = f"redis://127.0.0.1:{proxy.port}/0"
-        async with open_redis(settings(url, redis_prefix), cleanup_s=1.0) as cache:
-            with trio.fail_after(BOUND_S), pytest.raises((OperationTimeout, ConnectionLost)):
-                await cache.ping()
-            assert not cache.statistics().up
+        config = settings(url, redis_prefix)
+        async with open_redis(config, cleanup_s=1.0) as cache:
+            assert await set_and_get(cache) == b"value"
+            proxy.freeze()
+            with trio.fail_after(BOUND_S):
+                for _ in range(config.slow_calls):
+                    with pytest.raises(OperationTimeout):
+                        await set_and_get(cache)
+                sent = proxy.bytes_up
+                with pytest.raises(ConnectionLost, match="slow") as refused:
+                    await set_and_get(cache)
+            assert proxy.bytes_up == sent  # refused without trying
+            assert refused.value.retry_after is not None
+            stats = cache.statistics()
+            assert (stats.up, stats.outages, stats.refused) == (False, 1, 1)
+            reason = cache.outage()
+            assert reason is not None
+            assert reason.startswith("slow (p99 0.5")
 
 
 async def test_redis_coming_back_is_used_again(redis_url: str, redis_prefix: str) -> None:

@@ -40,7 +40,7 @@ from enum import StrEnum
 import structlog
 import trio
 
-from supervisors import ConnectionLost, OperationTimeout
+from supervisors import ConnectionLost, LomashError, OperationTimeout
 
 __all__ = ["DependencyGate", "GateState", "GateStatistics", "Ticket", "describe_outage"]
 
@@ -187,6 +187,39 @@ class DependencyGate:
         """The call ended without a verdict (cancelled): a trial's place goes back."""
         if ticket.trial and ticket.generation == self._generation:
             self._trial_taken = False
+
+    async def call[T](
+        self,
+        attempt: Callable[[], Awaitable[T]],
+        *,
+        waits_s: float = 0.0,
+        no_verdict: tuple[type[BaseException], ...] = (),
+    ) -> T:
+        """Run ``attempt`` through the gate and record its outcome: a lost connection
+        fails it, a timeout is a slow call, any other answer (errors of ours too)
+        is a success with its duration, less ``waits_s`` (time it blocks on purpose);
+        ``no_verdict`` errors and cancellation leave the gate as it was."""
+        ticket = self.admit()
+        started = trio.current_time()
+        try:
+            result = await attempt()
+        except no_verdict:
+            self.release(ticket)
+            raise
+        except ConnectionLost as lost:
+            self.failed(ticket, lost.message)
+            raise
+        except OperationTimeout:
+            self.timed_out(ticket, trio.current_time() - started)
+            raise
+        except LomashError:
+            self.succeeded(ticket, trio.current_time() - started - waits_s)
+            raise
+        except BaseException:
+            self.release(ticket)
+            raise
+        self.succeeded(ticket, trio.current_time() - started - waits_s)
+        return result
 
     # -- probing ------------------------------------------------------------------
 

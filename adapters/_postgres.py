@@ -29,7 +29,6 @@ from adapters._postgres_errors import TRANSLATED_ERRORS, keep_orphans_quiet, tra
 from config import DatabaseSettings
 from supervisors import (
     ConnectionLost,
-    LomashError,
     OperationTimeout,
 )
 
@@ -151,27 +150,11 @@ class PostgresDatabase:
         await self._hop(target, _select_one, retry_stale=True)
 
     async def _call[T](self, target: _Target, operation: Operation[T], *, retry_stale: bool) -> T:
-        ticket = target.gate.admit()
-        started = trio.current_time()
-        try:
-            result = await self._hop(target, operation, retry_stale=retry_stale)
-        except ConnectionLost as lost:
-            if isinstance(lost, Saturated):
-                target.gate.release(ticket)  # our queue is full: no verdict on Postgres
-            else:
-                target.gate.failed(ticket, lost.message)
-            raise
-        except OperationTimeout:
-            target.gate.timed_out(ticket, trio.current_time() - started)
-            raise
-        except LomashError:
-            target.gate.succeeded(ticket, trio.current_time() - started)  # it answered
-            raise
-        except BaseException:
-            target.gate.release(ticket)
-            raise
-        target.gate.succeeded(ticket, trio.current_time() - started)
-        return result
+        # A full bulkhead is our queue, not Postgres: no verdict on the gate.
+        return await target.gate.call(
+            partial(self._hop, target, operation, retry_stale=retry_stale),
+            no_verdict=(Saturated,),
+        )
 
     async def _hop[T](self, target: _Target, operation: Operation[T], *, retry_stale: bool) -> T:
         """One bridge hop inside the bulkhead, abandoned (not awaited) past its deadline."""

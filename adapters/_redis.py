@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -97,25 +98,7 @@ class RedisCache:
         return self._settings.prefix + ":".join(parts)
 
     async def run[T](self, operation: CacheOperation[T], *, waits_s: float = 0.0) -> T:
-        gate = self.gate
-        ticket = gate.admit()
-        started = trio.current_time()
-        try:
-            result = await self._hop(operation)
-        except ConnectionLost as lost:
-            gate.failed(ticket, lost.message)
-            raise
-        except OperationTimeout:
-            gate.timed_out(ticket, trio.current_time() - started)
-            raise
-        except LomashError:
-            gate.succeeded(ticket, trio.current_time() - started - waits_s)
-            raise
-        except BaseException:
-            gate.release(ticket)
-            raise
-        gate.succeeded(ticket, trio.current_time() - started - waits_s)
-        return result
+        return await self.gate.call(partial(self._hop, operation), waits_s=waits_s)
 
     async def ping(self) -> None:
         await self.gate.probe(self._ping, timeout_s=self._settings.timeout_s)

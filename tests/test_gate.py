@@ -29,14 +29,14 @@ def gate() -> DependencyGate:
 
 async def call(g: DependencyGate, seconds: float, *, timeout_s: float = 5.0) -> None:
     """One call through the gate that takes ``seconds`` (or times out at ``timeout_s``)."""
-    ticket = g.admit()
-    started = trio.current_time()
-    with trio.move_on_after(timeout_s) as deadline:
-        await trio.sleep(seconds)
-    if deadline.cancelled_caught:
-        g.timed_out(ticket, trio.current_time() - started)
-        raise OperationTimeout("timed out", dependency="db", timeout_s=timeout_s)
-    g.succeeded(ticket, trio.current_time() - started)
+
+    async def attempt() -> None:
+        with trio.move_on_after(timeout_s) as deadline:
+            await trio.sleep(seconds)
+        if deadline.cancelled_caught:
+            raise OperationTimeout("timed out", dependency="db", timeout_s=timeout_s)
+
+    await g.call(attempt)
 
 
 def pinger(latencies: list[float]) -> Callable[[], Awaitable[None]]:

@@ -210,3 +210,52 @@ async def test_a_slow_redis_is_refused_fast_and_bookings_go_straight_to_postgres
 async def _redis_ok(client: httpx.AsyncClient) -> bool:
     health = await client.get("/health")
     return bool(health.json()["checks"]["redis"] == "ok")
+
+
+async def test_a_stalled_postgres_never_delays_live_or_a_cached_availability_read(
+    settings: Settings,
+) -> None:
+    """Postgres frozen (and calls allowed to wait 30 s): while a pool's worth of
+    uncached availability reads are stuck on it, /health/live and a cached day answer,
+    and none of the stuck ones has: by structure they never wait on Postgres."""
+    url = settings.database.url
+    assert url is not None
+    patient = dataclasses.replace(
+        settings,
+        database=dataclasses.replace(settings.database, call_timeout_s=30.0),
+        booking=dataclasses.replace(settings.booking, flush_timeout_s=31.0),
+        http=dataclasses.replace(settings.http, request_timeout_s=33.0),
+    )
+    monday = next_weekday(0)
+    stuck = patient.database.pool_max_size  # every connection taken, none free
+
+    def day(weeks: int) -> dict[str, str]:
+        d = str(monday + timedelta(weeks=weeks))
+        return {"type": "SHOWROOM", "showroom_id": "leeds", "from": d, "to": d}
+
+    async with trio_asyncio.open_loop(), open_proxy(port_of(url)) as proxy:
+        await prepare_database(url)
+        async with running_tree_and_root(with_database_url(patient, via(proxy, url))) as (
+            client,
+            _,
+        ):
+            assert (await client.get("/v1/appointments/availability", params=day(0))).is_success
+            proxy.freeze()
+            stuck_done: list[int] = []
+
+            async def uncached(weeks: int) -> None:
+                await client.get("/v1/appointments/availability", params=day(weeks), timeout=60)
+                stuck_done.append(weeks)
+
+            async with trio.open_nursery() as nursery:
+                for weeks in range(1, stuck + 1):
+                    nursery.start_soon(uncached, weeks)
+                await trio.sleep(0.2)  # let them all reach the catalogue and Postgres
+                cached = await client.get("/v1/appointments/availability", params=day(0))
+                live = await client.get("/health/live")
+                done_meanwhile = list(stuck_done)
+                proxy.forward()
+    assert cached.status_code == 200
+    assert live.status_code == 200
+    assert done_meanwhile == []
+    assert sorted(stuck_done) == list(range(1, stuck + 1))

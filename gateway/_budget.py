@@ -16,24 +16,17 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
 import msgspec
 import structlog
 import trio
 
 from gateway._app import Lifecycle, log_request, request_id
+from gateway._asgi import CLOSE, App, Message, Receive, Scope, Send, header_pairs, send_json
 from gateway._http_errors import error_response
 from supervisors import DeadlineExceeded
 
 __all__ = ["RequestBudget"]
-
-type Scope = MutableMapping[str, Any]
-type Message = MutableMapping[str, Any]
-type Receive = Callable[[], Awaitable[Message]]
-type Send = Callable[[Message], Awaitable[None]]
-type App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = structlog.get_logger("gateway")
 
@@ -98,18 +91,11 @@ class RequestBudget:
     async def _deadline_answer(self, scope: Scope, send: Send, rid: str, started: float) -> None:
         error = DeadlineExceeded(timeout_s=self._timeout_s, retry_after=self._retry_after_s)
         mapped = error_response(error, default_retry_after_s=self._retry_after_s)
-        content = _ENCODER.encode(mapped.body(rid))
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(content)).encode()),
-            (b"x-request-id", rid.encode()),
-            *((name.lower().encode(), value.encode()) for name, value in mapped.headers().items()),
-        ]
+        headers = [(b"x-request-id", rid.encode()), *header_pairs(mapped.headers())]
         if self._lifecycle.draining:
-            headers.append((b"connection", b"close"))
+            headers.append(CLOSE)
         try:
-            await send({"type": "http.response.start", "status": mapped.status, "headers": headers})
-            await send({"type": "http.response.body", "body": content})
+            await send_json(send, mapped.status, _ENCODER.encode(mapped.body(rid)), headers)
         finally:
             log_request(scope["method"], scope["path"], mapped.status, started)
 

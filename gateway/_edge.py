@@ -20,25 +20,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
-
 import msgspec
 import trio
 
+from gateway._asgi import CLOSE, App, Message, Receive, Scope, Send, send_json
 from gateway._http_errors import error_response
 from gateway._http_server import waiting_for_body
 from supervisors import PayloadTooLarge
 
 __all__ = ["EdgeGuard"]
 
-type Scope = MutableMapping[str, Any]
-type Message = MutableMapping[str, Any]
-type Receive = Callable[[], Awaitable[Message]]
-type Send = Callable[[Message], Awaitable[None]]
-type App = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-_CLOSE = (b"connection", b"close")
 _ENCODER = msgspec.json.Encoder()
 # An early answer up to this size is held whole until the body is drained.
 _HOLD_BYTES = 64 * 1024
@@ -138,7 +129,7 @@ class _Exchange:
         if kind == "http.response.start":
             self.answered = True
             if self.ambiguous:
-                message["headers"] = [*message.get("headers", ()), _CLOSE]
+                message["headers"] = [*message.get("headers", ()), CLOSE]
         if not self.read and self._holding(message):
             self._held.append(message)  # sent with the body's end, once drained
             if kind == "http.response.body" and not message.get("more_body", False):
@@ -158,7 +149,7 @@ class _Exchange:
         held, self._held = self._held, []
         if held and not self.read:  # the body was not read to its end: the connection
             start = held[0]  # ends with this answer
-            start["headers"] = [*start.get("headers", ()), _CLOSE]
+            start["headers"] = [*start.get("headers", ()), CLOSE]
         for message in held:
             await self._send(message)
 
@@ -181,16 +172,4 @@ class _Exchange:
     async def too_large(self) -> None:
         """The app stopped at the disconnect it was told of: answer 413 and close."""
         mapped = error_response(PayloadTooLarge(limit=self._limit), default_retry_after_s=0)
-        content = _ENCODER.encode(mapped.body(""))
-        await self._send(
-            {
-                "type": "http.response.start",
-                "status": mapped.status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(content)).encode()),
-                    _CLOSE,
-                ],
-            }
-        )
-        await self._send({"type": "http.response.body", "body": content})
+        await send_json(self._send, mapped.status, _ENCODER.encode(mapped.body("")), [CLOSE])

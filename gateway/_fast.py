@@ -15,7 +15,7 @@ new one), one canonical log line, errors as the same JSON through the same table
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -25,6 +25,7 @@ import trio
 from actors import BookReply
 from gateway._app import Lifecycle, log_request, request_id
 from gateway._appointments import book_message
+from gateway._asgi import CLOSE, Receive, Scope, Send, header_pairs, send_json
 from gateway._http_errors import error_response
 from supervisors import (
     ActorRef,
@@ -36,14 +37,10 @@ from supervisors import (
 
 __all__ = ["ASGIApp", "FastRoutes"]
 
-type Scope = MutableMapping[str, Any]
-type Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-type Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 type ASGIApp = Callable[..., Awaitable[None]]  # QuartTrio, or this wrapper
 
 log = structlog.get_logger("gateway")
 
-_JSON = (b"content-type", b"application/json")
 _NO_STORE = (b"cache-control", b"no-store")  # answers carry a manage token
 _ENCODER = msgspec.json.Encoder()
 
@@ -143,17 +140,10 @@ class FastRoutes:
     async def _respond(
         self, send: Send, status: int, content: bytes, rid: str, extra: dict[str, str]
     ) -> None:
-        headers = [
-            _JSON,
-            _NO_STORE,
-            (b"content-length", str(len(content)).encode()),
-            (b"x-request-id", rid.encode()),
-            *((name.lower().encode(), value.encode()) for name, value in extra.items()),
-        ]
+        headers = [_NO_STORE, (b"x-request-id", rid.encode()), *header_pairs(extra)]
         if self._lifecycle.draining:
-            headers.append((b"connection", b"close"))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": content})
+            headers.append(CLOSE)
+        await send_json(send, status, content, headers)
 
 
 _DECODER = msgspec.json.Decoder()

@@ -8,9 +8,9 @@ States (one gate per connection target: the Postgres primary, its replica, Redis
   slow: "slow (p99 2.01 s)").
 - **down**: every call is refused at once with ``ConnectionLost(retry_after=...)``
   (no request joins a queue of requests that will all time out). A background
-  probe (``watch``: a ping under a deadline of ``slow_call_s``) runs after
-  ``min_s``, doubling up to ``max_s``; a probe that fails, times out or is slow
-  keeps the gate down; a fast one makes it...
+  probe (``watch``: a ping) runs after ``min_s``, doubling up to ``max_s``; a probe
+  that fails, times out or takes longer than ``slow_call_s`` keeps the gate down; a
+  fast one makes it
 - **trial** (half-open): exactly one real call goes through; the others are still
   refused. The trial answering fast puts the gate up; failing, timing out or being
   slow puts it down again (the backoff goes on doubling). A trial cancelled before
@@ -300,7 +300,6 @@ class DependencyGate:
         if ticket.generation != self._generation:
             return
         if self._state is GateState.DOWN:
-            self._last_error = reason
             self._backoff(reason)
         elif refused or ticket.trial:
             self._down(reason)

@@ -78,6 +78,8 @@ class DatabaseStatistics:
     replica: GateStatistics | None
     replica_reads: int
     saturated: int  # calls refused by a full bulkhead
+    in_flight: int  # calls holding a place in the primary's bulkhead (a connection each)
+    waiting: int  # calls waiting for one
 
 
 class PostgresDatabase:
@@ -103,11 +105,6 @@ class PostgresDatabase:
         # Abandoned asyncio tasks, referenced until they end (asyncio keeps weak ones).
         self._abandoned: set[asyncio.Future[Any]] = set()
 
-    @property
-    def gates(self) -> tuple[DependencyGate, ...]:
-        targets = (self._primary, self._replica)
-        return tuple(t.gate for t in targets if t is not None)
-
     async def run[T](
         self, operation: Operation[T], *, readonly: bool = False, idempotent: bool = False
     ) -> T:
@@ -120,7 +117,9 @@ class PostgresDatabase:
             raise
 
     async def ping(self) -> None:
-        await self._primary.gate.probe(self._ping_primary, timeout_s=self._settings.call_timeout_s)
+        await self._primary.gate.probe(
+            partial(self._ping, self._primary), timeout_s=self._settings.call_timeout_s
+        )
 
     def outage(self) -> str | None:
         return self._primary.gate.outage()
@@ -141,10 +140,9 @@ class PostgresDatabase:
             replica=self._replica.gate.statistics() if self._replica is not None else None,
             replica_reads=self._replica_reads,
             saturated=self._primary.saturated + (self._replica.saturated if self._replica else 0),
+            in_flight=self._primary.limiter.borrowed_tokens,
+            waiting=self._primary.waiting,
         )
-
-    async def _ping_primary(self) -> None:
-        await self._ping(self._primary)
 
     async def _ping(self, target: _Target) -> None:
         await self._hop(target, _select_one, retry_stale=True)
@@ -258,7 +256,7 @@ class _Target:
         self.saturated = 0
         self._max_waiting = settings.max_waiting
         self._wait_s = settings.pool_wait_s
-        self._waiting = 0
+        self.waiting = 0
 
     async def enter(self) -> object:
         """A place in the bulkhead (released by whoever ends the call), or ``Saturated``."""
@@ -268,22 +266,22 @@ class _Target:
             return token
         except trio.WouldBlock:
             pass
-        if self._waiting >= self._max_waiting:
+        if self.waiting >= self._max_waiting:
             raise self._saturated()
-        self._waiting += 1
+        self.waiting += 1
         try:
             with trio.move_on_after(self._wait_s):
                 await self.limiter.acquire_on_behalf_of(token)
                 return token
         finally:
-            self._waiting -= 1
+            self.waiting -= 1
         raise self._saturated()
 
     def _saturated(self) -> Saturated:
         self.saturated += 1
         return Saturated(
             f"{self.name} is saturated ({self.limiter.total_tokens:g} calls in flight,"
-            f" {self._waiting} waiting)",
+            f" {self.waiting} waiting)",
             dependency=self.name,
             retry_after=self._wait_s,
         )

@@ -118,14 +118,13 @@ class RedisCache:
 
     async def _hop[T](self, operation: CacheOperation[T]) -> T:
         # The socket timeouts bound every command; this bounds the whole operation
-        # (a pipeline, a script) the same way, in case the server trickles.
-        with trio.move_on_after(self._settings.timeout_s * 2) as deadline:
+        # (a pipeline, a script), in case the server trickles.
+        timeout_s = self._settings.operation_timeout_s
+        with trio.move_on_after(timeout_s) as deadline:
             result: T = await trio_asyncio.aio_as_trio(self._in_asyncio)(operation)
             return result
         assert deadline.cancelled_caught
-        raise OperationTimeout(
-            "redis timeout", dependency="redis", timeout_s=self._settings.timeout_s * 2
-        )
+        raise OperationTimeout("redis timeout", dependency="redis", timeout_s=timeout_s)
 
     async def _in_asyncio[T](self, operation: CacheOperation[T]) -> T:
         try:

@@ -19,7 +19,8 @@ async with open_proxy(upstream_port) as proxy:   # proxy.port forwards to upstre
 ``slow(delay_s)`` is latency, not a bandwidth limit: each direction of a connection
 has a task that reads chunks as they come and stamps them with their arrival time,
 and a task that sends each one at arrival + ``delay_s``, in order; chunks that arrive
-during the delay are held in memory meanwhile, however many. The delay is read when
+during the delay are held in memory meanwhile (up to ``_HELD_CHUNKS`` per direction;
+then the proxy reads no more until one is sent). The delay is read when
 a chunk arrives, so changing it (or ``forward()``) does not move chunks already held,
 and a chunk that arrived while the delay was 0 is sent at once (after those before
 it: the order is kept). ``slow`` leaves the other modes as they are (a frozen proxy
@@ -31,7 +32,6 @@ Time is trio's clock, so under a virtual clock the delays are exact.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from enum import StrEnum
@@ -39,6 +39,9 @@ from enum import StrEnum
 import trio
 
 BUFFER = 65536
+# Chunks held back per direction of a slowed connection (at most BUFFER bytes each);
+# past it the reader waits, and TCP's own flow control slows the sender.
+_HELD_CHUNKS = 1024
 
 
 class Mode(StrEnum):
@@ -123,7 +126,7 @@ class Proxy:
         self, pipes: trio.Nursery, source: trio.SocketStream, sink: trio.SocketStream, *, up: bool
     ) -> None:
         """One direction of a connection: a task reads and stamps, a task delivers."""
-        chunks = trio.open_memory_channel[tuple[float, bytes]](math.inf)
+        chunks = trio.open_memory_channel[tuple[float, bytes]](_HELD_CHUNKS)
         pipes.start_soon(self._read, source, chunks[0])
         pipes.start_soon(self._write, chunks[1], sink, up, pipes.cancel_scope)
 
@@ -136,7 +139,7 @@ class Proxy:
                 while data := await source.receive_some(BUFFER):
                     due = trio.current_time() + self.delay_s
                     await self.flowing()  # frozen: hold this chunk, read no more
-                    chunks.send_nowait((due, data))
+                    await chunks.send((due, data))  # full: read no more for now
 
     async def _write(
         self,

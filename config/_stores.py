@@ -44,6 +44,14 @@ class DatabaseSettings:
     reconnect_max_s: float = 5.0
     reconnect_window_s: float = 30.0
 
+    @property
+    def most_waiting(self) -> int:
+        """The most calls that can ever be waiting on Postgres at once: each pool's
+        calls in flight plus its bounded queue (a read refused by the primary may
+        then wait on the replica too); beyond that, calls are refused at once."""
+        pools = 2 if self.replica_url is not None else 1
+        return pools * (self.pool_max_size + self.max_waiting)
+
     def __post_init__(self) -> None:
         for name in ("url", "replica_url"):
             url = getattr(self, name)
@@ -95,6 +103,9 @@ class RedisSettings:
     # Short on purpose: a dead Redis must be noticed in well under a second.
     connect_timeout_s: float = 0.25
     timeout_s: float = 0.5
+    # Bound on one whole operation (a pipeline, a script: several reads, each under
+    # timeout_s), in case the server trickles its answer.
+    operation_timeout_s: float = 1.0
     # The gate calls Redis slow after ``slow_calls`` calls in a row each took longer
     # than ``slow_call_s`` or timed out (``timeout_s``), and refuses calls at once
     # until a probe and one fast trial call answer.
@@ -115,6 +126,10 @@ class RedisSettings:
         _check(self.connect_timeout_s > 0, "connect_timeout_s: must be > 0")
         _check(self.timeout_s > 0, "timeout_s: must be > 0")
         _check(0 < self.slow_call_s < self.timeout_s, "slow_call_s: must be > 0, below timeout_s")
+        _check(
+            self.operation_timeout_s >= self.timeout_s,
+            "operation_timeout_s: must be >= timeout_s",
+        )
         _check(self.slow_calls >= 1, "slow_calls: must be >= 1")
         _check(self.reconnect_min_s > 0, "reconnect_min_s: must be > 0")
         _check(

@@ -170,14 +170,16 @@ def create_app(services: Services) -> QuartTrio:
     # Actors whose breaker guards Postgres: one open means the database is not usable.
     database_actors = [ref for ref in (services.booker, services.catalogue) if ref is not None]
 
-    async def check(dependency: Database | Cache, timeout_s: float) -> str:
-        """ "ok", or why not: a gate that refuses (never pinged: nobody waits for a
-        dependency known to be down or slow), a ping that fails or does not answer."""
-        if dependency is services.database:
-            for ref in database_actors:
-                breaker = ref.statistics().breaker
-                if breaker is not None and breaker.state is BreakerState.OPEN:
-                    return f"error: breaker open ({ref.name})"
+    async def check(
+        dependency: Database | Cache, timeout_s: float, guards: Sequence[ActorRef[Any, Any]] = ()
+    ) -> str:
+        """ "ok", or why not: an open breaker of an actor that ``guards`` it, a gate
+        that refuses (never pinged: nobody waits for a dependency known to be down or
+        slow), a ping that fails or does not answer in time."""
+        for ref in guards:
+            breaker = ref.statistics().breaker
+            if breaker is not None and breaker.state is BreakerState.OPEN:
+                return f"error: breaker open ({ref.name})"
         if (reason := dependency.outage()) is not None:
             return f"error: {reason}"
         with trio.move_on_after(timeout_s):
@@ -189,18 +191,22 @@ def create_app(services: Services) -> QuartTrio:
             return "ok" if reason is None else f"error: {reason}"
         return f"error: no answer within {timeout_s:g} s"
 
+    async def check_database() -> str:
+        return await check(services.database, settings.health.database_timeout_s, database_actors)
+
     @app.get("/health")
     async def health() -> Response:
         checks: dict[str, str] = {}
 
-        async def run(name: str, dependency: Database | Cache, timeout_s: float) -> None:
-            checks[name] = await check(dependency, timeout_s)
+        async def database() -> None:
+            checks["database"] = await check_database()
+
+        async def redis() -> None:
+            checks["redis"] = await check(services.cache, settings.health.redis_timeout_s)
 
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(
-                run, "database", services.database, settings.health.database_timeout_s
-            )
-            nursery.start_soon(run, "redis", services.cache, settings.health.redis_timeout_s)
+            nursery.start_soon(database)
+            nursery.start_soon(redis)
         if checks["database"] != "ok":
             status, code = "unhealthy", 503
         elif checks["redis"] != "ok":
@@ -226,7 +232,7 @@ def create_app(services: Services) -> QuartTrio:
     async def ready() -> Response:
         if services.lifecycle.draining:
             return json_response({"status": "draining"}, 503)
-        database = await check(services.database, settings.health.database_timeout_s)
+        database = await check_database()
         if database != "ok":
             return json_response({"status": "unready", "checks": {"database": database}}, 503)
         return json_response({"status": "ready"})

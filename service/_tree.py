@@ -195,10 +195,9 @@ def build_tree(
     catalogue = catalogue_spec(
         lambda: PostgresShowrooms(database.value),
         settings.runtime,
-        # Bulkhead: more handlers than can ever wait on Postgres (the pool plus its
-        # bounded queue; the rest are refused at once), so a cached read always has
-        # one, however slow Postgres is.
-        concurrency=2 * settings.database.pool_max_size + settings.database.max_waiting,
+        # Bulkhead: more handlers than can ever wait on Postgres, so a cached read
+        # always has one, however slow Postgres is.
+        concurrency=settings.database.most_waiting + settings.database.pool_max_size,
         breaker=database_breaker(settings),
         availability=lambda: Availability(store(), booking_cache(), roster, settings.booking),
     )

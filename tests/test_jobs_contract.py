@@ -95,7 +95,10 @@ class RedisBackend:
     async def open(self, policy: QueuePolicy) -> AsyncIterator[JobQueue]:
         name = f"jobs-contract-{secrets.token_hex(6)}"
         settings = RedisSettings(
-            url=with_client_name(self.url, name), prefix=self.prefix, timeout_s=2 * WAIT_S
+            url=with_client_name(self.url, name),
+            prefix=self.prefix,
+            timeout_s=2 * WAIT_S,
+            operation_timeout_s=4 * WAIT_S,
         )
         async with trio_asyncio.open_loop(), open_redis(settings, cleanup_s=CLEANUP_S) as cache:
             queue = RedisJobQueue(cache, prefix=f"jobs-{secrets.token_hex(6)}", default=policy)

@@ -215,19 +215,21 @@ async def _redis_ok(client: httpx.AsyncClient) -> bool:
 async def test_a_stalled_postgres_never_delays_live_or_a_cached_availability_read(
     settings: Settings,
 ) -> None:
-    """Postgres frozen (and calls allowed to wait 30 s): while a pool's worth of
-    uncached availability reads are stuck on it, /health/live and a cached day answer,
-    and none of the stuck ones has: by structure they never wait on Postgres."""
+    """Postgres frozen (calls allowed to wait 30 s, in the bulkhead too): while every
+    connection and part of the bulkhead's queue are taken by uncached availability
+    reads stuck on it, /health/live and a cached day answer, and none of the stuck
+    ones has: by structure they never wait on Postgres."""
     url = settings.database.url
     assert url is not None
     patient = dataclasses.replace(
         settings,
-        database=dataclasses.replace(settings.database, call_timeout_s=30.0),
+        database=dataclasses.replace(settings.database, call_timeout_s=30.0, pool_wait_s=30.0),
         booking=dataclasses.replace(settings.booking, flush_timeout_s=31.0),
         http=dataclasses.replace(settings.http, request_timeout_s=33.0),
     )
     monday = next_weekday(0)
-    stuck = patient.database.pool_max_size  # every connection taken, none free
+    queued = 5  # beyond the pool, waiting in the bulkhead's queue
+    stuck = patient.database.pool_max_size + queued
 
     def day(weeks: int) -> dict[str, str]:
         d = str(monday + timedelta(weeks=weeks))
@@ -237,8 +239,9 @@ async def test_a_stalled_postgres_never_delays_live_or_a_cached_availability_rea
         await prepare_database(url)
         async with running_tree_and_root(with_database_url(patient, via(proxy, url))) as (
             client,
-            _,
+            root,
         ):
+            database: PostgresDatabase = root.handle("postgres")
             assert (await client.get("/v1/appointments/availability", params=day(0))).is_success
             proxy.freeze()
             stuck_done: list[int] = []
@@ -250,7 +253,10 @@ async def test_a_stalled_postgres_never_delays_live_or_a_cached_availability_rea
             async with trio.open_nursery() as nursery:
                 for weeks in range(1, stuck + 1):
                     nursery.start_soon(uncached, weeks)
-                await trio.sleep(0.2)  # let them all reach the catalogue and Postgres
+                # Every connection in use and (at least) the extra reads queued.
+                await eventually(
+                    lambda: _bulkhead_full(database, stuck - queued, queued), every_s=0.01
+                )
                 cached = await client.get("/v1/appointments/availability", params=day(0))
                 live = await client.get("/health/live")
                 done_meanwhile = list(stuck_done)
@@ -259,3 +265,8 @@ async def test_a_stalled_postgres_never_delays_live_or_a_cached_availability_rea
     assert live.status_code == 200
     assert done_meanwhile == []
     assert sorted(stuck_done) == list(range(1, stuck + 1))
+
+
+async def _bulkhead_full(database: PostgresDatabase, pool: int, queued: int) -> bool:
+    stats = database.statistics()
+    return stats.in_flight == pool and stats.waiting >= queued

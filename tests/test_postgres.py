@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import pytest
+import structlog
+import structlog.testing
 import trio
+import trio.testing
 import trio_asyncio
 
 from adapters import Connection, PostgresDatabase, open_database
 from chaos import Proxy, open_proxy
 from config import DatabaseSettings
 from supervisors import Conflict, ConnectionLost, InvalidData, OperationTimeout
-from tests.conftest import port_of
+from tests.conftest import CLOSED_PORT, port_of
 
 pytestmark = pytest.mark.usefixtures("migrated_url")
 
@@ -198,3 +204,24 @@ async def test_connections_dropped_by_a_restart_are_replaced(migrated_url: str) 
             proxy.cut()
             await db.run(count_showrooms, readonly=True)
             assert db.statistics().primary.outages == 0
+
+
+async def test_an_orphaned_asyncpg_failure_is_logged_not_fatal(migrated_url: str) -> None:
+    """asyncpg work nobody awaits any more (as its pool's release after a cancelled
+    call) fails: the event loop lives on and the failure is logged; trio-asyncio's own
+    handler would have re-raised it and ended the loop."""
+    with structlog.testing.capture_logs() as logs:
+        async with trio_asyncio.open_loop(), database(fast(migrated_url)) as db:
+            with trio.fail_after(BOUND_S):
+                orphan = asyncio.get_event_loop().create_task(
+                    asyncpg.connect(f"postgresql://127.0.0.1:{CLOSED_PORT}/none")
+                )
+                ended = trio.Event()
+                orphan.add_done_callback(lambda _: ended.set())
+                await ended.wait()
+                del orphan  # never retrieved: reported when collected
+                gc.collect()
+                await trio.testing.wait_all_tasks_blocked()  # whatever the handler started
+                assert await db.run(count_showrooms) >= 0  # the loop still serves
+    events = [e for e in logs if e["event"] == "abandoned_call_cleanup_failed"]
+    assert [e["reason"] for e in events] == ["connection refused"]

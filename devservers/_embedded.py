@@ -88,17 +88,33 @@ def embedded_postgres(data_dir: Path, *, wait_s: float) -> Iterator[str]:
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {**os.environ, "HOME": str(home)}
-    command = [str(binary), "start", "--name", "lomash", "--port", str(port)]
-    command += ["--data-dir", str(home / "data"), "--database", "lomash"]
+
+    def run_pg0(*arguments: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(binary), *arguments],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=wait_s,
+            check=False,
+            **_run_as(user),
+        )
+
+    # A run that was killed (kill -9, a second Ctrl-C) leaves its server behind, and
+    # pg0 would refuse to start another on the same data: stop it first.
+    if run_pg0("stop", "--name", "lomash").returncode == 0:
+        log.warning("embedded_postgres_left_over_stopped", data_dir=str(home))
     started = time.monotonic()
-    result = subprocess.run(
-        command,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=wait_s,
-        check=False,
-        **_run_as(user),
+    result = run_pg0(
+        "start",
+        "--name",
+        "lomash",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(home / "data"),
+        "--database",
+        "lomash",
     )
     if result.returncode != 0:
         raise EmbeddedError(f"embedded PostgreSQL failed to start: {result.stderr.strip()[-500:]}")
@@ -107,14 +123,7 @@ def embedded_postgres(data_dir: Path, *, wait_s: float) -> Iterator[str]:
     try:
         yield url
     finally:
-        subprocess.run(
-            [str(binary), "stop", "--name", "lomash"],
-            env=env,
-            capture_output=True,
-            timeout=wait_s,
-            check=False,
-            **_run_as(user),
-        )
+        run_pg0("stop", "--name", "lomash")
         log.info("embedded_postgres_stopped")
 
 

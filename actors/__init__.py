@@ -23,6 +23,7 @@ from actors._catalogue import (
     ListShowrooms,
     catalogue_spec,
 )
+from actors._products import GetProduct, ListProducts, ProductCatalogue
 from actors._reader import BookingReader
 from actors._replayer import BookingReplayer
 from actors._roster import RosterSource
@@ -45,8 +46,11 @@ __all__ = [
     "Category",
     "Customer",
     "FindSlots",
+    "GetProduct",
+    "ListProducts",
     "ListShowrooms",
     "Lookup",
+    "ProductCatalogue",
     "Reschedule",
     "Roster",
     "RosterSource",

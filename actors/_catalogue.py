@@ -1,4 +1,4 @@
-"""The catalogue actor: read-only views: showrooms and free slots (cached).
+"""The catalogue actor: read-only views: showrooms, products and free slots (cached).
 
 Reads are idempotent, so its mailbox retries them on transient failures; its breaker
 guards the database so an outage answers 503 at once instead of piling up timeouts;
@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from actors._availability import Availability, FindSlots
 from actors._calendar import Slot
-from adapters import Showroom, ShowroomStore
+from actors._products import GetProduct, ListProducts, ProductCatalogue
+from adapters import Product, Showroom, ShowroomStore
 from config import BreakerSettings, RuntimeSettings
 from supervisors import ActorSpec, Idempotent, Misuse
 
@@ -25,21 +26,37 @@ class ListShowrooms(Idempotent):
     """All showrooms, by name."""
 
 
-type CatalogueMessage = ListShowrooms | FindSlots
-type CatalogueReply = list[Showroom] | list[Slot]
+type CatalogueMessage = ListShowrooms | FindSlots | ListProducts | GetProduct
+type CatalogueReply = list[Showroom] | list[Slot] | list[Product] | Product
 
 
 class Catalogue:
-    def __init__(self, showrooms: ShowroomStore, availability: Availability | None = None) -> None:
+    def __init__(
+        self,
+        showrooms: ShowroomStore,
+        availability: Availability | None = None,
+        products: ProductCatalogue | None = None,
+    ) -> None:
         self._showrooms = showrooms
         self._availability = availability
+        self._products = products
 
     async def handle(self, message: CatalogueMessage) -> CatalogueReply:
-        if isinstance(message, FindSlots):
-            if self._availability is None:
-                raise Misuse("this catalogue was built without availability")
-            return await self._availability.find(message)
-        return await self._showrooms.list_showrooms()
+        match message:
+            case FindSlots():
+                return await self._need(self._availability, "availability").find(message)
+            case ListProducts():
+                return await self._need(self._products, "products").listed(message)
+            case GetProduct():
+                return await self._need(self._products, "products").product(message)
+            case ListShowrooms():
+                return await self._showrooms.list_showrooms()
+
+    @staticmethod
+    def _need[T](part: T | None, name: str) -> T:
+        if part is None:
+            raise Misuse(f"this catalogue was built without {name}")
+        return part
 
 
 def catalogue_spec(
@@ -49,11 +66,16 @@ def catalogue_spec(
     concurrency: int,
     breaker: BreakerSettings,
     availability: Callable[[], Availability] | None = None,
+    products: Callable[[], ProductCatalogue] | None = None,
 ) -> ActorSpec[CatalogueMessage, CatalogueReply]:
     """The catalogue's child spec; the factories give the current stores at each start."""
     return ActorSpec(
         "catalogue",
-        lambda: Catalogue(showrooms(), availability() if availability else None),
+        lambda: Catalogue(
+            showrooms(),
+            availability() if availability else None,
+            products() if products else None,
+        ),
         mailbox=dataclasses.replace(runtime.mailbox, concurrency=concurrency),
         breaker=breaker,
         retry=runtime.retry,

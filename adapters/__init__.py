@@ -55,6 +55,14 @@ from adapters._postgres import (
     PostgresDatabase,
     open_database,
 )
+from adapters._products import (
+    PostgresProducts,
+    Product,
+    ProductCache,
+    ProductCategory,
+    ProductStore,
+    RedisProductCache,
+)
 from adapters._redis import Cache, CacheOperation, RedisCache, open_redis
 from adapters._redis import Client as RedisClient
 from adapters._seed import DEMO_SEED, load_seed
@@ -95,10 +103,16 @@ __all__ = [
     "PolicyViolation",
     "PostgresBookingStore",
     "PostgresDatabase",
+    "PostgresProducts",
     "PostgresShowrooms",
+    "Product",
+    "ProductCache",
+    "ProductCategory",
+    "ProductStore",
     "RedisBookingCache",
     "RedisCache",
     "RedisClient",
+    "RedisProductCache",
     "Replayed",
     "ScheduleRows",
     "Showroom",

@@ -1,4 +1,5 @@
-"""Demo data for ``make run``: showrooms, consultants and their hours (idempotent SQL)."""
+"""Demo data for ``make run``: showrooms, consultants and their hours, products
+(idempotent SQL)."""
 
 from __future__ import annotations
 

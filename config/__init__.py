@@ -6,6 +6,7 @@ This package imports nothing of ours; everything else may import it.
 from config._booking import BookingSettings, booker_mailbox
 from config._http import HttpSettings
 from config._jobs import JobSettings, OutboxSettings, SchedulerSettings
+from config._products import ProductSettings
 from config._queues import QueuePolicy
 from config._runtime import (
     RUNTIME_DEFAULTS,
@@ -41,6 +42,7 @@ __all__ = [
     "MailboxSettings",
     "OutboxSettings",
     "Overflow",
+    "ProductSettings",
     "QueuePolicy",
     "RedisSettings",
     "RestartSettings",

@@ -25,6 +25,7 @@ from config._booking import BookingSettings
 from config._check import check as _check
 from config._http import HttpSettings
 from config._jobs import JobSettings, OutboxSettings, SchedulerSettings
+from config._products import ProductSettings
 from config._runtime import RuntimeSettings
 from config._stores import DatabaseSettings, HealthSettings, RedisSettings
 
@@ -94,6 +95,7 @@ class Settings:
     outbox: OutboxSettings = field(default_factory=OutboxSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     booking: BookingSettings = field(default_factory=BookingSettings)
+    products: ProductSettings = field(default_factory=ProductSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
 
     def __post_init__(self) -> None:

@@ -7,6 +7,7 @@ Routes:
 - ``GET /health/live``: the process answers; no dependencies (container health check).
 - ``GET /health/ready``: 503 while draining or while the database is down (load balancer).
 - ``GET /v1/showrooms``: the showrooms, through the catalogue actor.
+- ``GET /v1/products...``: the ranges on sale (gateway/_products.py).
 - ``/v1/appointments...``: availability and bookings (gateway/_appointments.py).
 """
 
@@ -35,6 +36,7 @@ from gateway._admin import register_admin_routes
 from gateway._appointments import register_appointment_routes
 from gateway._http_errors import error_response
 from gateway._json import json_response
+from gateway._products import register_product_routes
 from jobs import JobQueue
 from supervisors import (
     ActorRef,
@@ -242,6 +244,7 @@ def create_app(services: Services) -> QuartTrio:
         rows = cast(list[Showroom], await services.catalogue.ask(ListShowrooms()))
         return json_response({"showrooms": rows})
 
+    register_product_routes(app, services.catalogue, settings.products)
     if services.booker is not None and services.reader is not None:
         register_appointment_routes(
             app, services.booker, services.reader, services.catalogue, settings.booking

@@ -29,6 +29,7 @@ from actors import (
     Availability,
     BookingReader,
     BookingReplayer,
+    ProductCatalogue,
     RosterSource,
     SlotBooker,
     catalogue_spec,
@@ -39,8 +40,10 @@ from adapters import (
     Cache,
     Database,
     PostgresBookingStore,
+    PostgresProducts,
     PostgresShowrooms,
     RedisBookingCache,
+    RedisProductCache,
     open_database,
     open_redis,
 )
@@ -200,6 +203,9 @@ def build_tree(
         concurrency=settings.database.most_waiting + settings.database.pool_max_size,
         breaker=database_breaker(settings),
         availability=lambda: Availability(store(), booking_cache(), roster, settings.booking),
+        products=lambda: ProductCatalogue(
+            PostgresProducts(database.value), RedisProductCache(cache.value), settings.products
+        ),
     )
     booker: ActorSpec[Any, Any] = ActorSpec(
         "slot-booker",

@@ -1,5 +1,6 @@
 -- Demo data for `make run` (lomash seed): three showrooms, six consultants, their
--- weekly hours and a blocked day. Idempotent: loading it again changes nothing.
+-- weekly hours and a blocked day, six kitchen and bedroom ranges. Idempotent: loading
+-- it again changes nothing.
 INSERT INTO showrooms (id, name, address, city, postcode, timezone, opening_hours, phone, email)
 VALUES
     ('manchester', 'Lomash Wood Manchester', '12 Deansgate', 'Manchester', 'M3 2BW',
@@ -42,3 +43,20 @@ ON CONFLICT DO NOTHING;
 INSERT INTO consultant_blocked_days (consultant_id, day, reason)
 VALUES ('tom-hughes', '2026-12-25', 'Christmas Day'), ('tom-hughes', '2026-12-26', 'Boxing Day')
 ON CONFLICT DO NOTHING;
+
+-- Kitchen and bedroom ranges (prices in pence, GBP, VAT included at order time).
+INSERT INTO products (id, name, category, description, price_pence)
+VALUES
+    ('hartley-shaker-kitchen', 'Hartley Shaker Kitchen', 'KITCHEN',
+     'In-frame shaker doors in painted oak, soft-close drawers, quartz worktops.', 1250000),
+    ('linea-handleless-kitchen', 'Linea Handleless Kitchen', 'KITCHEN',
+     'Matt lacquer slab doors with a true handleless rail, integrated appliances.', 1480000),
+    ('oakridge-country-kitchen', 'Oakridge Country Kitchen', 'KITCHEN',
+     'Solid oak cabinetry with a freestanding island and butler sink.', 1625000),
+    ('aria-fitted-wardrobe', 'Aria Fitted Wardrobe', 'BEDROOM',
+     'Floor-to-ceiling sliding wardrobe with mirrored doors and LED rails.', 420000),
+    ('somerset-bedroom-suite', 'Somerset Bedroom Suite', 'BEDROOM',
+     'Hinged wardrobes, chest of drawers and bedside tables in painted ash.', 685000),
+    ('nook-walk-in-wardrobe', 'Nook Walk-in Wardrobe', 'BEDROOM',
+     'Open shelving, drawers and hanging space for a dressing room.', 530000)
+ON CONFLICT (id) DO NOTHING;

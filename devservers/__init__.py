@@ -1,7 +1,9 @@
 """Development servers for ``make run``: an embedded PostgreSQL and Redis, started
-when no ``LOMASH_DATABASE_URL`` / ``LOMASH_REDIS_URL`` is set. Never on the service's
-path when those are configured (production)."""
+when no ``LOMASH_DATABASE_URL`` / ``LOMASH_REDIS_URL`` is set, and a local Stripe
+(localstripe) for the tests and ``make run``. Never on the service's path when those
+are configured (production)."""
 
 from devservers._embedded import EmbeddedError, embedded_postgres, embedded_redis, free_port
+from devservers._local_stripe import local_stripe
 
-__all__ = ["EmbeddedError", "embedded_postgres", "embedded_redis", "free_port"]
+__all__ = ["EmbeddedError", "embedded_postgres", "embedded_redis", "free_port", "local_stripe"]

@@ -96,6 +96,15 @@ def redis_url() -> str:
 
 
 @pytest.fixture(scope="session")
+def stripe_url() -> Iterator[str]:
+    """Base URL of a local Stripe (localstripe on loopback) for this test session."""
+    from devservers import local_stripe
+
+    with local_stripe(wait_s=30.0) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def migrated_url(postgres_url: str) -> str:
     """The session database with every migration applied."""
     import trio_asyncio

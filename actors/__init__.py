@@ -23,6 +23,14 @@ from actors._catalogue import (
     ListShowrooms,
     catalogue_spec,
 )
+from actors._payments import (
+    CreateIntent,
+    PaymentActor,
+    PaymentMessage,
+    RetrieveIntent,
+    pay,
+    payment_spec,
+)
 from actors._products import GetProduct, ListProducts, ProductCatalogue
 from actors._reader import BookingReader
 from actors._replayer import BookingReplayer
@@ -44,14 +52,18 @@ __all__ = [
     "CatalogueMessage",
     "CatalogueReply",
     "Category",
+    "CreateIntent",
     "Customer",
     "FindSlots",
     "GetProduct",
     "ListProducts",
     "ListShowrooms",
     "Lookup",
+    "PaymentActor",
+    "PaymentMessage",
     "ProductCatalogue",
     "Reschedule",
+    "RetrieveIntent",
     "Roster",
     "RosterSource",
     "Slot",
@@ -59,4 +71,6 @@ __all__ = [
     "appointment_view",
     "catalogue_spec",
     "local_iso",
+    "pay",
+    "payment_spec",
 ]

@@ -67,6 +67,13 @@ from adapters._redis import Cache, CacheOperation, RedisCache, open_redis
 from adapters._redis import Client as RedisClient
 from adapters._seed import DEMO_SEED, load_seed
 from adapters._showrooms import PostgresShowrooms, Showroom, ShowroomStore
+from adapters._stripe import (
+    PaymentDeclined,
+    PaymentIntent,
+    Payments,
+    StripePayments,
+    open_stripe,
+)
 
 __all__ = [
     "DEMO_SEED",
@@ -100,6 +107,9 @@ __all__ = [
     "Operation",
     "OutboxJob",
     "Payload",
+    "PaymentDeclined",
+    "PaymentIntent",
+    "Payments",
     "PolicyViolation",
     "PostgresBookingStore",
     "PostgresDatabase",
@@ -119,6 +129,7 @@ __all__ = [
     "ShowroomStore",
     "SlotRef",
     "SlotTaken",
+    "StripePayments",
     "add_many_to_outbox",
     "add_to_outbox",
     "check_policy",
@@ -128,5 +139,6 @@ __all__ = [
     "migration_status",
     "open_database",
     "open_redis",
+    "open_stripe",
     "record_effect_once",
 ]

@@ -26,6 +26,7 @@ from config._settings import (
     environment_variables,
 )
 from config._stores import DatabaseSettings, HealthSettings, RedisSettings
+from config._stripe import StripeSettings
 
 __all__ = [
     "DEVELOPMENT_TOKEN_SECRET",
@@ -50,6 +51,7 @@ __all__ = [
     "RuntimeSettings",
     "SchedulerSettings",
     "Settings",
+    "StripeSettings",
     "booker_mailbox",
     "environment_variables",
 ]

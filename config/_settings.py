@@ -28,6 +28,7 @@ from config._jobs import JobSettings, OutboxSettings, SchedulerSettings
 from config._products import ProductSettings
 from config._runtime import RuntimeSettings
 from config._stores import DatabaseSettings, HealthSettings, RedisSettings
+from config._stripe import StripeSettings
 
 __all__ = [
     "DEVELOPMENT_TOKEN_SECRET",
@@ -96,6 +97,7 @@ class Settings:
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     booking: BookingSettings = field(default_factory=BookingSettings)
     products: ProductSettings = field(default_factory=ProductSettings)
+    stripe: StripeSettings = field(default_factory=StripeSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
 
     def __post_init__(self) -> None:

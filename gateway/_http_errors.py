@@ -35,6 +35,7 @@ from supervisors import (
     NotFound,
     OperationTimeout,
     PayloadTooLarge,
+    PaymentUnavailable,
     RequestTimeout,
     ServiceUnavailable,
     Unauthorized,
@@ -101,6 +102,9 @@ _TABLE: dict[type[LomashError], _Entry] = {
     ActorUnavailable: _Entry(503, "unavailable", "temporarily unavailable, please retry"),
     Unavailable: _Entry(503, "unavailable", "temporarily unavailable, please retry"),
     DeadlineExceeded: _Entry(503, "timeout", "the request took too long, please retry"),
+    PaymentUnavailable: _Entry(
+        503, "payment_unavailable", "Payment temporarily unavailable, please try again"
+    ),
     OperationTimeout: _Entry(503, "timeout", "the request took too long, please retry"),
     ConnectionLost: _Entry(503, "dependency_unavailable", "temporarily unavailable, please retry"),
     Contention: _Entry(503, "busy", "too busy right now, please retry"),

@@ -30,6 +30,7 @@ adapter boundary; the gateway maps it to HTTP in one table.
     │   ├── MailboxFull               the actor's mailbox is at capacity
     │   ├── ActorUnavailable          the actor is stopped, unknown, or was stopped mid-message
     │   ├── ResourceUnavailable       a supervised resource (pool, client) is not open
+    │   ├── PaymentUnavailable        Stripe down, slow or its breaker open (no charge made)
     │   └── DeadlineExceeded          a request ran out of its overall budget (cancelled)
     ├── RetryLater                    a job handler's "not now" (jobs/_queue.py): handed back
     │                                 uncounted while its dependency is down
@@ -294,6 +295,14 @@ class ResourceUnavailable(Unavailable):
     def __init__(self, resource: str) -> None:
         super().__init__(f"resource {resource!r} is not open", retry_after=None)
         self.resource = resource
+
+
+class PaymentUnavailable(Unavailable):
+    """The payment provider is down, slow or its breaker open: no charge was attempted
+    now; the same request may be retried (with its Idempotency-Key) later."""
+
+    def __init__(self, *, retry_after: float) -> None:
+        super().__init__("payment temporarily unavailable", retry_after=retry_after)
 
 
 class DeadlineExceeded(Unavailable):

@@ -85,7 +85,7 @@ def payment_spec(
         lambda: PaymentActor(payments()),
         mailbox=dataclasses.replace(
             runtime.mailbox,
-            concurrency=runtime.mailbox.capacity,
+            concurrency=stripe.concurrency,
             message_timeout_s=stripe.timeout_s,
         ),
         breaker=runtime.breaker,

@@ -35,7 +35,7 @@ class GetProduct(Idempotent):
 
 
 class ProductCatalogue:
-    def __init__(self, store: ProductStore, cache: ProductCache, settings: ProductSettings):
+    def __init__(self, store: ProductStore, cache: ProductCache, settings: ProductSettings) -> None:
         self._store = store
         self._cache = cache
         self._settings = settings

@@ -3,7 +3,7 @@
 This package imports nothing of ours; everything else may import it.
 """
 
-from config._booking import BookingSettings, booker_mailbox
+from config._booking import BookingSettings, booker_mailbox, replayer_mailbox
 from config._http import HttpSettings
 from config._jobs import JobSettings, OutboxSettings, SchedulerSettings
 from config._products import ProductSettings
@@ -54,4 +54,5 @@ __all__ = [
     "StripeSettings",
     "booker_mailbox",
     "environment_variables",
+    "replayer_mailbox",
 ]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from config._check import check as _check
 from config._runtime import MailboxSettings, RuntimeSettings
 
-__all__ = ["BookingSettings", "booker_mailbox"]
+__all__ = ["BookingSettings", "booker_mailbox", "replayer_mailbox"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +93,28 @@ def booker_mailbox(settings: BookingSettings, runtime: RuntimeSettings) -> Mailb
         runtime.mailbox,
         capacity=settings.mailbox_capacity,
         concurrency=settings.batch_max * (settings.flushers + 1),
+        message_timeout_s=message_timeout_s,
+        ask_timeout_s=message_timeout_s + settings.answer_margin_s,
+    )
+
+
+def replayer_mailbox(
+    settings: BookingSettings,
+    runtime: RuntimeSettings,
+    *,
+    concurrency: int,
+    database_call_s: float,
+    redis_call_s: float,
+) -> MailboxSettings:
+    """The BookingReplayer's: a replay makes at most three database calls (the write,
+    the lost-slot record, a schedule reload) and three Redis operations, each under its
+    own deadline; the message may take all of them, so a slow dependency answers as
+    the adapter's timeout (an outage: the job is handed back uncounted), never as the
+    mailbox's (a counted failed attempt)."""
+    message_timeout_s = 3 * (database_call_s + redis_call_s)
+    return dataclasses.replace(
+        runtime.mailbox,
+        concurrency=concurrency,
         message_timeout_s=message_timeout_s,
         ask_timeout_s=message_timeout_s + settings.answer_margin_s,
     )

@@ -47,7 +47,7 @@ from adapters import (
     open_database,
     open_redis,
 )
-from config import BreakerSettings, Settings, booker_mailbox
+from config import BreakerSettings, Settings, booker_mailbox, replayer_mailbox
 from gateway import (
     EdgeGuard,
     FastRoutes,
@@ -217,8 +217,12 @@ def build_tree(
     replayer: ActorSpec[Any, Any] = ActorSpec(
         "booking-replayer",
         lambda: BookingReplayer(store(), booking_cache(), roster, settings.booking),
-        mailbox=dataclasses.replace(
-            settings.runtime.mailbox, concurrency=settings.jobs.concurrency
+        mailbox=replayer_mailbox(
+            settings.booking,
+            settings.runtime,
+            concurrency=settings.jobs.concurrency,
+            database_call_s=settings.database.call_timeout_s,
+            redis_call_s=settings.redis.operation_timeout_s,
         ),
         shutdown_s=settings.runtime.child_shutdown_s,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from config import ConfigError, Overflow, Settings, environment_variables
+from config import ConfigError, Overflow, Settings, environment_variables, replayer_mailbox
 
 
 def test_defaults_carry_the_spec_numbers() -> None:
@@ -121,3 +121,22 @@ def test_every_setting_has_a_variable() -> None:
             if value is not None and not isinstance(value, frozenset)
         }
     )
+
+
+def test_a_replay_answers_a_slow_dependency_with_the_adapters_timeout() -> None:
+    """The replayer's mailbox waits longer than all its calls' own deadlines together
+    (three database calls, three Redis operations), so a slow Postgres ends a replay
+    as an outage (handed back uncounted), never as the mailbox's timeout (counted)."""
+    settings = Settings()
+    mailbox = replayer_mailbox(
+        settings.booking,
+        settings.runtime,
+        concurrency=4,
+        database_call_s=settings.database.call_timeout_s,
+        redis_call_s=settings.redis.operation_timeout_s,
+    )
+    calls_s = 3 * settings.database.call_timeout_s + 3 * settings.redis.operation_timeout_s
+    assert mailbox.message_timeout_s is not None
+    assert mailbox.message_timeout_s >= calls_s
+    assert mailbox.ask_timeout_s > mailbox.message_timeout_s
+    assert mailbox.concurrency == 4

@@ -143,7 +143,7 @@ def booking_request(body: AppointmentIn) -> BookingRequest:
             name=c.name.strip(),
             email=c.email.strip(),
             phone=c.phone.strip(),
-            postcode=_postcode(c.postcode),
+            postcode=uk_postcode(c.postcode),
             address=c.address,
         ),
         showroom_id=body.showroom_id,
@@ -152,24 +152,26 @@ def booking_request(body: AppointmentIn) -> BookingRequest:
     )
 
 
-def _postcode(raw: str) -> str:
+def uk_postcode(raw: str) -> str:
+    """``ls16hd`` -> ``LS1 6HD`` (the body's pattern has checked it)."""
     compact = raw.replace(" ", "").upper()
     return f"{compact[:-3]} {compact[-3:]}"
 
 
 def book_message(idempotency_key: str | None, content_type: str, body: bytes) -> Book:
     """The SlotBooker's message for a ``POST /v1/appointments``, or the 4xx error."""
-    key = _idempotency_key(idempotency_key)
+    key = checked_idempotency_key(idempotency_key)
     check_json_content_type(content_type)
     decoded = decode_json(body, AppointmentIn)
     digest = hashlib.sha256(_ENCODER.encode(decoded)).digest()
     return Book(booking_request(decoded), key, digest)
 
 
-def _idempotency_key(key: str | None) -> str:
+def checked_idempotency_key(key: str | None) -> str:
+    """The request's Idempotency-Key, or the 400 that says what it must be."""
     if key is None:
         raise InvalidRequest(
-            "Idempotency-Key: this request needs the header (a unique value per booking; "
+            "Idempotency-Key: this request needs the header (a unique value per request; "
             "send the same one again to retry safely)",
             code="idempotency_key_required",
             field="Idempotency-Key",
@@ -185,14 +187,16 @@ def _idempotency_key(key: str | None) -> str:
     return key
 
 
-def _token() -> str:
+def manage_token_header(what: str = "booking") -> str:
+    """The manage token the caller sent (X-Manage-Token, or a Bearer token); 401
+    without one."""
     token = request.headers.get("X-Manage-Token")
     if token is None:
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and value:
             token = value.strip()
     if not token:
-        raise Unauthorized("this needs the booking's manage token (X-Manage-Token)")
+        raise Unauthorized(f"this needs the {what}'s manage token (X-Manage-Token)")
     return token
 
 
@@ -265,7 +269,7 @@ def register_appointment_routes(
     async def verified(raw_id: str) -> tuple[str, str]:
         """The id and token of a booking the caller may change (the reader checks, so
         no anonymous request reaches the writer or its breaker)."""
-        appointment_id, token = _appointment_id(raw_id), _token()
+        appointment_id, token = _appointment_id(raw_id), manage_token_header()
         await reader.ask(Lookup(appointment_id, token))
         return appointment_id, token
 
@@ -308,7 +312,7 @@ def register_appointment_routes(
 
     @app.get("/v1/appointments/<raw_id>")
     async def show(raw_id: str) -> Response:
-        appointment_id, token = _appointment_id(raw_id), _token()
+        appointment_id, token = _appointment_id(raw_id), manage_token_header()
         found: Appointment = await reader.ask(Lookup(appointment_id, token))
         return json_response(appointment_view(found), headers=NO_STORE)
 

@@ -23,6 +23,7 @@ from actors._catalogue import (
     ListShowrooms,
     catalogue_spec,
 )
+from actors._orders import GetOrder, OrderActor, OrderMessage, OrderReply, PlaceOrder
 from actors._payments import (
     CreateIntent,
     PaymentActor,
@@ -35,6 +36,7 @@ from actors._products import GetProduct, ListProducts, ProductCatalogue
 from actors._reader import BookingReader
 from actors._replayer import BookingReplayer
 from actors._roster import RosterSource
+from actors._tokens import token_key
 
 __all__ = [
     "BOOKINGS_QUEUE",
@@ -55,12 +57,17 @@ __all__ = [
     "CreateIntent",
     "Customer",
     "FindSlots",
+    "GetOrder",
     "GetProduct",
     "ListProducts",
     "ListShowrooms",
     "Lookup",
+    "OrderActor",
+    "OrderMessage",
+    "OrderReply",
     "PaymentActor",
     "PaymentMessage",
+    "PlaceOrder",
     "ProductCatalogue",
     "Reschedule",
     "RetrieveIntent",
@@ -73,4 +80,5 @@ __all__ = [
     "local_iso",
     "pay",
     "payment_spec",
+    "token_key",
 ]

@@ -24,6 +24,7 @@ from config._settings import (
     LogFormat,
     Settings,
     environment_variables,
+    order_mailbox,
 )
 from config._stores import DatabaseSettings, HealthSettings, RedisSettings
 from config._stripe import StripeSettings
@@ -54,5 +55,6 @@ __all__ = [
     "StripeSettings",
     "booker_mailbox",
     "environment_variables",
+    "order_mailbox",
     "replayer_mailbox",
 ]

@@ -26,7 +26,7 @@ from config._check import check as _check
 from config._http import HttpSettings
 from config._jobs import JobSettings, OutboxSettings, SchedulerSettings
 from config._products import ProductSettings
-from config._runtime import RuntimeSettings
+from config._runtime import MailboxSettings, RuntimeSettings
 from config._stores import DatabaseSettings, HealthSettings, RedisSettings
 from config._stripe import StripeSettings
 
@@ -37,6 +37,7 @@ __all__ = [
     "LogFormat",
     "Settings",
     "environment_variables",
+    "order_mailbox",
 ]
 
 PREFIX = "LOMASH_"
@@ -117,6 +118,15 @@ class Settings:
             f"http: request_timeout_s must be above the booking's own answer time "
             f"({booking_answer_s:g} s: booking flush_timeout_s + 2 x answer_margin_s)",
         )
+        order_answer_s = (
+            self.stripe.timeout_s + 2 * self.database.slow_call_s + self.booking.answer_margin_s
+        )
+        _check(
+            self.http.request_timeout_s > order_answer_s,
+            f"http: request_timeout_s must be above an order's own answer time "
+            f"({order_answer_s:g} s: stripe timeout_s + 2 x database slow_call_s + booking "
+            f"answer_margin_s)",
+        )
         if self.environment is Environment.PRODUCTION:
             self._check_production()
         _check(
@@ -140,6 +150,11 @@ class Settings:
             len(secret) >= MIN_SECRET_LENGTH,
             f"environment: production needs a LOMASH_BOOKING_TOKEN_SECRET of at least "
             f"{MIN_SECRET_LENGTH} characters",
+        )
+        _check(
+            self.stripe.secret_key is not None and self.stripe.webhook_secret is not None,
+            "environment: production needs LOMASH_STRIPE_SECRET_KEY and "
+            "LOMASH_STRIPE_WEBHOOK_SECRET (orders are paid with Stripe)",
         )
         _check(
             self.admin_token is None or len(self.admin_token) >= MIN_SECRET_LENGTH,
@@ -241,3 +256,16 @@ def _parse(kind: Any, raw: str) -> Any:
     if kind is str:
         return raw
     raise ValueError(f"unsupported setting type {kind!r}")  # pragma: no cover
+
+
+def order_mailbox(settings: Settings) -> MailboxSettings:
+    """The OrderActor's: placing an order is two quick database calls around one Stripe
+    call, so a message gets Stripe's deadline plus two slow database calls; its caller
+    that plus the booking's answer margin, inside the request's budget (checked)."""
+    message_timeout_s = settings.stripe.timeout_s + 2 * settings.database.slow_call_s
+    return dataclasses.replace(
+        settings.runtime.mailbox,
+        concurrency=settings.database.pool_max_size,
+        message_timeout_s=message_timeout_s,
+        ask_timeout_s=message_timeout_s + settings.booking.answer_margin_s,
+    )

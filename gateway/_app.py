@@ -36,6 +36,7 @@ from gateway._admin import register_admin_routes
 from gateway._appointments import register_appointment_routes
 from gateway._http_errors import error_response
 from gateway._json import json_response
+from gateway._orders import register_order_routes
 from gateway._products import register_product_routes
 from jobs import JobQueue
 from supervisors import (
@@ -77,6 +78,8 @@ class Services:
     # not served.
     booker: ActorRef[Any, Any] | None = None
     reader: ActorRef[Any, Any] | None = None
+    # The OrderActor; without it (Stripe not configured) the order routes are not served.
+    orders: ActorRef[Any, Any] | None = None
     # Routes a launcher adds (the tests' /_test/...); the service ships none.
     extra_routes: Sequence[Callable[[QuartTrio], None]] = ()
 
@@ -245,6 +248,8 @@ def create_app(services: Services) -> QuartTrio:
         return json_response({"showrooms": rows})
 
     register_product_routes(app, services.catalogue, settings.products)
+    if services.orders is not None:
+        register_order_routes(app, services.orders)
     if services.booker is not None and services.reader is not None:
         register_appointment_routes(
             app, services.booker, services.reader, services.catalogue, settings.booking

@@ -38,6 +38,7 @@ from adapters import (
     open_redis,
 )
 from config import ConfigError, DatabaseSettings, RedisSettings, Settings, environment_variables
+from devservers import local_stripe
 from devservers._embedded import EmbeddedError, embedded_postgres, embedded_redis
 from jobs import RedisJobQueue
 from service._logging import configure_logging
@@ -47,6 +48,9 @@ from service._workers import run_workers
 from supervisors import ChildStartFailed, LomashError
 
 __all__ = ["Launcher", "main"]
+
+# The local Stripe (localstripe) takes any key of the test-key form.
+LOCAL_STRIPE_KEY = "sk_test_lomash_local"
 
 EXIT_CONFIG = 2
 
@@ -106,6 +110,11 @@ def _serve(settings: Settings, arguments: argparse.Namespace, launcher: Launcher
                 embedded_redis(data_dir, wait_s=wait_s, probe_s=settings.redis.connect_timeout_s)
             )
             settings = settings.with_overrides(redis=_with_url(settings.redis, url))
+        if embedded and settings.stripe.secret_key is None:
+            # Development on embedded defaults: orders pay on a local Stripe.
+            url = stack.enter_context(local_stripe(wait_s=wait_s))
+            stripe = dataclasses.replace(settings.stripe, secret_key=LOCAL_STRIPE_KEY, api_base=url)
+            settings = settings.with_overrides(stripe=stripe)
         migrations = MIGRATIONS_DIR if (arguments.migrate or embedded) else None
         if settings.workers > 1 and arguments.fd is None:
             if migrations is not None:
@@ -118,6 +127,14 @@ def _serve(settings: Settings, arguments: argparse.Namespace, launcher: Launcher
                 **os.environ,
                 "LOMASH_DATABASE_URL": settings.database.url or "",
                 "LOMASH_REDIS_URL": settings.redis.url or "",
+                **(
+                    {
+                        "LOMASH_STRIPE_SECRET_KEY": settings.stripe.secret_key,
+                        "LOMASH_STRIPE_API_BASE": settings.stripe.api_base,
+                    }
+                    if settings.stripe.secret_key is not None
+                    else {}
+                ),
             }
             return trio.run(partial(run_workers, settings, environment, module=launcher.module))
         bind = f"fd://{arguments.fd}" if arguments.fd is not None else _bind(settings)

@@ -29,25 +29,37 @@ from actors import (
     Availability,
     BookingReader,
     BookingReplayer,
+    OrderActor,
     ProductCatalogue,
     RosterSource,
     SlotBooker,
     catalogue_spec,
+    payment_spec,
+    token_key,
 )
 from adapters import (
     BookingCache,
     BookingStore,
     Cache,
     Database,
+    Payments,
     PostgresBookingStore,
+    PostgresOrderStore,
     PostgresProducts,
     PostgresShowrooms,
     RedisBookingCache,
     RedisProductCache,
     open_database,
     open_redis,
+    open_stripe,
 )
-from config import BreakerSettings, Settings, booker_mailbox, replayer_mailbox
+from config import (
+    BreakerSettings,
+    Settings,
+    booker_mailbox,
+    order_mailbox,
+    replayer_mailbox,
+)
 from gateway import (
     EdgeGuard,
     FastRoutes,
@@ -194,6 +206,25 @@ def build_tree(
     def booking_cache() -> BookingCache:
         return RedisBookingCache(cache.value)
 
+    # Orders and payments, when Stripe is configured (production requires it).
+    payments: ActorSpec[Any, Any] | None = None
+    orders: ActorSpec[Any, Any] | None = None
+    stripe: Holder[Payments] = Holder("stripe")
+    if settings.stripe.secret_key is not None:
+        payments = payment_spec(lambda: stripe.value, settings.runtime, settings.stripe)
+        payments_ref = payments.ref
+        orders = ActorSpec(
+            "orders",
+            lambda: OrderActor(
+                PostgresOrderStore(database.value),
+                payments_ref,
+                settings.stripe,
+                token_key=token_key(settings.booking.token_secret),
+            ),
+            mailbox=order_mailbox(settings),
+            shutdown_s=settings.runtime.child_shutdown_s,
+        )
+
     roster = RosterSource(store, booking_cache, refresh_s=settings.booking.schedule_refresh_s)
     catalogue = catalogue_spec(
         lambda: PostgresShowrooms(database.value),
@@ -250,6 +281,7 @@ def build_tree(
                 jobs=queue(),
                 booker=booker.ref,
                 reader=reader.ref,
+                orders=orders.ref if orders is not None else None,
                 extra_routes=[e.routes for e in extensions if e.routes is not None],
             )
         )
@@ -275,9 +307,10 @@ def build_tree(
             lifecycle=lifecycle,
         )
 
+    commerce = [spec for spec in (payments, orders) if spec is not None]
     domain = SupervisorSpec(
         "domain",
-        [catalogue, booker, reader, replayer, *extra_actors],
+        [catalogue, booker, reader, replayer, *commerce, *extra_actors],
         strategy=Strategy.ONE_FOR_ONE,
         restarts=settings.runtime.restart,
     )
@@ -298,6 +331,17 @@ def build_tree(
                 "redis",
                 lambda: Resource(lambda: open_redis(settings.redis, cleanup_s=cleanup_s), cache),
                 shutdown_s=cleanup_s,
+            ),
+            *(
+                [
+                    TaskSpec(
+                        "stripe",
+                        lambda: Resource(lambda: open_stripe(settings.stripe), stripe),
+                        shutdown_s=cleanup_s,
+                    )
+                ]
+                if payments is not None
+                else []
             ),
             domain,
             jobs_tree(settings, database, queue, handlers),

@@ -43,7 +43,12 @@ def test_variables_override_nested_settings() -> None:
     assert settings.runtime.mailbox.overflow is Overflow.WAIT
 
 
-PRODUCTION = {"LOMASH_ENVIRONMENT": "production", "LOMASH_BOOKING_TOKEN_SECRET": "s" * 32}
+PRODUCTION = {
+    "LOMASH_ENVIRONMENT": "production",
+    "LOMASH_BOOKING_TOKEN_SECRET": "s" * 32,
+    "LOMASH_STRIPE_SECRET_KEY": "sk_live_lomash",
+    "LOMASH_STRIPE_WEBHOOK_SECRET": "whsec_lomash",
+}
 
 
 def test_production_starts_with_strong_secrets() -> None:
@@ -86,6 +91,11 @@ def test_production_starts_with_strong_secrets() -> None:
         (
             {**PRODUCTION, "LOMASH_BOOKING_TOKEN_SECRET": "x"},
             "LOMASH_ENVIRONMENT: production needs a LOMASH_BOOKING_TOKEN_SECRET of at least 32",
+        ),
+        (
+            {k: v for k, v in PRODUCTION.items() if k != "LOMASH_STRIPE_WEBHOOK_SECRET"},
+            "LOMASH_ENVIRONMENT: production needs LOMASH_STRIPE_SECRET_KEY and "
+            "LOMASH_STRIPE_WEBHOOK_SECRET",
         ),
         (
             {**PRODUCTION, "LOMASH_ADMIN_TOKEN": "x"},

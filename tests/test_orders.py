@@ -1,0 +1,203 @@
+"""Orders paid with Stripe (a local Stripe on loopback, behind the fault proxy):
+POST /v1/orders with an Idempotency-Key, GET /v1/orders/{id} with the manage token;
+Stripe down -> 503 payment_unavailable and the same key succeeds later, one order and
+one PaymentIntent; bad input named field by field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+import trio_asyncio
+
+from chaos import Proxy, open_proxy
+from config import Settings, StripeSettings
+from tests._booking import prepare_database, running_tree
+from tests.conftest import fetch, port_of
+
+CUSTOMER = {
+    "name": "Ada Lovelace",
+    "email": "ada@example.com",
+    "phone": "+44 7700 900123",
+    "postcode": "ls1 6hd",
+}
+# 1 x £12,500.00 + 2 x £4,200.00 = £20,900.00; VAT £4,180.00; total £25,080.00.
+ORDER: dict[str, Any] = {
+    "items": [
+        {"product_id": "hartley-shaker-kitchen", "quantity": 1},
+        {"product_id": "aria-fitted-wardrobe", "quantity": 2},
+    ],
+    "customer": CUSTOMER,
+}
+
+
+@asynccontextmanager
+async def shop(
+    settings: Settings, stripe_url: str
+) -> AsyncIterator[tuple[httpx.AsyncClient, Proxy]]:
+    """The tree with Stripe configured (through a fault proxy) on a fresh database."""
+    assert settings.database.url is not None
+    async with trio_asyncio.open_loop(), open_proxy(port_of(stripe_url)) as proxy:
+        await prepare_database(settings.database.url)
+        stripe = StripeSettings(
+            secret_key="sk_test_lomash",
+            api_base=f"http://127.0.0.1:{proxy.port}",
+            timeout_s=1.0,
+            network_retries=0,
+        )
+        async with running_tree(dataclasses.replace(settings, stripe=stripe)) as client:
+            yield client, proxy
+
+
+async def order(
+    client: httpx.AsyncClient, body: Any, key: str | None = "order-1"
+) -> httpx.Response:
+    headers = {} if key is None else {"Idempotency-Key": key}
+    return await client.post("/v1/orders", json=body, headers=headers)
+
+
+async def test_an_order_is_priced_in_pence_with_vat_and_gets_one_payment_intent(
+    settings: Settings, stripe_url: str
+) -> None:
+    """201 PENDING_PAYMENT with today's prices, 20 % VAT, the PaymentIntent's client
+    secret; readable with its manage token; the same key replays the same answer."""
+    async with shop(settings, stripe_url) as (client, _):
+        placed = await order(client, ORDER)
+        again = await order(client, ORDER)
+        body = placed.json()
+        token = {"X-Manage-Token": body["manage_token"]}
+        shown = await client.get(f"/v1/orders/{body['id']}", headers=token)
+        wrong = await client.get(f"/v1/orders/{body['id']}", headers={"X-Manage-Token": "x" * 32})
+        unknown = await client.get("/v1/orders/00000000-0000-4000-8000-000000000000", headers=token)
+        anonymous = await client.get(f"/v1/orders/{body['id']}")
+        assert settings.database.url is not None
+        rows = await fetch(
+            settings.database.url, "SELECT status, payment_intent_id, total_pence FROM orders"
+        )
+    assert placed.status_code == 201, placed.text
+    assert body["status"] == "PENDING_PAYMENT"
+    assert body["reference"].startswith("LW-")
+    assert [
+        (line["product_id"], line["quantity"], line["unit_price_pence"]) for line in body["lines"]
+    ] == [
+        ("hartley-shaker-kitchen", 1, 1_250_000),
+        ("aria-fitted-wardrobe", 2, 420_000),
+    ]
+    assert (body["subtotal_pence"], body["vat_pence"], body["total_pence"]) == (
+        2_090_000,
+        418_000,
+        2_508_000,
+    )
+    assert body["currency"] == "GBP"
+    intent = body["payment"]["payment_intent_id"]
+    assert intent.startswith("pi_")
+    assert body["payment"]["client_secret"].startswith(f"{intent}_secret_")
+    assert placed.headers["Cache-Control"] == "no-store"
+    assert again.status_code == 201
+    assert again.content == placed.content
+    assert shown.status_code == 200
+    assert shown.json()["lines"] == body["lines"]
+    assert shown.json()["status"] == "PENDING_PAYMENT"
+    assert (wrong.status_code, unknown.status_code) == (404, 404)
+    assert wrong.json()["error"]["code"] == unknown.json()["error"]["code"] == "not_found"
+    assert anonymous.status_code == 401
+    assert [tuple(r) for r in rows] == [("PENDING_PAYMENT", intent, 2_508_000)]
+
+
+async def test_stripe_down_is_503_payment_unavailable_and_the_same_key_succeeds_after(
+    settings: Settings, stripe_url: str
+) -> None:
+    """Stripe cut: 503 payment_unavailable, Retry-After 60, the plain message, the order
+    waiting without an intent; Stripe back: the same key gives 201 for the same order,
+    with one PaymentIntent recorded."""
+    async with shop(settings, stripe_url) as (client, proxy):
+        proxy.reset()
+        refused = await order(client, ORDER, key="while-down")
+        proxy.forward()
+        placed = await order(client, ORDER, key="while-down")
+        assert settings.database.url is not None
+        rows = await fetch(
+            settings.database.url, "SELECT id::text, status, payment_intent_id FROM orders"
+        )
+    assert refused.status_code == 503
+    assert refused.headers["Retry-After"] == "60"
+    error = refused.json()["error"]
+    assert error["code"] == "payment_unavailable"
+    assert error["message"] == "Payment temporarily unavailable, please try again"
+    assert placed.status_code == 201, placed.text
+    assert [tuple(r) for r in rows] == [
+        (placed.json()["id"], "PENDING_PAYMENT", placed.json()["payment"]["payment_intent_id"])
+    ]
+
+
+async def test_the_same_key_with_another_body_is_refused(
+    settings: Settings, stripe_url: str
+) -> None:
+    """422 idempotency_key_reused; nothing new is written."""
+    async with shop(settings, stripe_url) as (client, _):
+        first = await order(client, ORDER, key="k")
+        other = await order(client, {**ORDER, "items": ORDER["items"][:1]}, key="k")
+        assert settings.database.url is not None
+        rows = await fetch(settings.database.url, "SELECT count(*) FROM orders")
+    assert first.status_code == 201
+    assert other.status_code == 422
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+    assert [tuple(r) for r in rows] == [(1,)]
+
+
+def items(*lines: Any) -> dict[str, Any]:
+    return {"items": list(lines), "customer": CUSTOMER}
+
+
+LINE = {"product_id": "aria-fitted-wardrobe", "quantity": 1}
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "code"),
+    [
+        (items({**LINE, "product_id": "no-such-range"}), "items[0].product_id", "unknown_product"),
+        (items({**LINE, "quantity": 0}), "items[0].quantity", "invalid_field"),
+        (items({**LINE, "quantity": -3}), "items[0].quantity", "invalid_field"),
+        (items({**LINE, "quantity": 101}), "items[0].quantity", "invalid_field"),
+        (items({**LINE, "quantity": 1.5}), "items[0].quantity", None),
+        (items({**LINE, "quantity": "2"}), "items[0].quantity", None),
+        (items({**LINE, "quantity": True}), "items[0].quantity", None),
+        (items(), "items", None),
+        (items(*[{**LINE, "product_id": f"p{n}"} for n in range(21)]), "items", None),
+        (items(LINE, LINE), "items[1].product_id", "duplicate_product"),
+        (
+            items({"product_id": "oakridge-country-kitchen", "quantity": 100}),
+            "items",
+            "order_too_large",
+        ),
+        ({"items": [LINE]}, "customer", None),
+    ],
+)
+async def test_bad_orders_are_422_naming_the_field(
+    settings: Settings, stripe_url: str, body: Any, field: str, code: str | None
+) -> None:
+    """Every refusal is a 422 that names the field (and nothing is written)."""
+    async with shop(settings, stripe_url) as (client, _):
+        answer = await order(client, body)
+        assert settings.database.url is not None
+        rows = await fetch(settings.database.url, "SELECT count(*) FROM orders")
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["field"] == field
+    if code is not None:
+        assert answer.json()["error"]["code"] == code
+    assert [tuple(r) for r in rows] == [(0,)]
+
+
+async def test_an_order_without_an_idempotency_key_is_400(
+    settings: Settings, stripe_url: str
+) -> None:
+    """The key is required (a retry must be safe)."""
+    async with shop(settings, stripe_url) as (client, _):
+        answer = await order(client, ORDER, key=None)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "idempotency_key_required"

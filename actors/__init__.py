@@ -23,7 +23,14 @@ from actors._catalogue import (
     ListShowrooms,
     catalogue_spec,
 )
-from actors._orders import GetOrder, OrderActor, OrderMessage, OrderReply, PlaceOrder
+from actors._orders import (
+    GetOrder,
+    OrderActor,
+    OrderMessage,
+    OrderReply,
+    PaymentEvent,
+    PlaceOrder,
+)
 from actors._payments import (
     CreateIntent,
     PaymentActor,
@@ -66,6 +73,7 @@ __all__ = [
     "OrderMessage",
     "OrderReply",
     "PaymentActor",
+    "PaymentEvent",
     "PaymentMessage",
     "PlaceOrder",
     "ProductCatalogue",

@@ -12,6 +12,14 @@ its first answer again.
 
 ``GetOrder`` (GET /v1/orders/{id}): with the order's manage token (derived, never
 stored: actors/_tokens.py); a wrong token and an unknown order are the same 404.
+
+``PaymentEvent`` (a verified Stripe webhook, or the reconciliation): processed once
+per event id, atomically with its effect. ``payment_intent.succeeded`` -> PAID (from
+PENDING_PAYMENT, or PAYMENT_FAILED: a second card may succeed), ``payment_failed`` ->
+PAYMENT_FAILED (from PENDING_PAYMENT only), ``charge.refunded`` -> REFUNDED (from PAID);
+anything else moves nothing: an order never goes backwards, and unknown event types
+are recorded and ignored. Every move writes its notification job to the outbox
+(``order.paid``, ``order.payment_failed``, ``order.refunded``).
 """
 
 from __future__ import annotations
@@ -22,14 +30,29 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
+
+from actors._booking_effects import NOTIFICATIONS
 from actors._booking_rules import key_reused, new_reference, to_json
 from actors._payments import CreateIntent, PaymentMessage, pay
 from actors._tokens import TOKEN_MARKER, manage_token, reveal
-from adapters import NewOrder, Order, OrderLine, OrderStore, PaymentIntent, Priced
+from adapters import NewOrder, Order, OrderLine, OrderStore, OutboxJob, PaymentIntent, Priced
 from config import StripeSettings
 from supervisors import ActorRef, InvalidRequest, NotFound
 
-__all__ = ["GetOrder", "OrderActor", "OrderMessage", "OrderReply", "PlaceOrder", "price"]
+__all__ = [
+    "TRANSITIONS",
+    "GetOrder",
+    "OrderActor",
+    "OrderMessage",
+    "OrderReply",
+    "PaymentEvent",
+    "PlaceOrder",
+    "order_notice",
+    "price",
+]
+
+log = structlog.get_logger("actors.orders")
 
 VAT_PERCENT = 20
 # Stripe's largest amount in a charge, in pence (£999,999.99).
@@ -59,7 +82,30 @@ class OrderReply:
     body: str
 
 
-type OrderMessage = PlaceOrder | GetOrder
+@dataclass(frozen=True, slots=True)
+class PaymentEvent:
+    event_id: str
+    event_type: str
+    intent_id: str | None
+
+
+type OrderMessage = PlaceOrder | GetOrder | PaymentEvent
+
+# event type -> (status it moves an order to, the statuses it may move it from, notice)
+TRANSITIONS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "payment_intent.succeeded": ("PAID", ("PENDING_PAYMENT", "PAYMENT_FAILED"), "order.paid"),
+    "payment_intent.payment_failed": (
+        "PAYMENT_FAILED",
+        ("PENDING_PAYMENT",),
+        "order.payment_failed",
+    ),
+    "charge.refunded": ("REFUNDED", ("PAID",), "order.refunded"),
+}
+
+
+def order_notice(kind: str, order_id: str) -> OutboxJob:
+    """The notifier's job for an order's move (once per order and kind)."""
+    return OutboxJob(f"{kind}:{order_id}", NOTIFICATIONS, kind, {"order_id": order_id})
 
 
 def price(lines: Sequence[OrderLine]) -> Priced:
@@ -117,6 +163,8 @@ class OrderActor:
                 return await self._place(message)
             case GetOrder():
                 return await self._get(message)
+            case PaymentEvent():
+                return await self._event(message)
 
     async def _place(self, message: PlaceOrder) -> OrderReply:
         new = NewOrder(
@@ -172,3 +220,26 @@ class OrderActor:
         if order is None:
             raise NotFound("no such order")
         return OrderReply(200, to_json(_view(order, message.token)))
+
+    async def _event(self, message: PaymentEvent) -> OrderReply:
+        move, kind = None, ""
+        if (transition := TRANSITIONS.get(message.event_type)) is not None:
+            to, sources, kind = transition
+            move = (to, sources)
+        outcome = await self._store.apply_payment_event(
+            message.event_id,
+            message.event_type,
+            message.intent_id,
+            move,
+            lambda order_id: order_notice(kind, order_id),  # only called for a move
+        )
+        log.info(
+            "payment_event",
+            event_id=message.event_id,
+            event_type=message.event_type,
+            duplicate=outcome.duplicate,
+            order_id=outcome.order_id,
+            status=outcome.status,
+            moved=outcome.moved,
+        )
+        return OrderReply(200, to_json({"received": True}))

@@ -41,6 +41,7 @@ from adapters._migrations import (
     migration_status,
 )
 from adapters._orders import (
+    EventOutcome,
     NewOrder,
     Order,
     OrderLine,
@@ -101,6 +102,7 @@ __all__ = [
     "Database",
     "DatabaseStatistics",
     "DependencyGate",
+    "EventOutcome",
     "GateState",
     "GateStatistics",
     "KeyReplay",

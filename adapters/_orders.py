@@ -14,10 +14,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from adapters._outbox import OutboxJob, add_many_to_outbox
 from adapters._postgres import Connection, Database
 from supervisors import InvalidRequest
 
 __all__ = [
+    "EventOutcome",
     "NewOrder",
     "Order",
     "OrderLine",
@@ -86,6 +88,17 @@ class Placed:
 type Pricing = Callable[[Sequence[OrderLine]], Priced]
 
 
+@dataclass(frozen=True, slots=True)
+class EventOutcome:
+    """What a payment event did: ``duplicate`` (seen before: nothing), else the order
+    it concerns (None: not one of ours) and its status after (moved or not)."""
+
+    duplicate: bool
+    order_id: str | None = None
+    status: str | None = None
+    moved: bool = False
+
+
 class OrderStore(Protocol):
     async def place(self, order: NewOrder, price: Pricing) -> Placed:
         """The order placed under ``order.idempotency_key`` (priced by ``price`` from
@@ -100,6 +113,19 @@ class OrderStore(Protocol):
         ...
 
     async def fetch(self, order_id: str) -> Order | None: ...
+
+    async def apply_payment_event(
+        self,
+        event_id: str,
+        event_type: str,
+        intent_id: str | None,
+        move: tuple[str, Sequence[str]] | None,
+        notice: Callable[[str], OutboxJob],
+    ) -> EventOutcome:
+        """Once per ``event_id``, atomically: record the event and, if ``move`` is
+        (to, from statuses) and the intent's order is in one of them, move it there
+        and write ``notice(order_id)`` to the outbox."""
+        ...
 
 
 class PostgresOrderStore:
@@ -146,6 +172,49 @@ class PostgresOrderStore:
             return await _fetch(connection, order_id)
 
         return await self._database.run(operation, readonly=True)
+
+    async def apply_payment_event(
+        self,
+        event_id: str,
+        event_type: str,
+        intent_id: str | None,
+        move: tuple[str, Sequence[str]] | None,
+        notice: Callable[[str], OutboxJob],
+    ) -> EventOutcome:
+        async def operation(connection: Connection) -> EventOutcome:
+            async with connection.transaction():
+                fresh = await connection.fetchval(
+                    """INSERT INTO stripe_events (id, type, payment_intent_id)
+                       VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING RETURNING true""",
+                    event_id,
+                    event_type,
+                    intent_id,
+                )
+                if not fresh:
+                    return EventOutcome(duplicate=True)
+                if intent_id is None:
+                    return EventOutcome(duplicate=False)
+                if move is not None:
+                    to, sources = move
+                    moved = await connection.fetchval(
+                        """UPDATE orders SET status = $2, updated_at = now()
+                           WHERE payment_intent_id = $1 AND status = ANY($3::text[])
+                           RETURNING id::text""",
+                        intent_id,
+                        to,
+                        list(sources),
+                    )
+                    if moved is not None:
+                        await add_many_to_outbox(connection, [notice(moved)])
+                        return EventOutcome(duplicate=False, order_id=moved, status=to, moved=True)
+                row = await connection.fetchrow(
+                    "SELECT id::text, status FROM orders WHERE payment_intent_id = $1", intent_id
+                )
+                if row is None:
+                    return EventOutcome(duplicate=False)
+                return EventOutcome(duplicate=False, order_id=row[0], status=row[1])
+
+        return await self._database.run(operation)
 
 
 async def _place(connection: Connection, order: NewOrder, price: Pricing) -> Placed:

@@ -23,6 +23,8 @@ class StripeSettings:
     # Stripe's own retries of a failed request, with the same Idempotency-Key (the
     # SDK's; nothing of ours retries a POST on top of them).
     network_retries: int = 2
+    # A webhook whose signed timestamp is older than this is refused (replays).
+    webhook_tolerance_s: float = 300.0
     # Bulkhead: Stripe calls in flight at once (the rest wait in the PaymentActor's
     # bounded mailbox; full: 503 overloaded).
     concurrency: int = 32
@@ -38,4 +40,5 @@ class StripeSettings:
         _check(self.timeout_s > 0, "timeout_s: must be > 0")
         _check(self.unavailable_retry_after_s > 0, "unavailable_retry_after_s: must be > 0")
         _check(self.concurrency >= 1, "concurrency: must be >= 1")
+        _check(self.webhook_tolerance_s > 0, "webhook_tolerance_s: must be > 0")
         _check(0 <= self.network_retries <= 5, "network_retries: must be between 0 and 5")

@@ -4,6 +4,13 @@ when no ``LOMASH_DATABASE_URL`` / ``LOMASH_REDIS_URL`` is set, and a local Strip
 are configured (production)."""
 
 from devservers._embedded import EmbeddedError, embedded_postgres, embedded_redis, free_port
-from devservers._local_stripe import local_stripe
+from devservers._local_stripe import local_stripe, register_webhook
 
-__all__ = ["EmbeddedError", "embedded_postgres", "embedded_redis", "free_port", "local_stripe"]
+__all__ = [
+    "EmbeddedError",
+    "embedded_postgres",
+    "embedded_redis",
+    "free_port",
+    "local_stripe",
+    "register_webhook",
+]

@@ -9,11 +9,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import httpx
 import structlog
 
 from devservers._embedded import EmbeddedError
 
-__all__ = ["local_stripe"]
+__all__ = ["local_stripe", "register_webhook"]
 
 log = structlog.get_logger("devservers")
 
@@ -63,3 +64,13 @@ def _announced_port(process: subprocess.Popen[str], wait_s: float) -> int:
                 if not line:
                     break
     raise EmbeddedError("the local Stripe (localstripe) did not start")
+
+
+def register_webhook(stripe_url: str, url: str, secret: str, *, wait_s: float) -> None:
+    """Point the local Stripe's signed webhooks at ``url`` (localstripe's own API)."""
+    answer = httpx.post(
+        f"{stripe_url}/_config/webhooks/lomash", data={"url": url, "secret": secret}, timeout=wait_s
+    )
+    if answer.status_code != 200:
+        raise EmbeddedError(f"the local Stripe refused the webhook ({answer.status_code})")
+    log.info("local_stripe_webhook", url=url)

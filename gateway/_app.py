@@ -38,6 +38,7 @@ from gateway._http_errors import error_response
 from gateway._json import json_response
 from gateway._orders import register_order_routes
 from gateway._products import register_product_routes
+from gateway._webhooks import register_webhook_routes
 from jobs import JobQueue
 from supervisors import (
     ActorRef,
@@ -250,6 +251,8 @@ def create_app(services: Services) -> QuartTrio:
     register_product_routes(app, services.catalogue, settings.products)
     if services.orders is not None:
         register_order_routes(app, services.orders)
+        if settings.stripe.webhook_secret is not None:
+            register_webhook_routes(app, services.orders, settings.stripe)
     if services.booker is not None and services.reader is not None:
         register_appointment_routes(
             app, services.booker, services.reader, services.catalogue, settings.booking

@@ -38,7 +38,7 @@ from adapters import (
     open_redis,
 )
 from config import ConfigError, DatabaseSettings, RedisSettings, Settings, environment_variables
-from devservers import local_stripe
+from devservers import local_stripe, register_webhook
 from devservers._embedded import EmbeddedError, embedded_postgres, embedded_redis
 from jobs import RedisJobQueue
 from service._logging import configure_logging
@@ -51,6 +51,7 @@ __all__ = ["Launcher", "main"]
 
 # The local Stripe (localstripe) takes any key of the test-key form.
 LOCAL_STRIPE_KEY = "sk_test_lomash_local"
+LOCAL_WEBHOOK_SECRET = "whsec_lomash_local"
 
 EXIT_CONFIG = 2
 
@@ -111,10 +112,18 @@ def _serve(settings: Settings, arguments: argparse.Namespace, launcher: Launcher
             )
             settings = settings.with_overrides(redis=_with_url(settings.redis, url))
         if embedded and settings.stripe.secret_key is None:
-            # Development on embedded defaults: orders pay on a local Stripe.
+            # Development on embedded defaults: orders pay on a local Stripe, whose
+            # signed webhooks come back to this service.
             url = stack.enter_context(local_stripe(wait_s=wait_s))
-            stripe = dataclasses.replace(settings.stripe, secret_key=LOCAL_STRIPE_KEY, api_base=url)
+            stripe = dataclasses.replace(
+                settings.stripe,
+                secret_key=LOCAL_STRIPE_KEY,
+                webhook_secret=LOCAL_WEBHOOK_SECRET,
+                api_base=url,
+            )
             settings = settings.with_overrides(stripe=stripe)
+            webhook = f"http://{settings.host}:{settings.port}/v1/webhooks/stripe"
+            register_webhook(url, webhook, LOCAL_WEBHOOK_SECRET, wait_s=wait_s)
         migrations = MIGRATIONS_DIR if (arguments.migrate or embedded) else None
         if settings.workers > 1 and arguments.fd is None:
             if migrations is not None:
@@ -130,6 +139,7 @@ def _serve(settings: Settings, arguments: argparse.Namespace, launcher: Launcher
                 **(
                     {
                         "LOMASH_STRIPE_SECRET_KEY": settings.stripe.secret_key,
+                        "LOMASH_STRIPE_WEBHOOK_SECRET": settings.stripe.webhook_secret or "",
                         "LOMASH_STRIPE_API_BASE": settings.stripe.api_base,
                     }
                     if settings.stripe.secret_key is not None

@@ -20,6 +20,7 @@ from config import Settings, StripeSettings
 from tests._booking import prepare_database, running_tree
 from tests.conftest import fetch, port_of
 
+WEBHOOK_SECRET = "whsec_lomash_test"
 CUSTOMER = {
     "name": "Ada Lovelace",
     "email": "ada@example.com",
@@ -46,6 +47,7 @@ async def shop(
         await prepare_database(settings.database.url)
         stripe = StripeSettings(
             secret_key="sk_test_lomash",
+            webhook_secret=WEBHOOK_SECRET,
             api_base=f"http://127.0.0.1:{proxy.port}",
             timeout_s=1.0,
             network_retries=0,

@@ -41,6 +41,7 @@ from actors._payments import (
 )
 from actors._products import GetProduct, ListProducts, ProductCatalogue
 from actors._reader import BookingReader
+from actors._reconciler import RECONCILE_KIND, Reconciler
 from actors._replayer import BookingReplayer
 from actors._roster import RosterSource
 from actors._tokens import token_key
@@ -48,6 +49,7 @@ from actors._tokens import token_key
 __all__ = [
     "BOOKINGS_QUEUE",
     "LONDON",
+    "RECONCILE_KIND",
     "REPLAY_KIND",
     "AppointmentType",
     "Availability",
@@ -77,6 +79,7 @@ __all__ = [
     "PaymentMessage",
     "PlaceOrder",
     "ProductCatalogue",
+    "Reconciler",
     "Reschedule",
     "RetrieveIntent",
     "Roster",

@@ -114,6 +114,10 @@ class OrderStore(Protocol):
 
     async def fetch(self, order_id: str) -> Order | None: ...
 
+    async def pending_payments(self, older_than_s: float) -> list[tuple[str, str]]:
+        """(order id, PaymentIntent id) of orders PENDING_PAYMENT for longer than this."""
+        ...
+
     async def apply_payment_event(
         self,
         event_id: str,
@@ -170,6 +174,19 @@ class PostgresOrderStore:
     async def fetch(self, order_id: str) -> Order | None:
         async def operation(connection: Connection) -> Order | None:
             return await _fetch(connection, order_id)
+
+        return await self._database.run(operation, readonly=True)
+
+    async def pending_payments(self, older_than_s: float) -> list[tuple[str, str]]:
+        async def operation(connection: Connection) -> list[tuple[str, str]]:
+            rows = await connection.fetch(
+                """SELECT id::text, payment_intent_id FROM orders
+                   WHERE status = 'PENDING_PAYMENT' AND payment_intent_id IS NOT NULL
+                     AND created_at < now() - make_interval(secs => $1)
+                   ORDER BY created_at""",
+                older_than_s,
+            )
+            return [(row[0], row[1]) for row in rows]
 
         return await self._database.run(operation, readonly=True)
 

@@ -54,6 +54,8 @@ class PaymentIntent:
     status: str
     amount: int
     currency: str
+    # The last attempt to pay failed (a declined card): Stripe's last_payment_error.
+    failed: bool = False
 
 
 class Payments(Protocol):
@@ -93,6 +95,7 @@ def _intent(raw: Any) -> PaymentIntent:
         status=raw.status,
         amount=raw.amount,
         currency=raw.currency,
+        failed=getattr(raw, "last_payment_error", None) is not None,
     )
 
 

@@ -16,9 +16,10 @@ class JobSettings(QueuePolicy):
 
     # Queues this process works on, comma-separated; empty: no workers here. Only
     # queues whose job kinds have a handler here: a worker would fail the others'
-    # jobs into the DLQ. notifications and payments join when their actors land;
-    # until then their jobs wait in Redis.
-    queues: str = "bookings"
+    # jobs into the DLQ. notifications joins when its actor lands; until then its
+    # jobs wait in Redis. (payments' only job, the reconciliation, is scheduled only
+    # where Stripe is configured.)
+    queues: str = "bookings,payments"
     # The delivery policy's fields come from QueuePolicy (attempts, backoff, lease,
     # retention): this process's default policy is these settings themselves.
     heartbeat_s: float = 10.0

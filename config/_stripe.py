@@ -23,6 +23,12 @@ class StripeSettings:
     # Stripe's own retries of a failed request, with the same Idempotency-Key (the
     # SDK's; nothing of ours retries a POST on top of them).
     network_retries: int = 2
+    # The nightly reconciliation asks Stripe about orders still PENDING_PAYMENT this
+    # long after they were placed (a webhook may have been missed).
+    reconcile_after_s: float = 3600.0
+    # While Stripe cannot answer, the reconciliation is handed back for this long
+    # (not counted as a failed attempt).
+    reconcile_retry_s: float = 60.0
     # A webhook whose signed timestamp is older than this is refused (replays).
     webhook_tolerance_s: float = 300.0
     # Bulkhead: Stripe calls in flight at once (the rest wait in the PaymentActor's
@@ -41,4 +47,6 @@ class StripeSettings:
         _check(self.unavailable_retry_after_s > 0, "unavailable_retry_after_s: must be > 0")
         _check(self.concurrency >= 1, "concurrency: must be >= 1")
         _check(self.webhook_tolerance_s > 0, "webhook_tolerance_s: must be > 0")
+        _check(self.reconcile_after_s > 0, "reconcile_after_s: must be > 0")
+        _check(self.reconcile_retry_s > 0, "reconcile_retry_s: must be > 0")
         _check(0 <= self.network_retries <= 5, "network_retries: must be between 0 and 5")

@@ -25,12 +25,14 @@ import structlog
 from quart_trio import QuartTrio
 
 from actors import (
+    RECONCILE_KIND,
     REPLAY_KIND,
     Availability,
     BookingReader,
     BookingReplayer,
     OrderActor,
     ProductCatalogue,
+    Reconciler,
     RosterSource,
     SlotBooker,
     catalogue_spec,
@@ -209,6 +211,7 @@ def build_tree(
     # Orders and payments, when Stripe is configured (production requires it).
     payments: ActorSpec[Any, Any] | None = None
     orders: ActorSpec[Any, Any] | None = None
+    reconciler: ActorSpec[Any, Any] | None = None
     stripe: Holder[Payments] = Holder("stripe")
     if settings.stripe.secret_key is not None:
         payments = payment_spec(lambda: stripe.value, settings.runtime, settings.stripe)
@@ -224,6 +227,16 @@ def build_tree(
             mailbox=order_mailbox(settings),
             shutdown_s=settings.runtime.child_shutdown_s,
         )
+        orders_ref = orders.ref
+        reconciler = ActorSpec(
+            "payments-reconciler",
+            lambda: Reconciler(
+                PostgresOrderStore(database.value), payments_ref, orders_ref, settings.stripe
+            ),
+            mailbox=dataclasses.replace(settings.runtime.mailbox, message_timeout_s=None),
+            shutdown_s=settings.runtime.child_shutdown_s,
+        )
+        handlers[RECONCILE_KIND] = reconciler.ref
 
     roster = RosterSource(store, booking_cache, refresh_s=settings.booking.schedule_refresh_s)
     catalogue = catalogue_spec(
@@ -307,7 +320,7 @@ def build_tree(
             lifecycle=lifecycle,
         )
 
-    commerce = [spec for spec in (payments, orders) if spec is not None]
+    commerce = [spec for spec in (payments, orders, reconciler) if spec is not None]
     domain = SupervisorSpec(
         "domain",
         [catalogue, booker, reader, replayer, *commerce, *extra_actors],

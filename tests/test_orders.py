@@ -51,6 +51,7 @@ async def shop(
             api_base=f"http://127.0.0.1:{proxy.port}",
             timeout_s=1.0,
             network_retries=0,
+            reconcile_retry_s=0.2,
         )
         async with running_tree(dataclasses.replace(settings, stripe=stripe)) as client:
             yield client, proxy

@@ -17,7 +17,8 @@ import trio_asyncio
 
 from chaos import Proxy, open_proxy
 from config import Settings, StripeSettings
-from tests._booking import prepare_database, running_tree
+from tests._booking import eventually, prepare_database, running_tree
+from tests._stripe_idempotency import StripeIdempotency, stripe_idempotency
 from tests.conftest import fetch, port_of
 
 WEBHOOK_SECRET = "whsec_lomash_test"
@@ -40,10 +41,16 @@ ORDER: dict[str, Any] = {
 @asynccontextmanager
 async def shop(
     settings: Settings, stripe_url: str
-) -> AsyncIterator[tuple[httpx.AsyncClient, Proxy]]:
-    """The tree with Stripe configured (through a fault proxy) on a fresh database."""
+) -> AsyncIterator[tuple[httpx.AsyncClient, Proxy, StripeIdempotency]]:
+    """The tree with Stripe configured on a fresh database: the PaymentActor talks to a
+    fault proxy, in front of Stripe's idempotency (tests/_stripe_idempotency.py), in
+    front of the local Stripe."""
     assert settings.database.url is not None
-    async with trio_asyncio.open_loop(), open_proxy(port_of(stripe_url)) as proxy:
+    async with (
+        trio_asyncio.open_loop(),
+        stripe_idempotency(stripe_url) as (idempotent_url, layer),
+        open_proxy(port_of(idempotent_url)) as proxy,
+    ):
         await prepare_database(settings.database.url)
         stripe = StripeSettings(
             secret_key="sk_test_lomash",
@@ -54,7 +61,7 @@ async def shop(
             reconcile_retry_s=0.2,
         )
         async with running_tree(dataclasses.replace(settings, stripe=stripe)) as client:
-            yield client, proxy
+            yield client, proxy, layer
 
 
 async def order(
@@ -69,7 +76,7 @@ async def test_an_order_is_priced_in_pence_with_vat_and_gets_one_payment_intent(
 ) -> None:
     """201 PENDING_PAYMENT with today's prices, 20 % VAT, the PaymentIntent's client
     secret; readable with its manage token; the same key replays the same answer."""
-    async with shop(settings, stripe_url) as (client, _):
+    async with shop(settings, stripe_url) as (client, _, _):
         placed = await order(client, ORDER)
         again = await order(client, ORDER)
         body = placed.json()
@@ -118,7 +125,7 @@ async def test_stripe_down_is_503_payment_unavailable_and_the_same_key_succeeds_
     """Stripe cut: 503 payment_unavailable, Retry-After 60, the plain message, the order
     waiting without an intent; Stripe back: the same key gives 201 for the same order,
     with one PaymentIntent recorded."""
-    async with shop(settings, stripe_url) as (client, proxy):
+    async with shop(settings, stripe_url) as (client, proxy, _):
         proxy.reset()
         refused = await order(client, ORDER, key="while-down")
         proxy.forward()
@@ -142,7 +149,7 @@ async def test_the_same_key_with_another_body_is_refused(
     settings: Settings, stripe_url: str
 ) -> None:
     """422 idempotency_key_reused; nothing new is written."""
-    async with shop(settings, stripe_url) as (client, _):
+    async with shop(settings, stripe_url) as (client, _, _):
         first = await order(client, ORDER, key="k")
         other = await order(client, {**ORDER, "items": ORDER["items"][:1]}, key="k")
         assert settings.database.url is not None
@@ -185,7 +192,7 @@ async def test_bad_orders_are_422_naming_the_field(
     settings: Settings, stripe_url: str, body: Any, field: str, code: str | None
 ) -> None:
     """Every refusal is a 422 that names the field (and nothing is written)."""
-    async with shop(settings, stripe_url) as (client, _):
+    async with shop(settings, stripe_url) as (client, _, _):
         answer = await order(client, body)
         assert settings.database.url is not None
         rows = await fetch(settings.database.url, "SELECT count(*) FROM orders")
@@ -200,7 +207,34 @@ async def test_an_order_without_an_idempotency_key_is_400(
     settings: Settings, stripe_url: str
 ) -> None:
     """The key is required (a retry must be safe)."""
-    async with shop(settings, stripe_url) as (client, _):
+    async with shop(settings, stripe_url) as (client, _, _):
         answer = await order(client, ORDER, key=None)
     assert answer.status_code == 400
     assert answer.json()["error"]["code"] == "idempotency_key_required"
+
+
+async def test_a_timeout_whose_request_reached_stripe_still_gives_one_payment_intent(
+    settings: Settings, stripe_url: str
+) -> None:
+    """Stripe slower than the call's deadline: the answer is lost (503) but the request
+    arrives and Stripe makes an intent; the retry with the same key asks again with the
+    same Stripe Idempotency-Key and gets that intent: one PaymentIntent for the order."""
+    url = settings.database.url
+    assert url is not None
+    async with shop(settings, stripe_url) as (client, proxy, layer):
+        proxy.slow(1.5)  # each way: past the 1 s deadline, and the request still goes on
+        refused = await order(client, ORDER, key="slow")
+        [(order_id,)] = [tuple(r) for r in await fetch(url, "SELECT id::text FROM orders")]
+        key = f"order-{order_id}"
+
+        async def reached_stripe() -> bool:
+            return layer.forwarded[key] == 1
+
+        await eventually(reached_stripe)
+        proxy.forward()
+        placed = await order(client, ORDER, key="slow")
+    assert refused.status_code == 503
+    assert refused.json()["error"]["code"] == "payment_unavailable"
+    assert placed.status_code == 201, placed.text
+    assert placed.json()["id"] == order_id
+    assert (layer.forwarded[key], layer.replayed[key]) == (1, 1)  # created once, replayed

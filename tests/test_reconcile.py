@@ -44,7 +44,7 @@ async def test_missed_webhooks_are_repaired_and_a_stripe_outage_is_waited_out(
     )
     url = settings.database.url
     assert url is not None
-    async with shop(settings, stripe_url) as (client, proxy):
+    async with shop(settings, stripe_url) as (client, proxy, _):
         paid = (await order(client, ORDER, key="paid")).json()
         declined = (await order(client, ORDER, key="declined")).json()
         recent = (await order(client, ORDER, key="recent")).json()

@@ -63,7 +63,7 @@ async def status_of(client: httpx.AsyncClient, placed: dict[str, Any]) -> str:
 async def test_bad_signatures_change_nothing(settings: Settings, stripe_url: str) -> None:
     """No header, another secret, a tampered body, a stale timestamp, garbage: 400
     invalid_signature each, and the order stays PENDING_PAYMENT."""
-    async with shop(settings, stripe_url) as (client, _):
+    async with shop(settings, stripe_url) as (client, _, _):
         placed = (await order(client, ORDER)).json()
         paid = event("payment_intent.succeeded", placed["payment"]["payment_intent_id"])
         tampered = paid.replace(b"succeeded", b"payment_failed")
@@ -86,7 +86,7 @@ async def test_each_event_once_and_never_backwards(settings: Settings, stripe_ur
     """succeeded -> PAID (one order.paid job) even delivered twice and twice at once; a
     failure arriving after it moves nothing; an unknown type is 200 and ignored; a
     refund -> REFUNDED (order.refunded)."""
-    async with shop(settings, stripe_url) as (client, _):
+    async with shop(settings, stripe_url) as (client, _, _):
         placed = (await order(client, ORDER)).json()
         intent = placed["payment"]["payment_intent_id"]
         paid = event("payment_intent.succeeded", intent, "evt_paid")
@@ -125,7 +125,7 @@ async def test_the_local_stripe_pays_and_declines_through_signed_webhooks(
     """Confirmed with pm_card_visa: Stripe's own signed webhook makes it PAID; with a
     card whose charge fails (pm_card_chargeCustomerFail, the one localstripe declines
     at charge time): PAYMENT_FAILED. Orders stay PENDING_PAYMENT until then."""
-    async with shop(settings, stripe_url) as (client, _):
+    async with shop(settings, stripe_url) as (client, _, _):
         hook = f"lomash-{secrets.token_hex(4)}"
         async with httpx.AsyncClient(base_url=stripe_url, auth=("sk_test_lomash", "")) as stripe:
             registered = await stripe.post(

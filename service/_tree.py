@@ -3,7 +3,9 @@
     root (rest_for_one)
     ├── postgres   Resource: the pools (open_database)
     ├── redis      Resource: the client (open_redis)
-    ├── domain     one_for_one: catalogue, slot-booker, booking-reader, booking-replayer, ...
+    ├── stripe     Resource: the SDK's client (open_stripe), when Stripe is configured
+    ├── domain     one_for_one: catalogue, slot-booker, booking-reader, booking-replayer,
+    │              and with Stripe: payments, orders, payments-reconciler
     ├── jobs       one_for_one: outbox relay, trimmer, scheduler, a worker per queue
     └── http       HttpServer: hypercorn on trio, stopped first on shutdown
 

@@ -16,10 +16,11 @@ stored: actors/_tokens.py); a wrong token and an unknown order are the same 404.
 ``PaymentEvent`` (a verified Stripe webhook, or the reconciliation): processed once
 per event id, atomically with its effect. ``payment_intent.succeeded`` -> PAID (from
 PENDING_PAYMENT, or PAYMENT_FAILED: a second card may succeed), ``payment_failed`` ->
-PAYMENT_FAILED (from PENDING_PAYMENT only), ``charge.refunded`` -> REFUNDED (from PAID);
+PAYMENT_FAILED (from PENDING_PAYMENT only), ``canceled`` -> CANCELLED (an unpaid order
+whose intent was cancelled), ``charge.refunded`` -> REFUNDED (from PAID);
 anything else moves nothing: an order never goes backwards, and unknown event types
 are recorded and ignored. Every move writes its notification job to the outbox
-(``order.paid``, ``order.payment_failed``, ``order.refunded``).
+(``order.paid``, ``order.payment_failed``, ``order.cancelled``, ``order.refunded``).
 """
 
 from __future__ import annotations
@@ -98,6 +99,11 @@ TRANSITIONS: dict[str, tuple[str, tuple[str, ...], str]] = {
         "PAYMENT_FAILED",
         ("PENDING_PAYMENT",),
         "order.payment_failed",
+    ),
+    "payment_intent.canceled": (
+        "CANCELLED",
+        ("PENDING_PAYMENT", "PAYMENT_FAILED"),
+        "order.cancelled",
     ),
     "charge.refunded": ("REFUNDED", ("PAID",), "order.refunded"),
 }

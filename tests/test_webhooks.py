@@ -119,6 +119,23 @@ async def test_each_event_once_and_never_backwards(settings: Settings, stripe_ur
     assert events[0][0] == 5  # evt_paid, evt_twin, the failure, the unknown, the refund: once each
 
 
+async def test_a_cancelled_intent_cancels_the_unpaid_order_for_good(
+    settings: Settings, stripe_url: str
+) -> None:
+    """payment_intent.canceled: CANCELLED (order.cancelled); a success arriving after
+    it does not bring the order back."""
+    async with shop(settings, stripe_url) as (client, _, _):
+        placed = (await order(client, ORDER)).json()
+        intent = placed["payment"]["payment_intent_id"]
+        await deliver(client, event("payment_intent.canceled", intent))
+        await deliver(client, event("payment_intent.succeeded", intent))
+        final = await status_of(client, placed)
+        jobs = await announced(settings)
+    assert final == "CANCELLED"
+    kinds = [kind for kind, p in jobs if p.get("order_id") == placed["id"]]
+    assert kinds == ["order.cancelled"]
+
+
 async def test_the_local_stripe_pays_and_declines_through_signed_webhooks(
     settings: Settings, stripe_url: str
 ) -> None:

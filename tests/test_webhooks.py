@@ -141,7 +141,8 @@ async def test_the_local_stripe_pays_and_declines_through_signed_webhooks(
 ) -> None:
     """Confirmed with pm_card_visa: Stripe's own signed webhook makes it PAID; with a
     card whose charge fails (pm_card_chargeCustomerFail, the one localstripe declines
-    at charge time): PAYMENT_FAILED. Orders stay PENDING_PAYMENT until then."""
+    at charge time): PAYMENT_FAILED. Orders stay PENDING_PAYMENT until then; each move's
+    notification is in the outbox."""
     async with shop(settings, stripe_url) as (client, _, _):
         hook = f"lomash-{secrets.token_hex(4)}"
         async with httpx.AsyncClient(base_url=stripe_url, auth=("sk_test_lomash", "")) as stripe:
@@ -163,7 +164,10 @@ async def test_the_local_stripe_pays_and_declines_through_signed_webhooks(
                 await stripe.post(f"{intent}/confirm")
         await eventually(lambda: _has_status(client, good, "PAID"), within_s=20)
         await eventually(lambda: _has_status(client, bad, "PAYMENT_FAILED"), within_s=20)
+        jobs = await announced(settings)
     assert before == "PENDING_PAYMENT"
+    order_jobs = sorted((kind, p["order_id"]) for kind, p in jobs if kind.startswith("order."))
+    assert order_jobs == sorted([("order.paid", good["id"]), ("order.payment_failed", bad["id"])])
 
 
 async def _has_status(client: httpx.AsyncClient, placed: dict[str, Any], status: str) -> bool:

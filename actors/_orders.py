@@ -203,7 +203,7 @@ class OrderActor:
             )
             stored = self._answer(order, intent.id, intent.client_secret)
             order = await self._store.attach_intent(
-                order.id, intent.id, intent.client_secret, (stored.status, stored.body)
+                order, intent.id, intent.client_secret, (stored.status, stored.body)
             )
         assert order.payment_intent_id is not None
         assert order.client_secret is not None

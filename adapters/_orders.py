@@ -9,6 +9,7 @@ replayed as is.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -106,7 +107,7 @@ class OrderStore(Protocol):
         ...
 
     async def attach_intent(
-        self, order_id: str, intent_id: str, client_secret: str, answer: tuple[int, str]
+        self, order: Order, intent_id: str, client_secret: str, answer: tuple[int, str]
     ) -> Order:
         """Record the order's PaymentIntent (the first one wins) and store ``answer``
         under its key; the order as it is then."""
@@ -144,8 +145,10 @@ class PostgresOrderStore:
         return await self._database.run(operation)
 
     async def attach_intent(
-        self, order_id: str, intent_id: str, client_secret: str, answer: tuple[int, str]
+        self, order: Order, intent_id: str, client_secret: str, answer: tuple[int, str]
     ) -> Order:
+        order_id = order.id
+
         async def operation(connection: Connection) -> Order:
             async with connection.transaction():
                 key = await connection.fetchval(
@@ -165,7 +168,10 @@ class PostgresOrderStore:
                         uuid.UUID(order_id),
                         *answer,
                     )
-                found = await _fetch(connection, order_id)
+                    return dataclasses.replace(
+                        order, payment_intent_id=intent_id, client_secret=client_secret
+                    )
+                found = await _fetch(connection, order_id)  # another request's intent won
                 assert found is not None
                 return found
 
@@ -290,9 +296,19 @@ async def _place(connection: Connection, order: NewOrder, price: Pricing) -> Pla
             for n, line in enumerate(priced.lines, start=1)
         ],
     )
-    found = await _fetch(connection, order.id)
-    assert found is not None
-    return Placed(found, order.request_hash, None)
+    placed = Order(
+        id=order.id,
+        reference=order.reference,
+        status="PENDING_PAYMENT",
+        subtotal_pence=priced.subtotal_pence,
+        vat_pence=priced.vat_pence,
+        total_pence=priced.total_pence,
+        currency="GBP",
+        lines=priced.lines,
+        payment_intent_id=None,
+        client_secret=None,
+    )
+    return Placed(placed, order.request_hash, None)
 
 
 async def _fetch(connection: Connection, order_id: str) -> Order | None:

@@ -23,6 +23,9 @@ from actors._catalogue import (
     ListShowrooms,
     catalogue_spec,
 )
+from actors._notices import KINDS as NOTIFICATION_KINDS
+from actors._notices import Rendered, gsm_length, render_appointment, render_order
+from actors._notifier import RETRY_FAILED_KIND, Notifier, Providers, notification_kinds
 from actors._orders import (
     GetOrder,
     OrderActor,
@@ -44,13 +47,16 @@ from actors._reader import BookingReader
 from actors._reconciler import RECONCILE_KIND, Reconciler
 from actors._replayer import BookingReplayer
 from actors._roster import RosterSource
+from actors._senders import Deliver, Sender, SenderActor, provider_retry, sender_spec
 from actors._tokens import token_key
 
 __all__ = [
     "BOOKINGS_QUEUE",
     "LONDON",
+    "NOTIFICATION_KINDS",
     "RECONCILE_KIND",
     "REPLAY_KIND",
+    "RETRY_FAILED_KIND",
     "AppointmentType",
     "Availability",
     "Book",
@@ -65,12 +71,14 @@ __all__ = [
     "Category",
     "CreateIntent",
     "Customer",
+    "Deliver",
     "FindSlots",
     "GetOrder",
     "GetProduct",
     "ListProducts",
     "ListShowrooms",
     "Lookup",
+    "Notifier",
     "OrderActor",
     "OrderMessage",
     "OrderReply",
@@ -79,17 +87,27 @@ __all__ = [
     "PaymentMessage",
     "PlaceOrder",
     "ProductCatalogue",
+    "Providers",
     "Reconciler",
+    "Rendered",
     "Reschedule",
     "RetrieveIntent",
     "Roster",
     "RosterSource",
+    "Sender",
+    "SenderActor",
     "Slot",
     "SlotBooker",
     "appointment_view",
     "catalogue_spec",
+    "gsm_length",
     "local_iso",
+    "notification_kinds",
     "pay",
     "payment_spec",
+    "provider_retry",
+    "render_appointment",
+    "render_order",
+    "sender_spec",
     "token_key",
 ]

@@ -90,7 +90,13 @@ class BookingChanges:
             candidates.insert(0, current.consultant_id)
         candidates, lock = await self._lock_for_move(current.id, candidates, start)
         # Each move is news: its own job id (A -> B -> A -> B notifies thrice).
-        moved_notice = notice("appointment.rescheduled", current.id, version=uuid.uuid4().hex)
+        moved_notice = notice(
+            "appointment.rescheduled",
+            current.id,
+            version=uuid.uuid4().hex,
+            previous_start=current.start.isoformat(),
+            start=start.isoformat(),
+        )
         moved = await self._store.reschedule(
             current.id, candidates, start, start + SLOT, moved_notice
         )

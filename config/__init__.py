@@ -6,6 +6,15 @@ This package imports nothing of ours; everything else may import it.
 from config._booking import BookingSettings, booker_mailbox, replayer_mailbox
 from config._http import HttpSettings
 from config._jobs import JobSettings, OutboxSettings, SchedulerSettings
+from config._notifications import (
+    EmailSettings,
+    Msg91Settings,
+    NotificationSettings,
+    SesSettings,
+    SmtpServer,
+    SmtpSettings,
+    TwilioSettings,
+)
 from config._products import ProductSettings
 from config._queues import QueuePolicy
 from config._runtime import (
@@ -23,7 +32,9 @@ from config._settings import (
     Environment,
     LogFormat,
     Settings,
+    email_send_s,
     environment_variables,
+    notifier_mailbox,
     order_mailbox,
 )
 from config._stores import DatabaseSettings, HealthSettings, RedisSettings
@@ -36,12 +47,15 @@ __all__ = [
     "BreakerSettings",
     "ConfigError",
     "DatabaseSettings",
+    "EmailSettings",
     "Environment",
     "HealthSettings",
     "HttpSettings",
     "JobSettings",
     "LogFormat",
     "MailboxSettings",
+    "Msg91Settings",
+    "NotificationSettings",
     "OutboxSettings",
     "Overflow",
     "ProductSettings",
@@ -51,10 +65,16 @@ __all__ = [
     "RetrySettings",
     "RuntimeSettings",
     "SchedulerSettings",
+    "SesSettings",
     "Settings",
+    "SmtpServer",
+    "SmtpSettings",
     "StripeSettings",
+    "TwilioSettings",
     "booker_mailbox",
+    "email_send_s",
     "environment_variables",
+    "notifier_mailbox",
     "order_mailbox",
     "replayer_mailbox",
 ]

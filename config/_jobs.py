@@ -16,10 +16,9 @@ class JobSettings(QueuePolicy):
 
     # Queues this process works on, comma-separated; empty: no workers here. Only
     # queues whose job kinds have a handler here: a worker would fail the others'
-    # jobs into the DLQ. notifications joins when its actor lands; until then its
-    # jobs wait in Redis. (payments' only job, the reconciliation, is scheduled only
+    # jobs into the DLQ. (payments' only job, the reconciliation, is scheduled only
     # where Stripe is configured.)
-    queues: str = "bookings,payments"
+    queues: str = "bookings,payments,notifications"
     # The delivery policy's fields come from QueuePolicy (attempts, backoff, lease,
     # retention): this process's default policy is these settings themselves.
     heartbeat_s: float = 10.0

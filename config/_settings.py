@@ -25,6 +25,14 @@ from config._booking import BookingSettings
 from config._check import check as _check
 from config._http import HttpSettings
 from config._jobs import JobSettings, OutboxSettings, SchedulerSettings
+from config._notifications import (
+    EmailSettings,
+    Msg91Settings,
+    NotificationSettings,
+    SesSettings,
+    SmtpSettings,
+    TwilioSettings,
+)
 from config._products import ProductSettings
 from config._runtime import MailboxSettings, RuntimeSettings
 from config._stores import DatabaseSettings, HealthSettings, RedisSettings
@@ -36,7 +44,9 @@ __all__ = [
     "Environment",
     "LogFormat",
     "Settings",
+    "email_send_s",
     "environment_variables",
+    "notifier_mailbox",
     "order_mailbox",
 ]
 
@@ -99,6 +109,12 @@ class Settings:
     booking: BookingSettings = field(default_factory=BookingSettings)
     products: ProductSettings = field(default_factory=ProductSettings)
     stripe: StripeSettings = field(default_factory=StripeSettings)
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    email: EmailSettings = field(default_factory=EmailSettings)
+    ses: SesSettings = field(default_factory=SesSettings)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    twilio: TwilioSettings = field(default_factory=TwilioSettings)
+    msg91: Msg91Settings = field(default_factory=Msg91Settings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
 
     def __post_init__(self) -> None:
@@ -157,6 +173,11 @@ class Settings:
             "LOMASH_STRIPE_WEBHOOK_SECRET (orders are paid with Stripe)",
         )
         _check(
+            self.ses.enabled or self.smtp.enabled,
+            "environment: production needs an email provider (LOMASH_SES_REGION or "
+            "LOMASH_SMTP_URL): confirmations would go nowhere",
+        )
+        _check(
             self.admin_token is None or len(self.admin_token) >= MIN_SECRET_LENGTH,
             f"environment: production needs a LOMASH_ADMIN_TOKEN of at least "
             f"{MIN_SECRET_LENGTH} characters (or none: no admin API)",
@@ -186,13 +207,19 @@ def _env_prefix(path: str, name: str) -> str:
     return path if name == "runtime" else f"{path}{name.upper()}_"
 
 
+def _variable_name(f: dataclasses.Field[Any]) -> str:
+    """A field's part of its variable: its name, or ``metadata["env"]`` where the
+    natural name is a Python keyword (``email.sender`` is ``LOMASH_EMAIL_FROM``)."""
+    return str(f.metadata.get("env", f.name.upper()))
+
+
 def _walk(instance: Any, path: str) -> Iterator[tuple[str, object]]:
     for f in dataclasses.fields(instance):
         value = getattr(instance, f.name)
         if dataclasses.is_dataclass(value):
             yield from _walk(value, _env_prefix(path, f.name))
         else:
-            yield f"{PREFIX}{path}{f.name.upper()}", value
+            yield f"{PREFIX}{path}{_variable_name(f)}", value
 
 
 def _build(cls: type[Any], path: str, environ: Mapping[str, str]) -> Any:
@@ -204,7 +231,7 @@ def _build(cls: type[Any], path: str, environ: Mapping[str, str]) -> Any:
         if dataclasses.is_dataclass(kind):
             values[f.name] = _build(kind, _env_prefix(path, f.name), environ)  # type: ignore[arg-type]
             continue
-        variable = f"{PREFIX}{path}{f.name.upper()}"
+        variable = f"{PREFIX}{path}{_variable_name(f)}"
         variables[f.name] = variable
         if variable in environ:
             try:
@@ -266,6 +293,27 @@ def order_mailbox(settings: Settings) -> MailboxSettings:
     return dataclasses.replace(
         settings.runtime.mailbox,
         concurrency=settings.database.pool_max_size,
+        message_timeout_s=message_timeout_s,
+        ask_timeout_s=message_timeout_s + settings.booking.answer_margin_s,
+    )
+
+
+def email_send_s(settings: Settings) -> float:
+    """The longest one email can take: every SES attempt and its backoff, then SMTP."""
+    ses = settings.ses
+    backoff_s = sum(ses.backoff_s * 2**n for n in range(ses.attempts - 1))
+    return float(ses.attempts * ses.timeout_s + backoff_s + settings.smtp.timeout_s)
+
+
+def notifier_mailbox(settings: Settings) -> MailboxSettings:
+    """The notifier's: one job is an email (``email_send_s``) and an SMS (Twilio twice,
+    then MSG91) around a few database calls, so a message may take all of that; its
+    asker a margin more."""
+    sms_s = 2 * settings.twilio.timeout_s + settings.msg91.timeout_s
+    message_timeout_s = email_send_s(settings) + sms_s + 4 * settings.database.slow_call_s
+    return dataclasses.replace(
+        settings.runtime.mailbox,
+        concurrency=settings.notifications.concurrency,
         message_timeout_s=message_timeout_s,
         ask_timeout_s=message_timeout_s + settings.booking.answer_margin_s,
     )

@@ -6,6 +6,9 @@
     POST   /admin/queues/<queue>/dead/<job_id>/requeue  deliver it again, attempts afresh
     DELETE /admin/queues/<queue>/dead/<job_id>          purge one
     DELETE /admin/queues/<queue>/dead?all=true          purge all
+    GET    /admin/notifications?reference=R             a booking's or order's
+                                                        notification log, oldest first
+    GET    /admin/notifications/failed?limit=N          emails waiting for a retry
 
 Every request needs ``Authorization: Bearer <LOMASH_ADMIN_TOKEN>``; without a
 configured token the routes do not exist (404).
@@ -19,6 +22,7 @@ import hmac
 from quart import Response, request
 from quart_trio import QuartTrio
 
+from adapters import FailedEmail, LogEntry, NotificationStore
 from gateway._json import NO_STORE, json_response
 from jobs import DeadJob, JobQueue
 from supervisors import InvalidRequest, Unauthorized
@@ -26,6 +30,7 @@ from supervisors import InvalidRequest, Unauthorized
 __all__ = ["register_admin_routes"]
 
 MAX_LIST = 1000
+MAX_REFERENCE = 64
 
 
 def _summary(dead: DeadJob) -> dict[str, object]:
@@ -49,7 +54,47 @@ def _detail(dead: DeadJob) -> dict[str, object]:
     }
 
 
-def register_admin_routes(app: QuartTrio, jobs: JobQueue, token: str) -> None:
+def _log_row(entry: LogEntry) -> dict[str, object]:
+    return {
+        "job_id": entry.job_id,
+        "kind": entry.kind,
+        "channel": entry.channel.value,
+        "provider": entry.provider,
+        "recipient": entry.recipient,
+        "status": entry.status.value,
+        "provider_message_id": entry.provider_message_id,
+        "error": entry.error,
+        "attempted_at": entry.attempted_at.isoformat(),
+    }
+
+
+def _failed_row(failed: FailedEmail) -> dict[str, object]:
+    last = failed.attempts[-1] if failed.attempts else None
+    return {
+        "job_id": failed.job_id,
+        "kind": failed.kind,
+        "reference": failed.reference,
+        "subject": failed.email.subject,
+        "attempts": len(failed.attempts),
+        "retries": failed.retries,
+        "first_attempt_at": failed.first_attempt_at.isoformat(),
+        "retry_until": failed.retry_until.isoformat(),
+        "last_error": f"{last.provider}: {last.error_type}: {last.error}" if last else None,
+    }
+
+
+def _limit() -> int:
+    raw = request.args.get("limit", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST:
+        raise InvalidRequest(
+            f"limit must be an integer from 1 to {MAX_LIST}", code="invalid_field", field="limit"
+        )
+    return int(raw)
+
+
+def register_admin_routes(
+    app: QuartTrio, jobs: JobQueue, token: str, notifications: NotificationStore
+) -> None:
     expected = f"Bearer {token}".encode()
 
     @app.before_request
@@ -72,14 +117,7 @@ def register_admin_routes(app: QuartTrio, jobs: JobQueue, token: str) -> None:
 
     @app.get("/admin/queues/<queue>/dead")
     async def list_dead(queue: str) -> Response:
-        raw = request.args.get("limit", "100")
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST:
-            raise InvalidRequest(
-                f"limit must be an integer from 1 to {MAX_LIST}",
-                code="invalid_field",
-                field="limit",
-            )
-        dead = await jobs.dead(queue, limit=int(raw))
+        dead = await jobs.dead(queue, limit=_limit())
         return json_response({"queue": queue, "dead": [_summary(d) for d in dead]})
 
     @app.get("/admin/queues/<queue>/dead/<job_id>")
@@ -102,3 +140,20 @@ def register_admin_routes(app: QuartTrio, jobs: JobQueue, token: str) -> None:
                 "purging every dead job needs ?all=true", code="confirmation_required", field="all"
             )
         return json_response({"purged": await jobs.purge_dead(queue)})
+
+    @app.get("/admin/notifications")
+    async def notification_log() -> Response:
+        reference = request.args.get("reference", "").strip()
+        if not 1 <= len(reference) <= MAX_REFERENCE:
+            raise InvalidRequest(
+                f"reference: 1 to {MAX_REFERENCE} characters (a booking's or order's)",
+                code="invalid_field",
+                field="reference",
+            )
+        entries = await notifications.logs(reference, limit=_limit())
+        return json_response({"reference": reference, "logs": [_log_row(e) for e in entries]})
+
+    @app.get("/admin/notifications/failed")
+    async def failed_emails() -> Response:
+        waiting = await notifications.due_failed(_limit())
+        return json_response({"failed": [_failed_row(f) for f in waiting]})

@@ -30,7 +30,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
 from actors import CatalogueMessage, CatalogueReply, ListShowrooms
-from adapters import Cache, Database, Showroom
+from adapters import Cache, Database, PostgresNotificationStore, Showroom
 from config import Settings
 from gateway._admin import register_admin_routes
 from gateway._appointments import register_appointment_routes
@@ -261,6 +261,11 @@ def create_app(services: Services) -> QuartTrio:
     for register in services.extra_routes:
         register(app)
     if settings.admin_token and services.jobs is not None:
-        register_admin_routes(app, services.jobs, settings.admin_token)
+        register_admin_routes(
+            app,
+            services.jobs,
+            settings.admin_token,
+            PostgresNotificationStore(services.database),
+        )
 
     return app

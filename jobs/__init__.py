@@ -30,13 +30,14 @@ from jobs._queue import (
 )
 from jobs._redis import RedisJobQueue
 from jobs._relay import OUTBOX_DEFAULTS, JobEnqueuer, OutboxRelay, OutboxStatistics
-from jobs._scheduler import MissedTicks, Schedule, Scheduler, spec_schedules
+from jobs._scheduler import Clock, MissedTicks, Schedule, Scheduler, SystemClock, spec_schedules
 from jobs._trimmer import QueueTrimmer
 from jobs._worker import JobWorker, RunJob, WorkerStatistics
 
 __all__ = [
     "OUTBOX_DEFAULTS",
     "AttemptRecord",
+    "Clock",
     "CronSchedule",
     "DeadJob",
     "DeadLetterAlerts",
@@ -61,6 +62,7 @@ __all__ = [
     "RunJob",
     "Schedule",
     "Scheduler",
+    "SystemClock",
     "WorkerStatistics",
     "spec_schedules",
 ]

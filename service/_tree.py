@@ -4,8 +4,10 @@
     ├── postgres   Resource: the pools (open_database)
     ├── redis      Resource: the client (open_redis)
     ├── stripe     Resource: the SDK's client (open_stripe), when Stripe is configured
+    ├── ses, twilio, msg91   Resources: the providers' clients, those configured
     ├── domain     one_for_one: catalogue, slot-booker, booking-reader, booking-replayer,
-    │              and with Stripe: payments, orders, payments-reconciler
+    │              with Stripe: payments, orders, payments-reconciler; a sender per
+    │              provider (ses-sender, smtp-sender, twilio-sender, ...), notifier
     ├── jobs       one_for_one: outbox relay, trimmer, scheduler, a worker per queue
     └── http       HttpServer: hypercorn on trio, stopped first on shutdown
 
@@ -85,6 +87,7 @@ from jobs import (
     Scheduler,
     spec_schedules,
 )
+from service._notify_tree import notification_tree
 from supervisors import (
     ActorRef,
     ActorSpec,
@@ -119,10 +122,10 @@ def jobs_tree(
     database: Holder[Database],
     queue: Callable[[], JobQueue],
     handlers: dict[str, ActorRef[RunJob, Any]],
+    alerts: DeadLetterAlerts,
 ) -> SupervisorSpec:
     """Workers for this process's queues, the outbox relay, the scheduler, trimming."""
     jobs = settings.jobs
-    alerts = DeadLetterAlerts(jobs.alert_webhook_url, timeout_s=jobs.alert_timeout_s)
     schedules = [s for s in spec_schedules() if s.kind in handlers]
     keep_s = settings.booking.idempotency_keep_s
 
@@ -196,6 +199,11 @@ def build_tree(
         return RedisJobQueue(cache.value, prefix="jobs", default=policy)
 
     handlers: dict[str, ActorRef[RunJob, Any]] = {}
+    alerts = DeadLetterAlerts(
+        settings.jobs.alert_webhook_url, timeout_s=settings.jobs.alert_timeout_s
+    )
+    notifications = notification_tree(settings, database, alerts)
+    handlers.update(notifications.handlers)
     extra_actors: list[ChildSpec] = []
     for extension in extensions:
         for kind, spec in extension.actors(database, settings):
@@ -325,7 +333,7 @@ def build_tree(
     commerce = [spec for spec in (payments, orders, reconciler) if spec is not None]
     domain = SupervisorSpec(
         "domain",
-        [catalogue, booker, reader, replayer, *commerce, *extra_actors],
+        [catalogue, booker, reader, replayer, *commerce, *notifications.actors, *extra_actors],
         strategy=Strategy.ONE_FOR_ONE,
         restarts=settings.runtime.restart,
     )
@@ -358,8 +366,9 @@ def build_tree(
                 if payments is not None
                 else []
             ),
+            *notifications.resources,
             domain,
-            jobs_tree(settings, database, queue, handlers),
+            jobs_tree(settings, database, queue, handlers, alerts),
             TaskSpec(
                 "http",
                 lambda: HttpServer(app, settings, bind),

@@ -48,7 +48,35 @@ PRODUCTION = {
     "LOMASH_BOOKING_TOKEN_SECRET": "s" * 32,
     "LOMASH_STRIPE_SECRET_KEY": "sk_live_lomash",
     "LOMASH_STRIPE_WEBHOOK_SECRET": "whsec_lomash",
+    "LOMASH_SES_REGION": "eu-west-2",
 }
+
+
+def test_provider_settings_read_their_documented_variables() -> None:
+    """LOMASH_EMAIL_FROM, LOMASH_SMTP_URL (credentials percent-decoded, 587 by default),
+    LOMASH_TWILIO_FROM and the SES region, as the README names them."""
+    settings = Settings.from_env(
+        {
+            "LOMASH_EMAIL_FROM": "Lomash Wood <hello@lomashwood.test>",
+            "LOMASH_SMTP_URL": "smtp://mailer:p%40ss@relay.example",
+            "LOMASH_TWILIO_ACCOUNT_SID": "AC123",
+            "LOMASH_TWILIO_AUTH_TOKEN": "token",
+            "LOMASH_TWILIO_FROM": "+447700900000",
+            "LOMASH_SES_REGION": "eu-west-2",
+        }
+    )
+    assert settings.email.sender == "Lomash Wood <hello@lomashwood.test>"
+    server = settings.smtp.server()
+    assert (server.host, server.port, server.username, server.password) == (
+        "relay.example",
+        587,
+        "mailer",
+        "p@ss",
+    )
+    assert settings.twilio.sender == "+447700900000"
+    assert settings.ses.enabled and settings.smtp.enabled and settings.twilio.enabled
+    assert not settings.msg91.enabled
+    assert "p@ss" not in repr(settings) and "token" not in repr(settings.twilio)
 
 
 def test_production_starts_with_strong_secrets() -> None:
@@ -97,6 +125,19 @@ def test_production_starts_with_strong_secrets() -> None:
             "LOMASH_ENVIRONMENT: production needs LOMASH_STRIPE_SECRET_KEY and "
             "LOMASH_STRIPE_WEBHOOK_SECRET",
         ),
+        (
+            {k: v for k, v in PRODUCTION.items() if k != "LOMASH_SES_REGION"},
+            "LOMASH_ENVIRONMENT: production needs an email provider (LOMASH_SES_REGION or "
+            "LOMASH_SMTP_URL)",
+        ),
+        ({"LOMASH_SMTP_URL": "http://mail"}, "LOMASH_SMTP_URL: expected smtp://"),
+        ({"LOMASH_SMTP_URL": "smtp://mail:port"}, "LOMASH_SMTP_URL: the port must be a number"),
+        ({"LOMASH_EMAIL_FROM": "nobody"}, "LOMASH_EMAIL_FROM: expected an email address"),
+        (
+            {"LOMASH_TWILIO_ACCOUNT_SID": "AC1"},
+            "LOMASH_TWILIO_ACCOUNT_SID: set account_sid, auth_token and from together",
+        ),
+        ({"LOMASH_MSG91_AUTH_KEY": "k"}, "LOMASH_MSG91_AUTH_KEY: set auth_key and template_id"),
         (
             {**PRODUCTION, "LOMASH_ADMIN_TOKEN": "x"},
             "LOMASH_ENVIRONMENT: production needs a LOMASH_ADMIN_TOKEN of at least 32",

@@ -1,0 +1,2 @@
+DROP TABLE failed_messages;
+DROP TABLE notification_logs;

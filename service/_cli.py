@@ -38,7 +38,7 @@ from adapters import (
     open_redis,
 )
 from config import ConfigError, DatabaseSettings, RedisSettings, Settings, environment_variables
-from devservers import local_stripe, register_webhook
+from devservers import caught, local_stripe, mail_catcher, register_webhook
 from devservers._embedded import EmbeddedError, embedded_postgres, embedded_redis
 from jobs import RedisJobQueue
 from service._logging import configure_logging
@@ -79,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     dlq.add_argument("job_id", nargs="?")
     dlq.add_argument("--limit", type=int, default=50, help="how many to list")
     dlq.add_argument("--all", action="store_true", help="purge every dead job of the queue")
+    mail = commands.add_parser("mail", help="email caught by make run's local mail catcher")
+    mail.add_argument("--limit", type=int, default=10, help="how many, newest first")
     commands.add_parser("config", help="print every setting's variable and default")
     return parser
 
@@ -124,6 +126,11 @@ def _serve(settings: Settings, arguments: argparse.Namespace, launcher: Launcher
             settings = settings.with_overrides(stripe=stripe)
             webhook = f"http://{settings.host}:{settings.port}/v1/webhooks/stripe"
             register_webhook(url, webhook, LOCAL_WEBHOOK_SECRET, wait_s=wait_s)
+        if embedded and not (settings.ses.enabled or settings.smtp.enabled):
+            # Development on embedded defaults: email goes to a local catcher
+            # (`python -m service mail` lists it); SMS is a log line.
+            url = stack.enter_context(mail_catcher(data_dir / "mail"))
+            settings = settings.with_overrides(smtp=dataclasses.replace(settings.smtp, url=url))
         migrations = MIGRATIONS_DIR if (arguments.migrate or embedded) else None
         if settings.workers > 1 and arguments.fd is None:
             if migrations is not None:
@@ -145,6 +152,7 @@ def _serve(settings: Settings, arguments: argparse.Namespace, launcher: Launcher
                     if settings.stripe.secret_key is not None
                     else {}
                 ),
+                **({"LOMASH_SMTP_URL": settings.smtp.url} if settings.smtp.url else {}),
             }
             return trio.run(partial(run_workers, settings, environment, module=launcher.module))
         bind = f"fd://{arguments.fd}" if arguments.fd is not None else _bind(settings)
@@ -189,6 +197,19 @@ async def _migrate(settings: Settings, action: str, steps: int) -> None:
         for row in await migration_status(url, cleanup_s=cleanup_s, connect_timeout_s=connect_s):
             mark = "applied" if row.applied else "pending"
             print(f"{row.version:04d} {row.name:<40} {mark}")
+
+
+def _mail(settings: Settings, limit: int) -> int:
+    folder = Path(settings.data_dir) / "mail"
+    found = caught(folder, limit=max(1, limit))
+    if not found:
+        print(f"no email caught yet in {folder} (make run keeps it there)")
+    for mail in found:
+        print(
+            f"--- {mail.path.name}\nFrom: {mail.sender}\nTo: {mail.to}\nSubject: {mail.subject}\n"
+        )
+        print(mail.text.rstrip() + "\n")
+    return 0
 
 
 async def _dlq(settings: Settings, arguments: argparse.Namespace) -> int:
@@ -278,6 +299,8 @@ def main(argv: Sequence[str] | None = None, *, launcher: Launcher | None = None)
                 return EXIT_CONFIG
             trio_asyncio.run(_migrate, settings, arguments.action, arguments.steps)
             return 0
+        if arguments.command == "mail":
+            return _mail(settings, arguments.limit)
         if arguments.command == "dlq":
             if settings.redis.url is None:
                 print("configuration error: LOMASH_REDIS_URL is not set", file=sys.stderr)

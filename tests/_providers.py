@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 import boto3
 from aiosmtpd.controller import Controller
@@ -96,7 +96,7 @@ class HttpFake:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def __enter__(self) -> HttpFake:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -280,7 +280,7 @@ class SesFake(HttpFake):
         self.region = region
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
 
-    def __enter__(self) -> SesFake:
+    def __enter__(self) -> Self:
         self._moto.start()
         super().__enter__()
         return self
@@ -382,7 +382,7 @@ class SmtpFake:
     def url(self) -> str:
         return f"smtp://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> SmtpFake:
+    def __enter__(self) -> Self:
         self.up()
         return self
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import trio
@@ -91,5 +92,5 @@ async def test_a_worker_killed_after_ses_accepted_sends_no_second_email(
     assert [tuple(r) for r in rows] == [("email", "ses", "SENT"), ("sms", "twilio", "SENT")]
 
 
-async def _some(items: list[object]) -> bool:
+async def _some(items: Sequence[object]) -> bool:
     return bool(items)

@@ -4,9 +4,9 @@ when no ``LOMASH_DATABASE_URL`` / ``LOMASH_REDIS_URL`` is set, and a local Strip
 when no email provider is configured. Never on the service's path when those
 are configured (production)."""
 
+from devservers._catcher import CaughtMail, caught, mail_catcher
 from devservers._embedded import EmbeddedError, embedded_postgres, embedded_redis, free_port
 from devservers._local_stripe import local_stripe, register_webhook
-from devservers._catcher import CaughtMail, caught, mail_catcher
 
 __all__ = [
     "CaughtMail",

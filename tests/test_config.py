@@ -74,9 +74,12 @@ def test_provider_settings_read_their_documented_variables() -> None:
         "p@ss",
     )
     assert settings.twilio.sender == "+447700900000"
-    assert settings.ses.enabled and settings.smtp.enabled and settings.twilio.enabled
+    assert settings.ses.enabled
+    assert settings.smtp.enabled
+    assert settings.twilio.enabled
     assert not settings.msg91.enabled
-    assert "p@ss" not in repr(settings) and "token" not in repr(settings.twilio)
+    assert "p@ss" not in repr(settings)
+    assert "token" not in repr(settings.twilio)
 
 
 def test_production_starts_with_strong_secrets() -> None:

@@ -167,6 +167,29 @@ async def test_a_booking_is_confirmed_by_ses_email_and_twilio_sms_once(
     assert {r["recipient"] for r in rows} == {"a***@example.com", "+44*******123"}
 
 
+async def test_the_notification_log_needs_the_admin_token_and_a_reference(
+    settings: Settings, providers: Providers
+) -> None:
+    """No token: 401; no reference or one too long: 422 ``invalid_field``; an unknown
+    reference: an empty log."""
+    async with tree(settings, providers) as client:
+        bearer = {"Authorization": f"Bearer {ADMIN}"}
+        anonymous = await client.get("/admin/notifications", params={"reference": "LW-1"})
+        missing = await client.get("/admin/notifications", headers=bearer)
+        long = await client.get(
+            "/admin/notifications", params={"reference": "x" * 65}, headers=bearer
+        )
+        unknown = await client.get(
+            "/admin/notifications", params={"reference": "LW-NONE"}, headers=bearer
+        )
+        failed = await client.get("/admin/notifications/failed", headers=bearer)
+    assert anonymous.status_code == 401
+    assert (missing.status_code, missing.json()["error"]["code"]) == (422, "invalid_field")
+    assert long.status_code == 422
+    assert unknown.json() == {"reference": "LW-NONE", "logs": []}
+    assert failed.json() == {"failed": []}
+
+
 async def _ready(items: list[Any]) -> list[Any]:
     return items
 

@@ -90,18 +90,19 @@ def sender_spec(
     retry: RetrySettings | None,
     concurrency: int,
     clock: Clock,
+    margin_s: float = 0.5,
 ) -> ActorSpec[Deliver, str]:
-    """A provider's sender: its breaker, its retries, an attempt's deadline a little
+    """A provider's sender: its breaker, its retries, an attempt's deadline ``margin_s``
     above the adapter's own (so the adapter's timeout, the more precise error, fires
     first), and an ask deadline above every attempt and backoff."""
-    attempt_s = timeout_s + 0.5
+    attempt_s = timeout_s + margin_s
     tries = 1 + (retry.max_retries if retry is not None else 0)
     backoff_s = sum(retry.delays()) if retry is not None else 0.0
     mailbox: MailboxSettings = dataclasses.replace(
         runtime.mailbox,
         concurrency=concurrency,
         message_timeout_s=attempt_s,
-        ask_timeout_s=tries * attempt_s + backoff_s + 1.0,
+        ask_timeout_s=tries * attempt_s + backoff_s + margin_s,
     )
     return ActorSpec(
         name,

@@ -188,6 +188,9 @@ class NotificationSettings:
     # Where undelivered email is kept between the 15-minute retries: at most this
     # many are retried per run (the oldest first), the rest on the next run.
     retry_batch: int = 500
+    # A sender's attempt deadline is its provider's timeout plus this (so the adapter's
+    # own timeout, the more precise error, fires first); its ask's, all attempts plus it.
+    sender_margin_s: float = 0.5
 
     def __post_init__(self) -> None:
         for name in ("manage_url", "order_url"):
@@ -198,3 +201,4 @@ class NotificationSettings:
             )
         _check(self.concurrency >= 1, "concurrency: must be >= 1")
         _check(self.retry_batch >= 1, "retry_batch: must be >= 1")
+        _check(self.sender_margin_s > 0, "sender_margin_s: must be > 0")

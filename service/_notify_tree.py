@@ -78,6 +78,7 @@ def notification_tree(
             retry=provider_retry(attempts, backoff_s),
             concurrency=concurrency,
             clock=clock,
+            margin_s=settings.notifications.sender_margin_s,
         )
         tree.actors.append(spec)
         return name, spec.ref
@@ -120,7 +121,7 @@ def notification_tree(
         resource("msg91", lambda: open_msg91(settings.msg91), msg91)
         sms.append(sender("msg91", lambda: msg91.value, timeout_s=settings.msg91.timeout_s))
     if not sms and settings.environment is not Environment.PRODUCTION:
-        sms.append(sender("log", LogSms, timeout_s=1.0))
+        sms.append(sender("log", LogSms, timeout_s=settings.notifications.sender_margin_s))
 
     mailbox = notifier_mailbox(settings)
     message_timeout_s = mailbox.message_timeout_s or 0.0  # always set by notifier_mailbox

@@ -34,15 +34,18 @@ from supervisors import (
 __all__ = ["SmtpEmail", "translate_smtp"]
 
 PROVIDER = "smtp"
-_CODE = re.compile(r"^\s*(\d{3})\b")
+# The reply code is the message's first word, or follows "Unexpected response: ".
+_CODE = re.compile(r"\b([2-5]\d\d)\b")
 
 
 def translate_smtp(error: BaseException, *, timeout_s: float) -> LomashError:
     """The project's error for what an SMTP send raised."""
-    if isinstance(error, TimeoutError):
+    if isinstance(error, TimeoutError) or isinstance(error.__context__, TimeoutError):
+        # smtpproto 2.0 turns a greeting that never came into an AttributeError whose
+        # context is the TimeoutError.
         return OperationTimeout("smtp timeout", dependency=PROVIDER, timeout_s=timeout_s)
     if isinstance(error, SMTPException):
-        found = _CODE.match(str(error))
+        found = _CODE.search(str(error))
         code = int(found.group(1)) if found else 0
         if 400 <= code < 500:
             return UpstreamError(f"smtp answered {error}", dependency=PROVIDER, status=503)
@@ -94,5 +97,9 @@ class SmtpEmail:
         except (SMTPException, TimeoutError, OSError, anyio.BrokenResourceError) as error:
             raise translate_smtp(error, timeout_s=self._timeout_s) from error
         except anyio.EndOfStream as error:  # the server hung up mid-conversation
+            raise translate_smtp(error, timeout_s=self._timeout_s) from error
+        except AttributeError as error:  # smtpproto 2.0's form of a greeting timeout
+            if not isinstance(error.__context__, TimeoutError):
+                raise
             raise translate_smtp(error, timeout_s=self._timeout_s) from error
         return str(message["Message-ID"])

@@ -355,13 +355,17 @@ class _Mailbox:
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
     ) -> str:
-        refusal = self._fake.take_refusal()
+        refusal = None if self._fake.refuse_data else self._fake.take_refusal()
         if refusal is not None:
             return refusal
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self._fake.refuse_data:
+            refusal = self._fake.take_refusal()
+            if refusal is not None:
+                return refusal
         message = message_from_bytes(envelope.original_content, policy=policy.default)
         assert isinstance(message, EmailMessage)
         self._fake.messages.append(message)
@@ -375,6 +379,7 @@ class SmtpFake:
         self.port = free_port()
         self.messages: list[EmailMessage] = []
         self._refusal: tuple[str, int | None] | None = None
+        self.refuse_data = False  # refuse at DATA rather than at RCPT
         self._lock = threading.Lock()
         self._controller: Controller | None = None
 
@@ -409,10 +414,17 @@ class SmtpFake:
             self._controller = None
 
     def refuse(
-        self, code: int = 451, text: str = "try again later", *, times: int | None = None
+        self,
+        code: int = 451,
+        text: str = "try again later",
+        *,
+        times: int | None = None,
+        at: str = "RCPT",
     ) -> None:
+        """Answer RCPT (or DATA) with ``code``, ``times`` times (None: until changed)."""
         with self._lock:
             self._refusal = (f"{code} {text}", times)
+            self.refuse_data = at == "DATA"
 
     def take_refusal(self) -> str | None:
         with self._lock:

@@ -248,15 +248,6 @@ class PostgresNotificationStore:
 
         return await self._database.run(operation, readonly=True)
 
-    async def failed_email(self, job_id: str) -> FailedEmail | None:
-        async def operation(connection: Connection) -> FailedEmail | None:
-            row = await connection.fetchrow(
-                f"SELECT {_FAILED_COLUMNS} FROM failed_messages WHERE job_id = $1", job_id
-            )
-            return _failed(row) if row is not None else None
-
-        return await self._database.run(operation, readonly=True)
-
     async def retried(self, failed: FailedEmail, notes: Sequence[AttemptNote]) -> None:
         last = notes[-1].at if notes else None
 

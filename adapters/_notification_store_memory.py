@@ -59,9 +59,6 @@ class MemoryNotificationStore:
         pending = [f for f in self.failed.values() if f.status == "PENDING"]
         return sorted(pending, key=lambda f: f.first_attempt_at)[:limit]
 
-    async def failed_email(self, job_id: str) -> FailedEmail | None:
-        return self.failed.get(job_id)
-
     async def retried(self, failed: FailedEmail, notes: Sequence[AttemptNote]) -> None:
         known = self.failed[failed.job_id]
         if known.status == "PENDING":

@@ -118,6 +118,8 @@ class HttpFake:
         *,
         times: int | None = None,
     ) -> None:
+        """Answer ``status`` with ``body`` (the provider's usual error body if empty)."""
+        body = body or self.error_body(status)
         raw = json.dumps(body).encode() if isinstance(body, dict) else body
         kind = {"Content-Type": "application/json"} if isinstance(body, dict) else {}
         self._set(Fault("fail", status, raw, {**kind, **(headers or {})}, times))
@@ -163,6 +165,9 @@ class HttpFake:
             time.sleep(fault.delay_s)
         self.answer(handler, body)
 
+    def error_body(self, status: int) -> bytes | dict[str, Any]:
+        return b""
+
     def answer(self, handler: _Handler, body: bytes) -> None:
         handler.reply(404, b"")
 
@@ -185,20 +190,8 @@ class TwilioFake(HttpFake):
         self._auth = "Basic " + base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
         self.messages: list[dict[str, str]] = []
 
-    def fail(
-        self,
-        status: int,
-        body: bytes | dict[str, Any] = b"",
-        headers: dict[str, str] | None = None,
-        *,
-        times: int | None = None,
-    ) -> None:
-        super().fail(
-            status,
-            body or _twilio_error(20500, "Internal Server Error", status),
-            headers,
-            times=times,
-        )
+    def error_body(self, status: int) -> dict[str, Any]:
+        return _twilio_error(20500, "Internal Server Error", status)
 
     def throttle(self, retry_after_s: int, *, times: int | None = None) -> None:
         self.fail(

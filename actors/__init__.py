@@ -1,11 +1,23 @@
 """Domain actors: one per domain (catalogue, slot booker, payment, notifier, ...),
 and the handlers of their jobs (the job machinery itself is in ``jobs/``)."""
 
+from actors._access_tokens import NO_SESSION, AccessTokens, Identity, looks_like_jwt
+from actors._accounts import (
+    AccountActor,
+    Login,
+    Logout,
+    Refresh,
+    Register,
+    SessionKeeper,
+    Tokens,
+    refresh_account,
+)
 from actors._availability import Availability, FindSlots
 from actors._booker import SlotBooker
 from actors._booking_messages import (
     BOOKINGS_QUEUE,
     REPLAY_KIND,
+    AccountAppointments,
     Book,
     BookingRequest,
     BookReply,
@@ -27,6 +39,7 @@ from actors._notices import KINDS as NOTIFICATION_KINDS
 from actors._notices import Rendered, gsm_length, render_appointment, render_order
 from actors._notifier import RETRY_FAILED_KIND, Notifier, Providers, notification_kinds
 from actors._orders import (
+    AccountOrders,
     GetOrder,
     OrderActor,
     OrderMessage,
@@ -34,6 +47,7 @@ from actors._orders import (
     PaymentEvent,
     PlaceOrder,
 )
+from actors._passwords import Passwords, check_password, email_key
 from actors._payments import (
     CreateIntent,
     PaymentActor,
@@ -54,9 +68,14 @@ __all__ = [
     "BOOKINGS_QUEUE",
     "LONDON",
     "NOTIFICATION_KINDS",
+    "NO_SESSION",
     "RECONCILE_KIND",
     "REPLAY_KIND",
     "RETRY_FAILED_KIND",
+    "AccessTokens",
+    "AccountActor",
+    "AccountAppointments",
+    "AccountOrders",
     "AppointmentType",
     "Availability",
     "Book",
@@ -75,13 +94,17 @@ __all__ = [
     "FindSlots",
     "GetOrder",
     "GetProduct",
+    "Identity",
     "ListProducts",
     "ListShowrooms",
+    "Login",
+    "Logout",
     "Lookup",
     "Notifier",
     "OrderActor",
     "OrderMessage",
     "OrderReply",
+    "Passwords",
     "PaymentActor",
     "PaymentEvent",
     "PaymentMessage",
@@ -89,6 +112,8 @@ __all__ = [
     "ProductCatalogue",
     "Providers",
     "Reconciler",
+    "Refresh",
+    "Register",
     "Rendered",
     "Reschedule",
     "RetrieveIntent",
@@ -96,16 +121,22 @@ __all__ = [
     "RosterSource",
     "Sender",
     "SenderActor",
+    "SessionKeeper",
     "Slot",
     "SlotBooker",
+    "Tokens",
     "appointment_view",
     "catalogue_spec",
+    "check_password",
+    "email_key",
     "gsm_length",
     "local_iso",
+    "looks_like_jwt",
     "notification_kinds",
     "pay",
     "payment_spec",
     "provider_retry",
+    "refresh_account",
     "render_appointment",
     "render_order",
     "sender_spec",

@@ -23,8 +23,9 @@ bookings each):
    if the slot was lost meanwhile, and the customer is notified either way. Without
    a lock (Redis down too) the booking is refused with 503: nothing half-written.
 
-Idempotency: a key is scoped to the route; the same key and body gets the first
-response again (status and body), a different body 422 ``idempotency_key_reused``;
+Idempotency: a key is scoped to the route and to the caller's account, if any; the
+same key and body gets the first response again (status and body), a different body
+422 ``idempotency_key_reused``;
 a concurrent duplicate in this process waits for the first and shares its answer,
 one in another process waits on the key's row in Postgres.
 """
@@ -57,6 +58,7 @@ from actors._booking_rules import (
     conflict,
     interrupted,
     key_reused,
+    scoped_key,
     to_json,
 )
 from actors._booking_views import pending_record, with_candidates
@@ -135,7 +137,7 @@ class SlotBooker:
     # -- booking ------------------------------------------------------------------
 
     async def _book(self, message: Book) -> BookReply:
-        key = f"appointments:{message.idempotency_key}"
+        key = scoped_key("appointments", message.idempotency_key, message.account_id)
         roster = await self._roster.current()
         # No await from here to registering the item: a same-key request arriving
         # meanwhile must find it (two of them in one batch would book twice).

@@ -51,7 +51,7 @@ class BookingChanges:
 
     async def cancel(self, message: Cancel) -> Appointment:
         current = await find_booking(
-            self._store, self._cache, message.appointment_id, message.token
+            self._store, self._cache, message.appointment_id, message.token, message.account_id
         )
         if current.status == "PENDING" and current.status_reason is None:
             raise conflict("booking_pending", "this booking is being confirmed: try again shortly")
@@ -67,7 +67,7 @@ class BookingChanges:
 
     async def reschedule(self, message: Reschedule) -> Appointment:
         current = await find_booking(
-            self._store, self._cache, message.appointment_id, message.token
+            self._store, self._cache, message.appointment_id, message.token, message.account_id
         )
         if current.status not in ("CONFIRMED", "RESCHEDULED"):
             raise conflict(

@@ -125,4 +125,5 @@ def prepare_booking(
         token_hash=hash_token(token),
         idempotency_key=key,
         request_hash=message.request_hash,
+        account_id=message.account_id,
     )

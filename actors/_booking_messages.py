@@ -13,6 +13,7 @@ from actors._calendar import (
 __all__ = [
     "BOOKINGS_QUEUE",
     "REPLAY_KIND",
+    "AccountAppointments",
     "Book",
     "BookReply",
     "BookerMessage",
@@ -57,6 +58,9 @@ class Book:
     request: BookingRequest
     idempotency_key: str  # the client's key
     request_hash: bytes  # of the canonical request body
+    # The logged-in customer's account (None: a guest). An account's keys are its own:
+    # another caller's same key is another request.
+    account_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,25 +71,40 @@ class BookReply:
     body: str
 
 
+# The caller of a booking's own routes proves it with the booking's manage token or
+# as the account the booking belongs to (``account_id``); either one is enough.
+
+
 @dataclass(frozen=True, slots=True)
 class Lookup:
     appointment_id: str
-    token: str
+    token: str | None
+    account_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Cancel:
     appointment_id: str
-    token: str
+    token: str | None
     reason: str = "cancelled_by_customer"
+    account_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Reschedule:
     appointment_id: str
-    token: str
+    token: str | None
     start: datetime
     consultant_id: str | None = None
+    account_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountAppointments:
+    """The appointments of an account (``GET /v1/me/appointments``), newest first."""
+
+    account_id: str
+    limit: int = 100
 
 
 type BookerMessage = Book | Cancel | Reschedule

@@ -25,6 +25,7 @@ __all__ = [
     "interrupted",
     "key_reused",
     "new_reference",
+    "scoped_key",
     "slot_candidates",
     "to_json",
     "within_horizon",
@@ -123,6 +124,14 @@ def slot_candidates(
             field="start",
         )
     return candidates
+
+
+def scoped_key(route: str, key: str, account_id: str | None) -> str:
+    """The stored form of a client's Idempotency-Key: ``route:key`` for a guest,
+    ``route@account:key`` for an account. A guest's key is visible ASCII, so the
+    character after the route (``:`` or ``@``) tells the two apart: no guest key can
+    reach (or replay) an account's answer, nor one account another's."""
+    return f"{route}:{key}" if account_id is None else f"{route}@{account_id}:{key}"
 
 
 def key_reused() -> InvalidRequest:

@@ -71,6 +71,7 @@ def pending_record(b: NewBooking, consultant_id: str) -> dict[str, Any]:
         "token_hash": b.token_hash.hex(),
         "idempotency_key": b.idempotency_key,
         "request_hash": b.request_hash.hex(),
+        "account_id": b.account_id,
     }
 
 
@@ -94,4 +95,5 @@ def booking_from_record(record: Any) -> NewBooking:
         token_hash=bytes.fromhex(record["token_hash"]),
         idempotency_key=record["idempotency_key"],
         request_hash=bytes.fromhex(record["request_hash"]),
+        account_id=record.get("account_id"),  # absent in records older than accounts
     )

@@ -69,12 +69,24 @@ class PlaceOrder:
     postcode: str
     idempotency_key: str  # the client's, scoped to the route by the gateway
     request_hash: bytes
+    account_id: str | None = None  # the logged-in customer's (None: a guest)
 
 
 @dataclass(frozen=True, slots=True)
 class GetOrder:
+    """With the order's manage token, or as the account the order belongs to."""
+
     order_id: str
-    token: str
+    token: str | None
+    account_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountOrders:
+    """An account's orders (``GET /v1/me/orders``), newest first: a 200 reply."""
+
+    account_id: str
+    limit: int = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +102,7 @@ class PaymentEvent:
     intent_id: str | None
 
 
-type OrderMessage = PlaceOrder | GetOrder | PaymentEvent
+type OrderMessage = PlaceOrder | GetOrder | AccountOrders | PaymentEvent
 
 # event type -> (status it moves an order to, the statuses it may move it from, notice)
 TRANSITIONS: dict[str, tuple[str, tuple[str, ...], str]] = {
@@ -169,6 +181,10 @@ class OrderActor:
                 return await self._place(message)
             case GetOrder():
                 return await self._get(message)
+            case AccountOrders():
+                orders = await self._store.of_account(message.account_id, message.limit)
+                views = [_view(o, manage_token(self._token_key, o.id)) for o in orders]
+                return OrderReply(200, to_json({"orders": views}))
             case PaymentEvent():
                 return await self._event(message)
 
@@ -183,6 +199,7 @@ class OrderActor:
             postcode=message.postcode,
             idempotency_key=message.idempotency_key,
             request_hash=message.request_hash,
+            account_id=message.account_id,
         )
         placed = await self._store.place(new, price)
         if placed.request_hash != message.request_hash:
@@ -221,11 +238,15 @@ class OrderActor:
     async def _get(self, message: GetOrder) -> OrderReply:
         expected = manage_token(self._token_key, message.order_id)
         order = None
-        if hmac.compare_digest(expected, message.token):
+        if message.token is not None and hmac.compare_digest(expected, message.token):
             order = await self._store.fetch(message.order_id)
+        elif message.account_id is not None:
+            order = await self._store.fetch(message.order_id)
+            if order is not None and order.account_id != message.account_id:
+                order = None  # another customer's: the same 404 as an unknown id
         if order is None:
             raise NotFound("no such order")
-        return OrderReply(200, to_json(_view(order, message.token)))
+        return OrderReply(200, to_json(_view(order, expected)))
 
     async def _event(self, message: PaymentEvent) -> OrderReply:
         move, kind = None, ""

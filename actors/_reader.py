@@ -13,7 +13,9 @@ both are 404, or both 503 while a store that might hold the booking cannot be re
 
 from __future__ import annotations
 
-from actors._booking_messages import Lookup
+from typing import Any
+
+from actors._booking_messages import AccountAppointments, Lookup
 from actors._booking_views import booking_from_record
 from actors._tokens import check_token
 from adapters import Appointment, BookingCache, BookingStore
@@ -34,15 +36,37 @@ class BookingReader:
         self._store = store
         self._cache = cache
 
-    async def handle(self, message: Lookup) -> Appointment:
-        return await find_booking(self._store, self._cache, message.appointment_id, message.token)
+    async def handle(self, message: Lookup | AccountAppointments) -> Any:
+        match message:
+            case Lookup():
+                return await find_booking(
+                    self._store,
+                    self._cache,
+                    message.appointment_id,
+                    message.token,
+                    message.account_id,
+                )
+            case AccountAppointments():
+                return await self._store.of_account(message.account_id, message.limit)
+
+
+def _allowed(appointment: Appointment, token: str | None, account_id: str | None) -> bool:
+    """The caller holds the manage token, or is the account the booking belongs to."""
+    if token is not None and check_token(appointment, token):
+        return True
+    return account_id is not None and appointment.account_id == account_id
 
 
 async def find_booking(
-    store: BookingStore, cache: BookingCache, appointment_id: str, token: str
+    store: BookingStore,
+    cache: BookingCache,
+    appointment_id: str,
+    token: str | None,
+    account_id: str | None = None,
 ) -> Appointment:
-    """The appointment if ``token`` is its manage token, from Postgres or, while it is
-    pending, from Redis; else ``NotFound`` (or the outage that may have hidden it).
+    """The appointment if ``token`` is its manage token or it belongs to ``account_id``,
+    from Postgres or, while it is pending, from Redis; else ``NotFound`` (or the outage
+    that may have hidden it).
 
     Redis is read first: a replay commits the booking to Postgres before it drops the
     pending record, so in this order a booking being replayed is always seen in one of
@@ -61,7 +85,7 @@ async def find_booking(
     except (ConnectionLost, OperationTimeout, ServiceUnavailable) as error:
         unread = error  # Postgres's outage is the one to report
     for candidate in (found, pending):
-        if candidate is not None and check_token(candidate, token):
+        if candidate is not None and _allowed(candidate, token, account_id):
             return candidate
     if unread is not None:
         raise unread

@@ -4,6 +4,7 @@ Each is a ``typing.Protocol`` with a real implementation; vendor exceptions are
 translated into the project's error tree here and never leak further.
 """
 
+from adapters._accounts import Account, AccountStore, NewAccount, PostgresAccountStore
 from adapters._booking_cache import (
     AvailabilityCopy,
     AvailabilityDay,
@@ -92,10 +93,12 @@ from adapters._products import (
     ProductStore,
     RedisProductCache,
 )
+from adapters._rate_limit import Decision, RateLimiter
 from adapters._redis import Cache, CacheOperation, RedisCache, open_redis
 from adapters._redis import Client as RedisClient
 from adapters._seed import DEMO_SEED, load_seed
 from adapters._ses import SesEmail, open_ses
+from adapters._sessions import Rotated, SessionProfile, Sessions
 from adapters._showrooms import PostgresShowrooms, Showroom, ShowroomStore
 from adapters._sms import LogSms, Msg91Sms, TwilioSms, open_msg91, open_twilio
 from adapters._smtp import SmtpEmail
@@ -110,6 +113,8 @@ from adapters._stripe import (
 __all__ = [
     "DEMO_SEED",
     "MIGRATIONS_DIR",
+    "Account",
+    "AccountStore",
     "Appointment",
     "AppointmentFacts",
     "AttemptNote",
@@ -126,6 +131,7 @@ __all__ = [
     "Connection",
     "Database",
     "DatabaseStatistics",
+    "Decision",
     "DependencyGate",
     "Email",
     "EmailProvider",
@@ -147,6 +153,7 @@ __all__ = [
     "MigrationError",
     "MigrationStatus",
     "Msg91Sms",
+    "NewAccount",
     "NewBooking",
     "NewOrder",
     "NotificationStore",
@@ -162,6 +169,7 @@ __all__ = [
     "Payments",
     "Placed",
     "PolicyViolation",
+    "PostgresAccountStore",
     "PostgresBookingStore",
     "PostgresDatabase",
     "PostgresNotificationStore",
@@ -173,14 +181,18 @@ __all__ = [
     "ProductCache",
     "ProductCategory",
     "ProductStore",
+    "RateLimiter",
     "RecipientRefused",
     "RedisBookingCache",
     "RedisCache",
     "RedisClient",
     "RedisProductCache",
     "Replayed",
+    "Rotated",
     "ScheduleRows",
     "SesEmail",
+    "SessionProfile",
+    "Sessions",
     "Showroom",
     "ShowroomFacts",
     "ShowroomStore",

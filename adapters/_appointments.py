@@ -49,6 +49,7 @@ from adapters._outbox import OutboxJob, add_many_to_outbox
 from adapters._postgres import Connection, Operation
 
 __all__ = [
+    "appointments_of",
     "book_batch",
     "booked_between",
     "cancel",
@@ -76,18 +77,19 @@ WHERE k.key = u.key
 """
 _COLUMNS = """id, reference, type, category, status, consultant_id, showroom_id, starts_at,
 ends_at, customer_name, customer_email, customer_phone, customer_postcode, customer_address,
-notes, manage_token_hash"""
+notes, manage_token_hash, account_id"""
 _INSERT_APPOINTMENTS = f"""
 INSERT INTO appointments ({_COLUMNS})
 SELECT * FROM unnest(
     $1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
     $8::timestamptz[], $9::timestamptz[], $10::text[], $11::text[], $12::text[], $13::text[],
-    $14::text[], $15::text[], $16::bytea[]
+    $14::text[], $15::text[], $16::bytea[], $17::uuid[]
 )
 ON CONFLICT DO NOTHING RETURNING id::text
 """
 _SELECT_APPOINTMENT = f"""
-SELECT id::text, {_COLUMNS.split(", ", 1)[1]}, status_reason, previous_starts_at
+SELECT id::text, {_COLUMNS.split(", ", 1)[1].replace("account_id", "account_id::text")},
+status_reason, previous_starts_at
 FROM appointments WHERE id = $1
 """
 _BOOKED_BETWEEN = """
@@ -185,6 +187,7 @@ def _row(b: NewBooking, consultant_id: str, status: str) -> tuple[Any, ...]:
         b.customer_address,
         b.notes,
         b.token_hash,
+        b.account_id,
     )
 
 
@@ -200,9 +203,24 @@ def fetch_appointment(appointment_id: str) -> Operation[Appointment | None]:
     return operation
 
 
+_OF_ACCOUNT = (
+    _SELECT_APPOINTMENT.replace("WHERE id = $1", "WHERE account_id = $1")
+    + " ORDER BY starts_at DESC, id LIMIT $2"
+)
+
+
+def appointments_of(account_id: str, limit: int) -> Operation[list[Appointment]]:
+    async def operation(connection: Connection) -> list[Appointment]:
+        rows = await connection.fetch(_OF_ACCOUNT, account_id, limit)
+        return [_appointment(row) for row in rows]
+
+    return operation
+
+
 def _appointment(row: Any) -> Appointment:
     (id_, reference, kind, category, status, consultant_id, showroom_id, start, end) = row[:9]
-    (name, email, phone, postcode, address, notes, token_hash, reason, previous) = row[9:]
+    (name, email, phone, postcode, address, notes, token_hash, account_id) = row[9:17]
+    reason, previous = row[17:19]
     return Appointment(
         id_,
         reference,
@@ -222,6 +240,7 @@ def _appointment(row: Any) -> Appointment:
         bytes(token_hash),
         reason,
         previous,
+        account_id,
     )
 
 
@@ -308,10 +327,10 @@ ON CONFLICT DO NOTHING
 _EXISTS = "SELECT status FROM appointments WHERE id = $1"
 _INSERT_LOST = f"""
 INSERT INTO appointments ({_COLUMNS}, status_reason)
-SELECT *, $17 FROM unnest(
+SELECT *, $18 FROM unnest(
     $1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
     $8::timestamptz[], $9::timestamptz[], $10::text[], $11::text[], $12::text[], $13::text[],
-    $14::text[], $15::text[], $16::bytea[]
+    $14::text[], $15::text[], $16::bytea[], $17::uuid[]
 )
 ON CONFLICT (id) DO NOTHING RETURNING id
 """

@@ -43,6 +43,8 @@ class NewBooking:
     token_hash: bytes
     idempotency_key: str
     request_hash: bytes
+    # The customer account it belongs to (None: a guest's booking).
+    account_id: str | None = None
 
     def as_appointment(self, consultant_id: str, status: str) -> Appointment:
         """The appointment this booking is, with ``consultant_id`` and ``status``."""
@@ -63,6 +65,7 @@ class NewBooking:
             customer_address=self.customer_address,
             notes=self.notes,
             token_hash=self.token_hash,
+            account_id=self.account_id,
         )
 
 
@@ -116,6 +119,7 @@ class Appointment:
     token_hash: bytes
     status_reason: str | None = None
     previous_start: datetime | None = None
+    account_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

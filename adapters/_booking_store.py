@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Protocol
 
 from adapters._appointments import (
+    appointments_of,
     book_batch,
     booked_between,
     cancel,
@@ -63,6 +64,10 @@ class BookingStore(Protocol):
         ...
 
     async def fetch(self, appointment_id: str) -> Appointment | None: ...
+
+    async def of_account(self, account_id: str, limit: int) -> list[Appointment]:
+        """The account's appointments, the latest start first (at most ``limit``)."""
+        ...
 
     async def cancel(
         self, appointment_id: str, reason: str, notice: OutboxJob
@@ -133,6 +138,9 @@ class PostgresBookingStore:
     async def fetch(self, appointment_id: str) -> Appointment | None:
         # Not from the replica (a booking just made may not be there yet).
         return await self._database.run(fetch_appointment(appointment_id), idempotent=True)
+
+    async def of_account(self, account_id: str, limit: int) -> list[Appointment]:
+        return await self._database.run(appointments_of(account_id, limit), idempotent=True)
 
     async def cancel(
         self, appointment_id: str, reason: str, notice: OutboxJob

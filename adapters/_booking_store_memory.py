@@ -142,6 +142,11 @@ class MemoryBookingStore:
         await self._enter()
         return self._appointments.get(appointment_id)
 
+    async def of_account(self, account_id: str, limit: int) -> list[Appointment]:
+        await self._enter()
+        mine = [a for a in self._appointments.values() if a.account_id == account_id]
+        return sorted(mine, key=lambda a: (a.start, a.id), reverse=True)[:limit]
+
     async def cancel(
         self, appointment_id: str, reason: str, notice: OutboxJob
     ) -> Appointment | None:

@@ -13,7 +13,7 @@ import dataclasses
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from adapters._outbox import OutboxJob, add_many_to_outbox
 from adapters._postgres import Connection, Database
@@ -50,6 +50,7 @@ class Order:
     lines: tuple[OrderLine, ...]
     payment_intent_id: str | None
     client_secret: str | None
+    account_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,7 @@ class NewOrder:
     postcode: str
     idempotency_key: str
     request_hash: bytes
+    account_id: str | None = None  # the logged-in customer's (None: a guest's order)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +116,10 @@ class OrderStore(Protocol):
         ...
 
     async def fetch(self, order_id: str) -> Order | None: ...
+
+    async def of_account(self, account_id: str, limit: int) -> list[Order]:
+        """The account's orders, newest first (at most ``limit``)."""
+        ...
 
     async def pending_payments(self, older_than_s: float) -> list[tuple[str, str]]:
         """(order id, PaymentIntent id) of orders PENDING_PAYMENT for longer than this."""
@@ -180,6 +186,25 @@ class PostgresOrderStore:
     async def fetch(self, order_id: str) -> Order | None:
         async def operation(connection: Connection) -> Order | None:
             return await _fetch(connection, order_id)
+
+        return await self._database.run(operation, readonly=True)
+
+    async def of_account(self, account_id: str, limit: int) -> list[Order]:
+        async def operation(connection: Connection) -> list[Order]:
+            rows = await connection.fetch(
+                _SELECT_ORDER + " WHERE account_id = $1 ORDER BY created_at DESC, id LIMIT $2",
+                uuid.UUID(account_id),
+                limit,
+            )
+            lines = await connection.fetch(
+                """SELECT order_id::text, product_id, quantity, unit_price_pence
+                   FROM order_lines WHERE order_id = ANY($1::uuid[]) ORDER BY line_no""",
+                [row[0] for row in rows],
+            )
+            by_order: dict[str, list[OrderLine]] = {}
+            for line in lines:
+                by_order.setdefault(line[0], []).append(OrderLine(*line[1:]))
+            return [_order(row, by_order.get(row[0], [])) for row in rows]
 
         return await self._database.run(operation, readonly=True)
 
@@ -271,8 +296,8 @@ async def _place(connection: Connection, order: NewOrder, price: Pricing) -> Pla
     inserted = await connection.fetchval(
         """INSERT INTO orders (id, reference, status, subtotal_pence, vat_pence, total_pence,
                customer_name, customer_email, customer_phone, customer_postcode,
-               idempotency_key, request_hash)
-           VALUES ($1, $2, 'PENDING_PAYMENT', $3, $4, $5, $6, $7, $8, $9, $10, $11)
+               idempotency_key, request_hash, account_id)
+           VALUES ($1, $2, 'PENDING_PAYMENT', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
            ON CONFLICT (idempotency_key) DO NOTHING RETURNING id""",
         uuid.UUID(order.id),
         order.reference,
@@ -285,6 +310,7 @@ async def _place(connection: Connection, order: NewOrder, price: Pricing) -> Pla
         order.postcode,
         order.idempotency_key,
         order.request_hash,
+        None if order.account_id is None else uuid.UUID(order.account_id),
     )
     if inserted is None:  # a concurrent duplicate placed it first (it has committed)
         return await _place(connection, order, price)
@@ -307,17 +333,17 @@ async def _place(connection: Connection, order: NewOrder, price: Pricing) -> Pla
         lines=priced.lines,
         payment_intent_id=None,
         client_secret=None,
+        account_id=order.account_id,
     )
     return Placed(placed, order.request_hash, None)
 
 
+_SELECT_ORDER = """SELECT id::text, reference, status, subtotal_pence, vat_pence, total_pence,
+    currency, payment_intent_id, client_secret, account_id::text FROM orders"""
+
+
 async def _fetch(connection: Connection, order_id: str) -> Order | None:
-    row = await connection.fetchrow(
-        """SELECT id::text, reference, status, subtotal_pence, vat_pence, total_pence, currency,
-               payment_intent_id, client_secret
-           FROM orders WHERE id = $1""",
-        uuid.UUID(order_id),
-    )
+    row = await connection.fetchrow(_SELECT_ORDER + " WHERE id = $1", uuid.UUID(order_id))
     if row is None:
         return None
     lines = await connection.fetch(
@@ -325,6 +351,10 @@ async def _fetch(connection: Connection, order_id: str) -> Order | None:
            WHERE order_id = $1 ORDER BY line_no""",
         uuid.UUID(order_id),
     )
+    return _order(row, [OrderLine(*line) for line in lines])
+
+
+def _order(row: Any, lines: Sequence[OrderLine]) -> Order:
     return Order(
         id=row[0],
         reference=row[1],
@@ -333,7 +363,8 @@ async def _fetch(connection: Connection, order_id: str) -> Order | None:
         vat_pence=row[4],
         total_pence=row[5],
         currency=row[6],
-        lines=tuple(OrderLine(*line) for line in lines),
+        lines=tuple(lines),
         payment_intent_id=row[7],
         client_secret=row[8],
+        account_id=row[9],
     )

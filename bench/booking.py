@@ -83,6 +83,8 @@ def services(
         "LOMASH_REDIS_URL": REDIS_URL,
         "LOMASH_REDIS_PREFIX": f"{redis_prefix}ours:",
         "LOMASH_LOG_LEVEL": "warning",
+        # The peer has no rate limits; one client address would hit ours at once.
+        "LOMASH_AUTH_RATE_LIMITS_ENABLED": "false",
         "LOMASH_WORKERS": str(workers),
         # No job workers: notification delivery is not part of a booking, and the
         # peer has none. The outbox relay still runs.

@@ -84,6 +84,8 @@ def services(
         "LOMASH_REDIS_URL": REDIS_URL,
         "LOMASH_REDIS_PREFIX": f"{redis_prefix}ours:",
         "LOMASH_LOG_LEVEL": "warning",
+        # The peer has no rate limits; one client address would hit ours at once.
+        "LOMASH_AUTH_RATE_LIMITS_ENABLED": "false",
         "LOMASH_WORKERS": "1",
         "LOMASH_JOBS_QUEUES": "",  # no job workers: the peer has none
         "LOMASH_STRIPE_SECRET_KEY": STRIPE_KEY,

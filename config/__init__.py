@@ -3,6 +3,7 @@
 This package imports nothing of ours; everything else may import it.
 """
 
+from config._auth import AuthSettings, RateLimit, RateLimitSettings, parse_rate
 from config._booking import BookingSettings, booker_mailbox, replayer_mailbox
 from config._http import HttpSettings
 from config._jobs import JobSettings, OutboxSettings, SchedulerSettings
@@ -43,6 +44,7 @@ from config._stripe import StripeSettings
 __all__ = [
     "DEVELOPMENT_TOKEN_SECRET",
     "RUNTIME_DEFAULTS",
+    "AuthSettings",
     "BookingSettings",
     "BreakerSettings",
     "ConfigError",
@@ -60,6 +62,8 @@ __all__ = [
     "Overflow",
     "ProductSettings",
     "QueuePolicy",
+    "RateLimit",
+    "RateLimitSettings",
     "RedisSettings",
     "RestartSettings",
     "RetrySettings",
@@ -76,5 +80,6 @@ __all__ = [
     "environment_variables",
     "notifier_mailbox",
     "order_mailbox",
+    "parse_rate",
     "replayer_mailbox",
 ]

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from config._auth import DEVELOPMENT_SIGNING_KEYS, AuthSettings
 from config._booking import BookingSettings
 from config._check import check as _check
 from config._http import HttpSettings
@@ -107,6 +108,7 @@ class Settings:
     outbox: OutboxSettings = field(default_factory=OutboxSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     booking: BookingSettings = field(default_factory=BookingSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
     products: ProductSettings = field(default_factory=ProductSettings)
     stripe: StripeSettings = field(default_factory=StripeSettings)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
@@ -166,6 +168,12 @@ class Settings:
             len(secret) >= MIN_SECRET_LENGTH,
             f"environment: production needs a LOMASH_BOOKING_TOKEN_SECRET of at least "
             f"{MIN_SECRET_LENGTH} characters",
+        )
+        keys = self.auth.signing_keys
+        _check(
+            keys is not None and DEVELOPMENT_SIGNING_KEYS.split(":")[1] not in keys,
+            "environment: production needs LOMASH_AUTH_SIGNING_KEYS of its own (the "
+            "development key is published: anyone could sign access tokens)",
         )
         _check(
             self.stripe.secret_key is not None and self.stripe.webhook_secret is not None,

@@ -9,6 +9,7 @@ Routes:
 - ``GET /v1/showrooms``: the showrooms, through the catalogue actor.
 - ``GET /v1/products...``: the ranges on sale (gateway/_products.py).
 - ``/v1/appointments...``: availability and bookings (gateway/_appointments.py).
+- ``/v1/auth/...``, ``/v1/me...``: accounts and sessions (gateway/_accounts.py).
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ from werkzeug.routing import RequestRedirect
 from actors import CatalogueMessage, CatalogueReply, ListShowrooms
 from adapters import Cache, Database, PostgresNotificationStore, Showroom
 from config import Settings
+from gateway._accounts import register_account_routes
 from gateway._admin import register_admin_routes
 from gateway._appointments import register_appointment_routes
+from gateway._auth import AccountGuard
 from gateway._http_errors import error_response
 from gateway._json import json_response
 from gateway._orders import register_order_routes
@@ -81,6 +84,12 @@ class Services:
     reader: ActorRef[Any, Any] | None = None
     # The OrderActor; without it (Stripe not configured) the order routes are not served.
     orders: ActorRef[Any, Any] | None = None
+    # The AccountActor and the SessionKeeper; without them no /v1/auth or /v1/me routes.
+    accounts: ActorRef[Any, Any] | None = None
+    sessions: ActorRef[Any, Any] | None = None
+    # Access tokens and rate limits, shared with the fast booking route (one is made
+    # from the settings and the cache when none is given).
+    guard: AccountGuard | None = None
     # Routes a launcher adds (the tests' /_test/...); the service ships none.
     extra_routes: Sequence[Callable[[QuartTrio], None]] = ()
 
@@ -248,14 +257,19 @@ def create_app(services: Services) -> QuartTrio:
         rows = cast(list[Showroom], await services.catalogue.ask(ListShowrooms()))
         return json_response({"showrooms": rows})
 
+    guard = services.guard or AccountGuard(settings.auth, services.cache)
     register_product_routes(app, services.catalogue, settings.products)
     if services.orders is not None:
-        register_order_routes(app, services.orders)
+        register_order_routes(app, services.orders, guard)
         if settings.stripe.webhook_secret is not None:
             register_webhook_routes(app, services.orders, settings.stripe)
     if services.booker is not None and services.reader is not None:
         register_appointment_routes(
-            app, services.booker, services.reader, services.catalogue, settings.booking
+            app, services.booker, services.reader, services.catalogue, settings.booking, guard
+        )
+    if services.accounts is not None and services.sessions is not None:
+        register_account_routes(
+            app, guard, services.accounts, services.sessions, services.reader, services.orders
         )
 
     for register in services.extra_routes:

@@ -5,8 +5,9 @@
   in front of Quart (the hot route); ``book_message`` here turns it into a ``Book``
 - ``GET /v1/appointments/{id}``, ``POST /v1/appointments/{id}/cancel``,
   ``POST /v1/appointments/{id}/reschedule``: with the manage token given at booking
-  (``X-Manage-Token`` or ``Authorization: Bearer``). No token: 401; a wrong token and
-  an unknown id get the same 404, so nobody learns which bookings exist.
+  (``X-Manage-Token`` or ``Authorization: Bearer``), or the access token of the
+  account the booking belongs to. Neither: 401; a wrong token, another customer's
+  booking and an unknown id get the same 404, so nobody learns which bookings exist.
 
 The shape of a body is checked here (msgspec, errors naming the field); the rules
 that need the roster (the consultant works then, the slot is on the grid and in the
@@ -42,6 +43,7 @@ from actors import (
 )
 from adapters import Appointment
 from config import BookingSettings
+from gateway._auth import AccountGuard, Credentials
 from gateway._json import (
     NO_STORE,
     check_json_content_type,
@@ -49,18 +51,27 @@ from gateway._json import (
     json_response,
     read_json,
 )
-from supervisors import ActorRef, InvalidRequest, NotFound, Unauthorized
+from supervisors import ActorRef, InvalidRequest, NotFound
 
-__all__ = ["AppointmentIn", "book_message", "register_appointment_routes"]
+__all__ = [
+    "AppointmentIn",
+    "Email",
+    "Name",
+    "Phone",
+    "book_message",
+    "caller",
+    "register_appointment_routes",
+    "request_client",
+]
 
 # Free text: no control characters but tab and newline (Postgres refuses NUL).
 _TEXT = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"
-_Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=_TEXT)]
-_Email = Annotated[
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=_TEXT)]
+Email = Annotated[
     str,
     msgspec.Meta(pattern=r"^[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+\.[^@\s\x00-\x1f]+$", max_length=254),
 ]
-_Phone = Annotated[str, msgspec.Meta(pattern=r"^\+?[0-9 ()-]{7,20}$")]
+Phone = Annotated[str, msgspec.Meta(pattern=r"^\+?[0-9 ()-]{7,20}$")]
 _PHONE_DIGITS = 7  # a phone number is also a customer's identity (the booking cap)
 _Postcode = Annotated[str, msgspec.Meta(pattern=r"^(?i:[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2})$")]
 _Text = Annotated[str, msgspec.Meta(min_length=1, max_length=500, pattern=_TEXT)]
@@ -72,9 +83,9 @@ _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
 class CustomerIn(msgspec.Struct, forbid_unknown_fields=True):
-    name: _Name
-    email: _Email
-    phone: _Phone
+    name: Name
+    email: Email
+    phone: Phone
     postcode: _Postcode
     address: _Text | None = None
 
@@ -158,13 +169,15 @@ def uk_postcode(raw: str) -> str:
     return f"{compact[:-3]} {compact[-3:]}"
 
 
-def book_message(idempotency_key: str | None, content_type: str, body: bytes) -> Book:
+def book_message(
+    idempotency_key: str | None, content_type: str, body: bytes, account_id: str | None = None
+) -> Book:
     """The SlotBooker's message for a ``POST /v1/appointments``, or the 4xx error."""
     key = checked_idempotency_key(idempotency_key)
     check_json_content_type(content_type)
     decoded = decode_json(body, AppointmentIn)
     digest = hashlib.sha256(_ENCODER.encode(decoded)).digest()
-    return Book(booking_request(decoded), key, digest)
+    return Book(booking_request(decoded), key, digest, account_id)
 
 
 def checked_idempotency_key(key: str | None) -> str:
@@ -187,17 +200,16 @@ def checked_idempotency_key(key: str | None) -> str:
     return key
 
 
-def manage_token_header(what: str = "booking") -> str:
-    """The manage token the caller sent (X-Manage-Token, or a Bearer token); 401
-    without one."""
-    token = request.headers.get("X-Manage-Token")
-    if token is None:
-        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and value:
-            token = value.strip()
-    if not token:
-        raise Unauthorized(f"this needs the {what}'s manage token (X-Manage-Token)")
-    return token
+def request_client(guard: AccountGuard) -> str:
+    """This request's client address (X-Forwarded-For believed from trusted proxies)."""
+    return guard.client(request.remote_addr, request.headers.get("X-Forwarded-For"))
+
+
+async def caller(guard: AccountGuard, what: str = "booking") -> Credentials:
+    """The caller's manage token and/or account (gateway/_auth.py); 401 without."""
+    return await guard.credentials(
+        request.headers.get("X-Manage-Token"), request.headers.get("Authorization"), what
+    )
 
 
 def _appointment_id(raw: str) -> str:
@@ -265,13 +277,15 @@ def register_appointment_routes(
     reader: ActorRef[Any, Any],
     catalogue: ActorRef[Any, Any],
     settings: BookingSettings,
+    guard: AccountGuard,
 ) -> None:
-    async def verified(raw_id: str) -> tuple[str, str]:
-        """The id and token of a booking the caller may change (the reader checks, so
-        no anonymous request reaches the writer or its breaker)."""
-        appointment_id, token = _appointment_id(raw_id), manage_token_header()
-        await reader.ask(Lookup(appointment_id, token))
-        return appointment_id, token
+    async def verified(raw_id: str) -> tuple[str, Credentials]:
+        """The id and credentials of a booking the caller may change (the reader
+        checks, so no anonymous request reaches the writer or its breaker)."""
+        appointment_id = _appointment_id(raw_id)
+        who = await caller(guard)
+        await reader.ask(Lookup(appointment_id, who.token, who.account_id))
+        return appointment_id, who
 
     @app.get("/v1/appointments/availability")
     async def availability() -> Response:
@@ -312,26 +326,31 @@ def register_appointment_routes(
 
     @app.get("/v1/appointments/<raw_id>")
     async def show(raw_id: str) -> Response:
-        appointment_id, token = _appointment_id(raw_id), manage_token_header()
-        found: Appointment = await reader.ask(Lookup(appointment_id, token))
+        appointment_id = _appointment_id(raw_id)
+        who = await caller(guard)
+        found: Appointment = await reader.ask(Lookup(appointment_id, who.token, who.account_id))
         return json_response(appointment_view(found), headers=NO_STORE)
 
     @app.post("/v1/appointments/<raw_id>/cancel")
     async def cancel(raw_id: str) -> Response:
-        appointment_id, token = await verified(raw_id)
+        appointment_id, who = await verified(raw_id)
         reason = "cancelled_by_customer"
         if await request.get_data(as_text=False):
             given = (await read_json(CancelIn)).reason
             reason = given or reason
-        after: Appointment = await booker.ask(Cancel(appointment_id, token, reason))
+        after: Appointment = await booker.ask(
+            Cancel(appointment_id, who.token, reason, account_id=who.account_id)
+        )
         return json_response(appointment_view(after), headers=NO_STORE)
 
     @app.post("/v1/appointments/<raw_id>/reschedule")
     async def reschedule(raw_id: str) -> Response:
-        appointment_id, token = await verified(raw_id)
+        appointment_id, who = await verified(raw_id)
         body = await read_json(RescheduleIn)
         start = _aware(body.start, "start")
         moved: Appointment = await booker.ask(
-            Reschedule(appointment_id, token, start, body.consultant_id)
+            Reschedule(
+                appointment_id, who.token, start, body.consultant_id, account_id=who.account_id
+            )
         )
         return json_response(appointment_view(moved), headers=NO_STORE)

@@ -9,7 +9,10 @@ else goes to the Quart app unchanged.
 The route keeps the contract every route has: an ``X-Request-ID`` (the caller's or a
 new one), one canonical log line, errors as the same JSON through the same table,
 ``Retry-After`` on 503, ``Connection: close`` while draining, 413 past
-``max_body_bytes``, and never a traceback.
+``max_body_bytes``, and never a traceback. And the accounts' rules: an access token
+(``Authorization: Bearer``) makes the booking the account's (an invalid one is a 401,
+never a silent guest booking), and the client's address and account are rate limited
+(429 with ``Retry-After`` and ``RateLimit-*``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from actors import BookReply
 from gateway._app import Lifecycle, log_request, request_id
 from gateway._appointments import book_message
 from gateway._asgi import CLOSE, Receive, Scope, Send, header_pairs, send_json
+from gateway._auth import AccountGuard
 from gateway._http_errors import error_response
 from supervisors import (
     ActorRef,
@@ -51,6 +55,7 @@ class FastRoutes:
         app: ASGIApp,
         booker: ActorRef[Any, Any],
         lifecycle: Lifecycle,
+        guard: AccountGuard,
         *,
         max_body_bytes: int,
         retry_after_s: float,
@@ -59,6 +64,7 @@ class FastRoutes:
         self._app = app
         self._booker = booker
         self._lifecycle = lifecycle
+        self._guard = guard
         self._max_body_bytes = max_body_bytes
         self._retry_after_s = retry_after_s
         self._body_timeout_s = body_timeout_s
@@ -88,23 +94,34 @@ class FastRoutes:
         headers = _headers(scope)
         rid = request_id(headers.get("x-request-id"))
         with structlog.contextvars.bound_contextvars(request_id=rid):
+            extra: dict[str, str] = {}
             try:
+                identity = await self._guard.identity(headers.get("authorization"))
+                account_id = None if identity is None else identity.account_id
+                client = scope.get("client")
+                peer = client[0] if client else None
+                where = self._guard.client(peer, headers.get("x-forwarded-for"))
+                extra = await self._guard.limit("booking", where, account_id)
                 with trio.fail_after(self._body_timeout_s):
                     body = await self._body(receive, headers)
                 message = book_message(
-                    headers.get("idempotency-key"), headers.get("content-type", ""), body
+                    headers.get("idempotency-key"),
+                    headers.get("content-type", ""),
+                    body,
+                    account_id,
                 )
                 reply: BookReply = await self._booker.ask(message)
-                extra: dict[str, str] = {}
                 status, content = reply.status, reply.body.encode()
                 if status >= 400:  # a stored refusal (409 slot_taken): this request's id
                     content = _with_request_id(content, rid)
             except trio.TooSlowError:
-                status, content, extra = self._error(
+                status, content, error_headers = self._error(
                     RequestTimeout(timeout_s=self._body_timeout_s), rid
                 )
+                extra = {**extra, **error_headers}
             except Exception as error:  # every failure answers in the one error format
-                status, content, extra = self._error(error, rid)
+                status, content, error_headers = self._error(error, rid)
+                extra = {**extra, **error_headers}
             try:
                 await self._respond(send, status, content, rid, extra)
             finally:  # logged even when the client has gone

@@ -38,6 +38,7 @@ from supervisors import (
     PaymentUnavailable,
     RequestTimeout,
     ServiceUnavailable,
+    TooManyRequests,
     Unauthorized,
     Unavailable,
     UnsupportedMediaType,
@@ -63,11 +64,15 @@ class ErrorResponse:
         return {"error": error}
 
     allow: tuple[str, ...] = ()
+    extra: tuple[tuple[str, str], ...] = ()
 
     def headers(self) -> dict[str, str]:
         headers = {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
         if self.allow:
             headers["Allow"] = ", ".join(self.allow)
+        if self.status == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="lomash"'
+        headers.update(self.extra)
         return headers
 
 
@@ -91,7 +96,8 @@ _TABLE: dict[type[LomashError], _Entry] = {
     InvalidRequest: _Entry(_invalid_status, _own_code, None),
     InvalidData: _Entry(422, "invalid_data", None),
     NotFound: _Entry(404, "not_found", None),
-    Unauthorized: _Entry(401, "unauthorized", None),
+    Unauthorized: _Entry(401, _own_code, None),
+    TooManyRequests: _Entry(429, "rate_limited", None),
     Conflict: _Entry(409, _own_code, None),
     MethodNotAllowed: _Entry(405, "method_not_allowed", None),
     PayloadTooLarge: _Entry(413, "payload_too_large", None),
@@ -126,7 +132,7 @@ def error_response(error: BaseException, *, default_retry_after_s: float) -> Err
     status = entry.status(error) if callable(entry.status) else entry.status
     code = entry.code(error) if callable(entry.code) else entry.code
     retry_after = None
-    if status == 503:
+    if status in (429, 503):
         hint = getattr(error, "retry_after", None)
         seconds = default_retry_after_s if hint is None else hint
         retry_after = max(1, math.ceil(seconds))
@@ -137,4 +143,5 @@ def error_response(error: BaseException, *, default_retry_after_s: float) -> Err
         field=getattr(error, "field", None),
         retry_after=retry_after,
         allow=getattr(error, "allowed", ()),
+        extra=tuple(getattr(error, "headers", {}).items()),
     )

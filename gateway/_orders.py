@@ -6,8 +6,11 @@
   "currency", "manage_token", "payment": {"payment_intent_id", "client_secret"}}``.
   Stripe unable to answer: 503 ``payment_unavailable``, ``Retry-After: 60``; retry
   with the same key.
-- ``GET /v1/orders/{id}`` with ``X-Manage-Token`` (or ``Authorization: Bearer``):
-  401 without one; a wrong token and an unknown order are the same 404.
+- ``GET /v1/orders/{id}`` with ``X-Manage-Token`` (or ``Authorization: Bearer``), or
+  the access token of the account that placed it: 401 without either; a wrong token,
+  another customer's order and an unknown order are the same 404.
+- Placing an order is rate limited per client address and, logged in, per account;
+  an order placed while logged in belongs to the account.
 """
 
 from __future__ import annotations
@@ -21,12 +24,15 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from actors import GetOrder, OrderReply, PlaceOrder
+from actors._booking_rules import scoped_key
 from gateway._appointments import (
     CustomerIn,
+    caller,
     checked_idempotency_key,
-    manage_token_header,
+    request_client,
     uk_postcode,
 )
+from gateway._auth import AccountGuard
 from gateway._json import NO_STORE, read_json
 from supervisors import ActorRef, InvalidRequest, NotFound
 
@@ -48,7 +54,7 @@ class OrderIn(msgspec.Struct, forbid_unknown_fields=True):
     customer: CustomerIn
 
 
-def place_message(key: str | None, body: OrderIn) -> PlaceOrder:
+def place_message(key: str | None, body: OrderIn, account_id: str | None = None) -> PlaceOrder:
     """The OrderActor's message; 422 for a product asked for on two lines."""
     seen: set[str] = set()
     for n, item in enumerate(body.items):
@@ -66,8 +72,9 @@ def place_message(key: str | None, body: OrderIn) -> PlaceOrder:
         email=c.email.strip(),
         phone=c.phone.strip(),
         postcode=uk_postcode(c.postcode),
-        idempotency_key=f"orders:{checked_idempotency_key(key)}",
+        idempotency_key=scoped_key("orders", checked_idempotency_key(key), account_id),
         request_hash=hashlib.sha256(_ENCODER.encode(body)).digest(),
+        account_id=account_id,
     )
 
 
@@ -78,21 +85,28 @@ def _order_id(raw: str) -> str:
         raise NotFound("no such order") from None
 
 
-def _reply(reply: OrderReply) -> Response:
+def _reply(reply: OrderReply, headers: dict[str, str] | None = None) -> Response:
     return Response(
-        reply.body, status=reply.status, content_type="application/json", headers=NO_STORE
+        reply.body,
+        status=reply.status,
+        content_type="application/json",
+        headers={**NO_STORE, **(headers or {})},
     )
 
 
-def register_order_routes(app: QuartTrio, orders: ActorRef[Any, Any]) -> None:
+def register_order_routes(app: QuartTrio, orders: ActorRef[Any, Any], guard: AccountGuard) -> None:
     @app.post("/v1/orders")
     async def place_order() -> Response:
         key = request.headers.get("Idempotency-Key")
         checked_idempotency_key(key)  # a missing or bad key is refused before the body is read
-        message = place_message(key, await read_json(OrderIn))
-        return _reply(cast(OrderReply, await orders.ask(message)))
+        identity = await guard.identity(request.headers.get("Authorization"))
+        account_id = None if identity is None else identity.account_id
+        limits = await guard.limit("order", request_client(guard), account_id)
+        message = place_message(key, await read_json(OrderIn), account_id)
+        return _reply(cast(OrderReply, await orders.ask(message)), limits)
 
     @app.get("/v1/orders/<raw_id>")
     async def show_order(raw_id: str) -> Response:
-        message = GetOrder(_order_id(raw_id), manage_token_header("order"))
+        who = await caller(guard, "order")
+        message = GetOrder(_order_id(raw_id), who.token, who.account_id)
         return _reply(cast(OrderReply, await orders.ask(message)))

@@ -6,6 +6,7 @@
     ├── stripe     Resource: the SDK's client (open_stripe), when Stripe is configured
     ├── ses, twilio, msg91   Resources: the providers' clients, those configured
     ├── domain     one_for_one: catalogue, slot-booker, booking-reader, booking-replayer,
+    │              accounts, sessions,
     │              with Stripe: payments, orders, payments-reconciler; a sender per
     │              provider (ses-sender, smtp-sender, twilio-sender, ...), notifier
     ├── jobs       one_for_one: outbox relay, trimmer, scheduler, a worker per queue
@@ -31,13 +32,17 @@ from quart_trio import QuartTrio
 from actors import (
     RECONCILE_KIND,
     REPLAY_KIND,
+    AccessTokens,
+    AccountActor,
     Availability,
     BookingReader,
     BookingReplayer,
     OrderActor,
+    Passwords,
     ProductCatalogue,
     Reconciler,
     RosterSource,
+    SessionKeeper,
     SlotBooker,
     catalogue_spec,
     payment_spec,
@@ -49,12 +54,14 @@ from adapters import (
     Cache,
     Database,
     Payments,
+    PostgresAccountStore,
     PostgresBookingStore,
     PostgresOrderStore,
     PostgresProducts,
     PostgresShowrooms,
     RedisBookingCache,
     RedisProductCache,
+    Sessions,
     open_database,
     open_redis,
     open_stripe,
@@ -75,6 +82,7 @@ from gateway import (
     Services,
     create_app,
 )
+from gateway._auth import AccountGuard
 from gateway._fast import ASGIApp
 from jobs import (
     DeadLetterAlerts,
@@ -293,7 +301,34 @@ def build_tree(
         shutdown_s=settings.runtime.child_shutdown_s,
     )
 
+    # Accounts: password work and the accounts table (Postgres: its breaker), sessions
+    # (Redis only: they keep working while Postgres is down).
+    tokens = AccessTokens(settings.auth)
+    passwords = Passwords(settings.auth)
+    accounts: ActorSpec[Any, Any] = ActorSpec(
+        "accounts",
+        lambda: AccountActor(
+            PostgresAccountStore(database.value),
+            Sessions(cache.value),
+            tokens,
+            passwords,
+            settings.auth,
+        ),
+        mailbox=dataclasses.replace(
+            settings.runtime.mailbox, concurrency=2 * settings.auth.hash_concurrency
+        ),
+        breaker=database_breaker(settings),
+        shutdown_s=settings.runtime.child_shutdown_s,
+    )
+    sessions: ActorSpec[Any, Any] = ActorSpec(
+        "sessions",
+        lambda: SessionKeeper(Sessions(cache.value), tokens, settings.auth),
+        mailbox=settings.runtime.mailbox,
+        shutdown_s=settings.runtime.child_shutdown_s,
+    )
+
     def app() -> ASGIApp:
+        guard = AccountGuard(settings.auth, cache.value, tokens=tokens)
         quart = create_app(
             Services(
                 settings=settings,
@@ -305,6 +340,9 @@ def build_tree(
                 booker=booker.ref,
                 reader=reader.ref,
                 orders=orders.ref if orders is not None else None,
+                accounts=accounts.ref,
+                sessions=sessions.ref,
+                guard=guard,
                 extra_routes=[e.routes for e in extensions if e.routes is not None],
             )
         )
@@ -312,6 +350,7 @@ def build_tree(
             quart,
             booker.ref,
             lifecycle,
+            guard,
             max_body_bytes=settings.max_body_bytes,
             retry_after_s=settings.unavailable_retry_after_s,
             body_timeout_s=settings.http.body_timeout_s,
@@ -333,7 +372,17 @@ def build_tree(
     commerce = [spec for spec in (payments, orders, reconciler) if spec is not None]
     domain = SupervisorSpec(
         "domain",
-        [catalogue, booker, reader, replayer, *commerce, *notifications.actors, *extra_actors],
+        [
+            catalogue,
+            booker,
+            reader,
+            replayer,
+            accounts,
+            sessions,
+            *commerce,
+            *notifications.actors,
+            *extra_actors,
+        ],
         strategy=Strategy.ONE_FOR_ONE,
         restarts=settings.runtime.restart,
     )

@@ -12,6 +12,7 @@ adapter boundary; the gateway maps it to HTTP in one table.
     │   ├── InvalidData               the database refused a value (check / not-null / type)
     │   ├── NotFound                  no such resource (404)
     │   ├── Unauthorized              missing or wrong credentials (401)
+    │   ├── TooManyRequests           a rate limit refused the request (429 + Retry-After)
     │   ├── Conflict                  the write collides with existing state (409)
     │   ├── MethodNotAllowed          the path exists, the method does not (405)
     │   ├── PayloadTooLarge           the body is over the limit (413)
@@ -82,6 +83,7 @@ __all__ = [
     "RestartIntensityExceeded",
     "ServiceUnavailable",
     "SupervisionError",
+    "TooManyRequests",
     "Unauthorized",
     "Unavailable",
     "UnsupportedMediaType",
@@ -144,7 +146,21 @@ class NotFound(DomainError):
 
 
 class Unauthorized(DomainError):
-    """Missing or wrong credentials."""
+    """Missing or wrong credentials; ``code`` says which (``invalid_token``, ...)."""
+
+    def __init__(self, message: str, *, code: str = "unauthorized") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class TooManyRequests(DomainError):
+    """A rate limit refused the request: retry after ``retry_after`` s; ``headers``
+    are the limit's ``RateLimit-*`` headers."""
+
+    def __init__(self, message: str, *, retry_after: float, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.headers = headers
 
 
 class Conflict(DomainError):

@@ -46,3 +46,22 @@ class BrokenCache(ForwardingCache):
 
     async def run[T](self, operation: CacheOperation[T], *, waits_s: float = 0.0) -> T:
         raise DependencyError("ERR a script bug", dependency="redis")
+
+
+class UntouchedCache:
+    """For a test whose code path must never reach Redis: any use fails the test."""
+
+    def key(self, *parts: str) -> str:
+        return ":".join(parts)
+
+    async def run[T](self, operation: CacheOperation[T], *, waits_s: float = 0.0) -> T:
+        raise AssertionError("this test's code path must not reach Redis")
+
+    async def ping(self) -> None:
+        raise AssertionError("this test's code path must not reach Redis")
+
+    def outage(self) -> str | None:
+        return None
+
+    def statistics(self) -> GateStatistics:
+        raise AssertionError("this test's code path must not reach Redis")

@@ -10,7 +10,14 @@ from quart_trio import QuartTrio
 
 from actors import catalogue_spec
 from adapters import PostgresShowrooms, open_database, open_redis
-from config import DatabaseSettings, HealthSettings, RedisSettings, Settings
+from config import (
+    AuthSettings,
+    DatabaseSettings,
+    HealthSettings,
+    RateLimitSettings,
+    RedisSettings,
+    Settings,
+)
 from gateway._app import Lifecycle, Services, create_app
 from jobs import JobQueue
 from service._tree import database_breaker
@@ -19,9 +26,11 @@ from tests._test_routes import register_test_routes
 
 
 def service_settings(database_url: str, redis_url: str, redis_prefix: str) -> Settings:
-    """Settings for a test service: short timeouts, a small body limit."""
+    """Settings for a test service: short timeouts, a small body limit, no rate limits
+    (the tests of rate limits turn them on: tests/test_rate_limits.py)."""
     return Settings(
         max_body_bytes=1024,
+        auth=AuthSettings(rate_limits=RateLimitSettings(enabled=False)),
         database=DatabaseSettings(
             url=database_url, connect_timeout_s=0.5, reconnect_min_s=0.05, reconnect_max_s=0.4
         ),

@@ -9,10 +9,13 @@ from typing import Any
 import trio
 
 from actors import Book, BookReply
+from config import AuthSettings, RateLimitSettings
 from gateway._app import Lifecycle
+from gateway._auth import AccountGuard
 from gateway._fast import FastRoutes
 from supervisors import ActorSpec, SupervisorSpec, open_supervisor
 from tests._booking import booking_body, local, next_weekday
+from tests._caches import UntouchedCache
 
 START = local(next_weekday(0), 10)  # the fake booker does not look at the date
 BODY = json.dumps(booking_body(START)).encode()
@@ -76,8 +79,17 @@ async def test_the_booking_route_keeps_the_common_http_contract() -> None:
         forwarded.append(scope["path"])
 
     lifecycle = Lifecycle()
+    guard = AccountGuard(
+        AuthSettings(rate_limits=RateLimitSettings(enabled=False)), UntouchedCache()
+    )
     app = FastRoutes(
-        quart, spec.ref, lifecycle, max_body_bytes=len(BODY) + 50, retry_after_s=5, body_timeout_s=5
+        quart,
+        spec.ref,
+        lifecycle,
+        guard,
+        max_body_bytes=len(BODY) + 50,
+        retry_after_s=5,
+        body_timeout_s=5,
     )
     with trio.fail_after(10):
         async with open_supervisor(SupervisorSpec("t", [spec])):

@@ -96,14 +96,16 @@ class FastRoutes:
         with structlog.contextvars.bound_contextvars(request_id=rid):
             extra: dict[str, str] = {}
             try:
+                # The body first: a connection waiting for one is "stalled", closable at
+                # the connection cap, from the start (gateway/_http_server.py).
+                with trio.fail_after(self._body_timeout_s):
+                    body = await self._body(receive, headers)
                 identity = await self._guard.identity(headers.get("authorization"))
                 account_id = None if identity is None else identity.account_id
                 client = scope.get("client")
                 peer = client[0] if client else None
                 where = self._guard.client(peer, headers.get("x-forwarded-for"))
                 extra = await self._guard.limit("booking", where, account_id)
-                with trio.fail_after(self._body_timeout_s):
-                    body = await self._body(receive, headers)
                 message = book_message(
                     headers.get("idempotency-key"),
                     headers.get("content-type", ""),

@@ -79,6 +79,7 @@ async def test_register_login_me_and_logout(settings: Settings) -> None:
     assert after.headers["WWW-Authenticate"].startswith("Bearer")
     assert refresh_after.status_code == 401
     [(email, key, password_hash)] = [tuple(r) for r in rows]
+    assert email == "Zoë.Lovelace@Bücher.Example"
     assert key == "zoë.lovelace@xn--bcher-kva.example"
     assert password_hash.startswith("$argon2id$")
     assert PASSWORD not in password_hash

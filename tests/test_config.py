@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from config import ConfigError, Overflow, Settings, environment_variables, replayer_mailbox
+from config._auth import DEVELOPMENT_SIGNING_KEYS
 
 
 def test_defaults_carry_the_spec_numbers() -> None:
@@ -49,6 +50,8 @@ PRODUCTION = {
     "LOMASH_STRIPE_SECRET_KEY": "sk_live_lomash",
     "LOMASH_STRIPE_WEBHOOK_SECRET": "whsec_lomash",
     "LOMASH_SES_REGION": "eu-west-2",
+    # An Ed25519 seed of its own (32 bytes, base64url).
+    "LOMASH_AUTH_SIGNING_KEYS": "k1:cHJvZHVjdGlvbi1zaWduaW5nLWtleS10aGlydHl0d28",
 }
 
 
@@ -141,6 +144,26 @@ def test_production_starts_with_strong_secrets() -> None:
             "LOMASH_TWILIO_ACCOUNT_SID: set account_sid, auth_token and from together",
         ),
         ({"LOMASH_MSG91_AUTH_KEY": "k"}, "LOMASH_MSG91_AUTH_KEY: set auth_key and template_id"),
+        (
+            {k: v for k, v in PRODUCTION.items() if k != "LOMASH_AUTH_SIGNING_KEYS"},
+            "LOMASH_ENVIRONMENT: production needs LOMASH_AUTH_SIGNING_KEYS of its own",
+        ),
+        (
+            {**PRODUCTION, "LOMASH_AUTH_SIGNING_KEYS": DEVELOPMENT_SIGNING_KEYS},
+            "LOMASH_ENVIRONMENT: production needs LOMASH_AUTH_SIGNING_KEYS of its own",
+        ),
+        (
+            {"LOMASH_AUTH_SIGNING_KEYS": "k1:c2hvcnQ"},
+            "LOMASH_AUTH_SIGNING_KEYS: key 'k1': an Ed25519 seed is 32 bytes",
+        ),
+        (
+            {"LOMASH_AUTH_RATE_LIMITS_LOGIN_IP": "lots"},
+            "LOMASH_AUTH_RATE_LIMITS_LOGIN_IP: expected COUNT/PERIOD",
+        ),
+        (
+            {"LOMASH_AUTH_ACCESS_TTL_S": "3600"},
+            "LOMASH_AUTH_ACCESS_TTL_S: must be > 0 and at most 900",
+        ),
         (
             {**PRODUCTION, "LOMASH_ADMIN_TOKEN": "x"},
             "LOMASH_ENVIRONMENT: production needs a LOMASH_ADMIN_TOKEN of at least 32",

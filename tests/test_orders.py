@@ -7,9 +7,11 @@ one PaymentIntent; bad input named field by field.
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from unittest.mock import ANY
 
 import httpx
 import pytest
@@ -17,6 +19,7 @@ import trio_asyncio
 
 from chaos import Proxy, open_proxy
 from config import Settings, StripeSettings
+from tests._accounts import bearer, customer
 from tests._booking import eventually, prepare_database, running_tree
 from tests._stripe_idempotency import StripeIdempotency, stripe_idempotency
 from tests.conftest import fetch, port_of
@@ -238,3 +241,37 @@ async def test_a_timeout_whose_request_reached_stripe_still_gives_one_payment_in
     assert placed.status_code == 201, placed.text
     assert placed.json()["id"] == order_id
     assert (layer.forwarded[key], layer.replayed[key]) == (1, 1)  # created once, replayed
+
+
+async def test_orders_belong_to_their_account_and_no_one_else(
+    settings: Settings, stripe_url: str
+) -> None:
+    """Logged in, an order is the account's: its owner reads it and lists it with the
+    access token alone; another customer gets the same 404 as for an unknown order
+    and lists nothing; a guest with the same Idempotency-Key places an order of its
+    own (never this one's answer)."""
+    async with shop(settings, stripe_url) as (client, _, _):
+        ada = await customer(client, "ada@example.com")
+        bob = await customer(client, "bob@example.com")
+        placed = await client.post(
+            "/v1/orders", json=ORDER, headers={"Idempotency-Key": "same", **bearer(ada)}
+        )
+        guest = await order(client, ORDER, key="same")
+        order_id = placed.json()["id"]
+        owner = await client.get(f"/v1/orders/{order_id}", headers=bearer(ada))
+        stranger = await client.get(f"/v1/orders/{order_id}", headers=bearer(bob))
+        unknown = await client.get(f"/v1/orders/{uuid.uuid4()}", headers=bearer(bob))
+        listed = {
+            "ada": await client.get("/v1/me/orders", headers=bearer(ada)),
+            "bob": await client.get("/v1/me/orders", headers=bearer(bob)),
+        }
+    assert placed.status_code == 201, placed.text
+    assert guest.status_code == 201
+    assert guest.json()["id"] != order_id
+    assert owner.status_code == 200
+    assert owner.json()["id"] == order_id
+    assert (stranger.status_code, unknown.status_code) == (404, 404)
+    assert stranger.json()["error"] == {**unknown.json()["error"], "request_id": ANY}
+    assert [o["id"] for o in listed["ada"].json()["orders"]] == [order_id]
+    assert listed["ada"].json()["orders"][0]["total_pence"] == placed.json()["total_pence"]
+    assert listed["bob"].json() == {"orders": []}

@@ -67,6 +67,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.jobs
 	$(BIN)/python -m bench.booking --workers 1
 	$(BIN)/python -m bench.booking --workers 2
+	$(BIN)/python -m bench.auth
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -45,7 +45,7 @@ from bench.http import REDIS_URL, Running, bench_database, server
 from bench.proc import cpu_seconds, machine_busy
 from config import AuthSettings
 
-EMAIL, PASSWORD = "bench@example.com", "a sound bench passphrase"
+EMAIL, PASSWORD = "customer@example.com", "a sound bench passphrase"
 BUSY = 0.25
 HUGE = "1000000/1s"
 _LATENCY = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)

@@ -211,9 +211,12 @@ async def test_login_failures_say_nothing_about_the_address(settings: Settings) 
             wrong = await login(client, "ada@example.com", password="not the password")
             nobody = await login(client, "nobody@example.com", password="not the password")
     assert wrong.status_code == nobody.status_code == 401
-    strip = lambda r: {k: v for k, v in r.json()["error"].items() if k != "request_id"}  # noqa: E731
-    assert strip(wrong) == strip(nobody)
-    assert strip(wrong)["code"] == "invalid_credentials"
+    assert without_request_id(wrong) == without_request_id(nobody)
+    assert without_request_id(wrong)["code"] == "invalid_credentials"
+
+
+def without_request_id(answer: httpx.Response) -> dict[str, Any]:
+    return {k: v for k, v in answer.json()["error"].items() if k != "request_id"}
 
 
 class CountingPasswords(Passwords):

@@ -137,7 +137,11 @@ def test_forwarded_for_is_believed_only_from_trusted_proxies() -> None:
 
 
 def limited(settings: Settings, **limits: str) -> Settings:
-    rate_limits = RateLimitSettings(trusted_proxies=frozenset({"127.0.0.1/32"}), **limits)
+    """``settings`` with rate limits on (``limits`` as ``booking_ip="3/60s"``), the
+    tests' client (127.0.0.1) a trusted proxy so X-Forwarded-For names the client."""
+    rate_limits = RateLimitSettings(trusted_proxies=frozenset({"127.0.0.1/32"}))
+    for name, limit in limits.items():
+        rate_limits = dataclasses.replace(rate_limits, **{name: limit})  # type: ignore[arg-type]
     auth = dataclasses.replace(settings.auth, rate_limits=rate_limits)
     return dataclasses.replace(settings, auth=auth)
 

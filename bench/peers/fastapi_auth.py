@@ -72,6 +72,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 app = FastAPI(lifespan=lifespan)
 
 
+@app.get("/health/live")
+async def live() -> dict[str, str]:
+    return {"status": "alive"}
+
+
 async def limit(request: Request, action: str, account: str) -> None:
     count, period = HUGE
     interval = round(period * 1_000_000 / count)

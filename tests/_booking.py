@@ -119,6 +119,16 @@ async def eventually(check: Any, *, within_s: float = BOUND_S, every_s: float = 
             await trio.sleep(every_s)
 
 
+async def redis_answers(client: httpx.AsyncClient) -> None:
+    """Wait until the service's Redis gate is open: a first connect may time out while
+    the tree starts, and what needs Redis (sessions, rate limits) degrades meanwhile."""
+
+    async def ok() -> bool:
+        return bool((await client.get("/health")).json()["checks"]["redis"] == "ok")
+
+    await eventually(ok, within_s=10)
+
+
 async def announced(settings: Settings) -> list[tuple[str, dict[str, Any]]]:
     """The notification jobs waiting in the queue for the (future) notifier, once the
     outbox relay has moved every committed one there: (kind, payload), oldest first.

@@ -22,6 +22,7 @@ from tests._booking import (
     local,
     next_weekday,
     prepare_database,
+    redis_answers,
     running_tree,
 )
 from tests.conftest import fetch
@@ -41,6 +42,7 @@ async def test_register_login_me_and_logout(settings: Settings) -> None:
     async with trio_asyncio.open_loop():
         await prepare_database(settings.database.url)
         async with running_tree(settings) as client:
+            await redis_answers(client)
             created = await register(client, "Zoë.Lovelace@Bücher.Example", name="Zoë")
             taken = await register(client, "ZOË.LOVELACE@xn--bcher-kva.example")
             decomposed = await register(client, "zoe\u0308.lovelace@bücher.example")
@@ -94,6 +96,7 @@ async def test_refresh_rotates_and_a_reused_token_revokes_the_family(settings: S
     async with trio_asyncio.open_loop():
         await prepare_database(settings.database.url)
         async with running_tree(overlap) as client:
+            await redis_answers(client)
 
             async def refresh(token: str) -> httpx.Response:
                 return await client.post("/v1/auth/refresh", json={"refresh_token": token})
@@ -131,6 +134,7 @@ async def test_bookings_belong_to_their_account_and_no_one_else(settings: Settin
     async with trio_asyncio.open_loop():
         await prepare_database(settings.database.url)
         async with running_tree(settings) as client:
+            await redis_answers(client)
             ada = await customer(client, "ada@example.com")
             bob = await customer(client, "bob@example.com")
             body = booking_body(local(monday, 9))
@@ -207,6 +211,7 @@ async def test_login_failures_say_nothing_about_the_address(settings: Settings) 
     async with trio_asyncio.open_loop():
         await prepare_database(settings.database.url)
         async with running_tree(settings) as client:
+            await redis_answers(client)
             await register(client, "ada@example.com")
             wrong = await login(client, "ada@example.com", password="not the password")
             nobody = await login(client, "nobody@example.com", password="not the password")
@@ -332,6 +337,7 @@ async def test_login_and_refresh_refuse_bad_input_clearly(settings: Settings) ->
     async with trio_asyncio.open_loop():
         await prepare_database(settings.database.url)
         async with running_tree(settings) as client:
+            await redis_answers(client)
             no_password = await client.post("/v1/auth/login", json={"email": "a@example.com"})
             too_long = await login(client, "a@example.com", password="p" * 500)
             not_json = await client.post(

@@ -22,6 +22,7 @@ from tests._booking import (
     local,
     next_weekday,
     prepare_database,
+    redis_answers,
     running_tree,
 )
 from tests._service import with_database_url, with_redis_url
@@ -48,6 +49,7 @@ async def test_postgres_down_sessions_keep_working_login_waits(settings: Setting
     async with trio_asyncio.open_loop(), open_proxy(port_of(url)) as proxy:
         await prepare_database(url)
         async with running_tree(with_database_url(settings, via(proxy, url))) as client:
+            await redis_answers(client)
             ada = await customer(client, "ada@example.com")
             warm = await _book(client, ada, 9, "warm")  # the roster is read while Postgres is up
             proxy.reset()
@@ -107,6 +109,7 @@ async def test_redis_down_tokens_by_expiry_only_limits_open_then_revocation_agai
         redis_url = f"redis://127.0.0.1:{proxy.port}/0"
         cut = with_redis_url(dataclasses.replace(settings, auth=tight), redis_url)
         async with running_tree(cut) as client:
+            await redis_answers(client)
             revoked = await customer(client, "ada@example.com")
             live = (await login(client, "ada@example.com")).json()
             assert (

@@ -21,7 +21,16 @@ from structlog.testing import capture_logs
 from adapters import RateLimiter, RedisCache, open_redis
 from config import RateLimit, RateLimitSettings, RedisSettings, Settings, parse_rate
 from gateway._auth import client_address
-from tests._booking import book, booking_body, local, next_weekday, prepare_database, running_tree
+from tests._accounts import PASSWORD, bearer, customer, register
+from tests._booking import (
+    book,
+    booking_body,
+    local,
+    next_weekday,
+    prepare_database,
+    redis_answers,
+    running_tree,
+)
 from tests.conftest import NO_REDIS_URL
 
 FIVE_PER_MINUTE = RateLimit(count=5, period_s=60.0, burst=5)  # one per 12 s after the burst
@@ -156,6 +165,7 @@ async def test_booking_route_answers_429_with_headers_per_address(settings: Sett
     async with trio_asyncio.open_loop():
         await prepare_database(settings.database.url)
         async with running_tree(limited(settings, booking_ip="3/60s")) as client:
+            await redis_answers(client)
             alice = {"X-Forwarded-For": "198.51.100.7"}
             answers = []
             for hour in (9, 10, 11, 12):
@@ -187,3 +197,65 @@ async def test_redis_down_rate_limited_routes_pass_everything(settings: Settings
             answers = [await book(client, booking_body(local(monday, h))) for h in (9, 10, 11)]
     assert [a.status_code for a in answers] == [201, 201, 201]
     assert all("RateLimit-Remaining" not in a.headers for a in answers)
+
+
+async def test_login_brute_force_on_one_account_is_slowed_whatever_its_sources(
+    settings: Settings,
+) -> None:
+    """3 guesses per minute per account: the 4th try on ada, from yet another address
+    and even with the right password, is 429 (Retry-After 20 s); bob, and ada's own
+    other routes, are untouched. Unknown addresses are limited the same way (the limit
+    says nothing about whether an account exists)."""
+    assert settings.database.url is not None
+    async with trio_asyncio.open_loop():
+        await prepare_database(settings.database.url)
+        async with running_tree(limited(settings, login_account="3/60s")) as client:
+            await redis_answers(client)
+            await register(client, "ada@example.com")
+            await register(client, "bob@example.com")
+
+            async def attempt(email: str, n: int, password: str = "wrong guess!") -> int:
+                headers = {"X-Forwarded-For": f"198.51.100.{n}"}
+                body = {"email": email, "password": password}
+                answer = await client.post("/v1/auth/login", json=body, headers=headers)
+                return answer.status_code
+
+            guesses = [await attempt("ada@example.com", n) for n in range(3)]
+            blocked = await client.post(
+                "/v1/auth/login",
+                json={"email": "ADA@example.com", "password": PASSWORD},
+                headers={"X-Forwarded-For": "203.0.113.50"},
+            )
+            bob = await attempt("bob@example.com", 60, PASSWORD)
+            nobody = [await attempt("nobody@example.com", 70 + n) for n in range(4)]
+    assert guesses == [401, 401, 401]
+    assert blocked.status_code == 429
+    assert blocked.headers["Retry-After"] == "20"
+    assert blocked.json()["error"]["code"] == "rate_limited"
+    assert "account" in blocked.json()["error"]["message"]
+    assert bob == 200
+    assert nobody == [401, 401, 401, 429]
+
+
+async def test_bookings_are_limited_per_account_across_addresses(settings: Settings) -> None:
+    """Logged in, a customer's bookings count against the account whatever the address:
+    the 3rd within the minute (limit 2) is 429; a guest from the same address is not."""
+    assert settings.database.url is not None
+    monday = next_weekday(0)
+    async with trio_asyncio.open_loop():
+        await prepare_database(settings.database.url)
+        async with running_tree(limited(settings, booking_account="2/60s")) as client:
+            await redis_answers(client)
+            ada = await customer(client, "ada@example.com")
+            answers = []
+            for n, hour in enumerate((9, 10, 11)):
+                headers = {"X-Forwarded-For": f"198.51.100.{n}", **bearer(ada)}
+                body = booking_body(local(monday, hour))
+                key = {"Idempotency-Key": f"k{n}"}
+                answers.append(
+                    await client.post("/v1/appointments", json=body, headers={**headers, **key})
+                )
+            guest = await book(client, booking_body(local(monday, 12)))
+    assert [a.status_code for a in answers] == [201, 201, 429]
+    assert answers[2].headers["RateLimit-Policy"] == "2;w=60"
+    assert guest.status_code == 201

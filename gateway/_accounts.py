@@ -106,6 +106,7 @@ def register_account_routes(
     async def register() -> Response:
         limits = await guard.limit("register", request_client(guard))
         body = await read_json(RegisterIn)
+        email_key(body.email)  # a domain IDNA cannot encode is a 422 before any hashing
         check_password(body.password, body.email, settings)
         phone = None if body.phone is None else body.phone.strip()
         account = cast(

@@ -47,7 +47,7 @@ from actors._orders import (
     PaymentEvent,
     PlaceOrder,
 )
-from actors._passwords import Passwords, check_password, email_key
+from actors._passwords import Passwords, check_bounded, check_password, email_key
 from actors._payments import (
     CreateIntent,
     PaymentActor,
@@ -127,6 +127,7 @@ __all__ = [
     "Tokens",
     "appointment_view",
     "catalogue_spec",
+    "check_bounded",
     "check_password",
     "email_key",
     "gsm_length",

@@ -18,7 +18,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from config import AuthSettings
 from supervisors import InvalidRequest
 
-__all__ = ["Passwords", "check_password", "email_key"]
+__all__ = ["Passwords", "check_bounded", "check_password", "email_key"]
 
 # A few of the most used passwords long enough to pass the length rule.
 _COMMON = frozenset(
@@ -56,6 +56,17 @@ def email_key(email: str) -> str:
     return f"{local.casefold()}@{ascii_domain}"
 
 
+def check_bounded(password: str, settings: AuthSettings) -> None:
+    """422 ``password_too_long`` past the policy's maximum: no such password is ever
+    hashed (at register) or verified (at login)."""
+    if len(password) > settings.password_max_length:
+        raise InvalidRequest(
+            f"password: at most {settings.password_max_length} characters",
+            code="password_too_long",
+            field="password",
+        )
+
+
 def check_password(password: str, email: str, settings: AuthSettings) -> None:
     """The policy, or the 422 that says which rule the password breaks."""
     if len(password) < settings.password_min_length:
@@ -64,12 +75,7 @@ def check_password(password: str, email: str, settings: AuthSettings) -> None:
             code="password_too_short",
             field="password",
         )
-    if len(password) > settings.password_max_length:
-        raise InvalidRequest(
-            f"password: at most {settings.password_max_length} characters",
-            code="password_too_long",
-            field="password",
-        )
+    check_bounded(password, settings)
     folded = password.casefold()
     local = email.strip().rpartition("@")[0].casefold()
     if folded == email.strip().casefold() or (len(local) >= 4 and local in folded):

@@ -25,10 +25,8 @@ from adapters._appointments import (
     booked_between,
     cancel,
     fetch_appointment,
-    load_schedule_rows,
     record_lost,
     reschedule,
-    trim_idempotency_keys,
     write_replayed,
 )
 from adapters._booking_records import (
@@ -40,6 +38,7 @@ from adapters._booking_records import (
     ScheduleRows,
     SlotTaken,
 )
+from adapters._booking_upkeep import load_schedule_rows, trim_idempotency_keys
 from adapters._outbox import OutboxJob
 from adapters._postgres import Database
 

@@ -41,7 +41,7 @@ import httpx
 from argon2 import PasswordHasher, Type
 
 from bench.booking_data import delete_redis_keys
-from bench.http import REDIS_URL, Running, bench_database, server
+from bench.http import REDIS_URL, Running, bench_database, server, uvicorn_command
 from bench.proc import cpu_seconds, machine_busy
 from config import AuthSettings
 
@@ -155,23 +155,7 @@ def main() -> None:
                 **limits,
             }
             ours_cmd = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1"]
-            peer_cmd = [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "bench.peers.fastapi_auth:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--loop",
-                "uvloop",
-                "--http",
-                "httptools",
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ]
+            peer_cmd = uvicorn_command("bench.peers.fastapi_auth:app")
             peer_env = {
                 "DATABASE_URL": url,
                 "REDIS_URL": REDIS_URL,

@@ -178,6 +178,15 @@ def wrk(url: str, seconds: int, connections: int) -> Result:
     )
 
 
+def uvicorn_command(app: str, *, workers: int = 1) -> list[str]:
+    """A peer's command: uvicorn with uvloop and httptools on a port the kernel picks."""
+    return [
+        *(sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", "0"),
+        *("--loop", "uvloop", "--http", "httptools", "--log-level", "warning"),
+        *("--no-access-log", "--workers", str(workers)),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="HTTP benchmark vs a FastAPI peer")
     parser.add_argument("--seconds", type=int, default=8)
@@ -195,25 +204,7 @@ def main() -> None:
             "LOMASH_WORKERS": str(args.workers),
         }
         ours = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", "0"]
-        peer = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bench.peers.fastapi_app:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--log-level",
-            "warning",
-            "--no-access-log",
-            "--workers",
-            str(args.workers),
-        ]
+        peer = uvicorn_command("bench.peers.fastapi_app:app", workers=args.workers)
         results: dict[tuple[str, str], Result] = {}
         with (
             server(ours, ours_env) as ours_server,

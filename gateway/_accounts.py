@@ -36,6 +36,7 @@ from actors import (
     Register,
     Tokens,
     appointment_view,
+    check_bounded,
     check_password,
     email_key,
     refresh_account,
@@ -44,7 +45,7 @@ from adapters import Account, Appointment
 from gateway._appointments import Email, Name, Phone, request_client
 from gateway._auth import AccountGuard
 from gateway._json import NO_STORE, json_response, read_json
-from supervisors import ActorRef, InvalidRequest
+from supervisors import ActorRef
 
 __all__ = ["register_account_routes"]
 
@@ -119,12 +120,7 @@ def register_account_routes(
     async def login() -> Response:
         body = await read_json(LoginIn)
         limits = await guard.limit("login", request_client(guard), email_key(body.email))
-        if len(body.password) > settings.password_max_length:
-            raise InvalidRequest(
-                f"password: at most {settings.password_max_length} characters",
-                code="password_too_long",
-                field="password",
-            )
+        check_bounded(body.password, settings)
         tokens = cast(Tokens, await accounts.ask(Login(body.email, body.password)))
         return json_response(tokens.view(), 200, _with(limits))
 

@@ -32,17 +32,13 @@ from quart_trio import QuartTrio
 from actors import (
     RECONCILE_KIND,
     REPLAY_KIND,
-    AccessTokens,
-    AccountActor,
     Availability,
     BookingReader,
     BookingReplayer,
     OrderActor,
-    Passwords,
     ProductCatalogue,
     Reconciler,
     RosterSource,
-    SessionKeeper,
     SlotBooker,
     catalogue_spec,
     payment_spec,
@@ -54,14 +50,12 @@ from adapters import (
     Cache,
     Database,
     Payments,
-    PostgresAccountStore,
     PostgresBookingStore,
     PostgresOrderStore,
     PostgresProducts,
     PostgresShowrooms,
     RedisBookingCache,
     RedisProductCache,
-    Sessions,
     open_database,
     open_redis,
     open_stripe,
@@ -95,6 +89,7 @@ from jobs import (
     Scheduler,
     spec_schedules,
 )
+from service._account_tree import account_actors
 from service._notify_tree import notification_tree
 from supervisors import (
     ActorRef,
@@ -301,34 +296,10 @@ def build_tree(
         shutdown_s=settings.runtime.child_shutdown_s,
     )
 
-    # Accounts: password work and the accounts table (Postgres: its breaker), sessions
-    # (Redis only: they keep working while Postgres is down).
-    tokens = AccessTokens(settings.auth)
-    passwords = Passwords(settings.auth)
-    accounts: ActorSpec[Any, Any] = ActorSpec(
-        "accounts",
-        lambda: AccountActor(
-            PostgresAccountStore(database.value),
-            Sessions(cache.value),
-            tokens,
-            passwords,
-            settings.auth,
-        ),
-        mailbox=dataclasses.replace(
-            settings.runtime.mailbox, concurrency=2 * settings.auth.hash_concurrency
-        ),
-        breaker=database_breaker(settings),
-        shutdown_s=settings.runtime.child_shutdown_s,
-    )
-    sessions: ActorSpec[Any, Any] = ActorSpec(
-        "sessions",
-        lambda: SessionKeeper(Sessions(cache.value), tokens, settings.auth),
-        mailbox=settings.runtime.mailbox,
-        shutdown_s=settings.runtime.child_shutdown_s,
-    )
+    accounts = account_actors(settings, database, cache, database_breaker(settings))
 
     def app() -> ASGIApp:
-        guard = AccountGuard(settings.auth, cache.value, tokens=tokens)
+        guard = AccountGuard(settings.auth, cache.value, tokens=accounts.tokens)
         quart = create_app(
             Services(
                 settings=settings,
@@ -340,8 +311,8 @@ def build_tree(
                 booker=booker.ref,
                 reader=reader.ref,
                 orders=orders.ref if orders is not None else None,
-                accounts=accounts.ref,
-                sessions=sessions.ref,
+                accounts=accounts.accounts.ref,
+                sessions=accounts.sessions.ref,
                 guard=guard,
                 extra_routes=[e.routes for e in extensions if e.routes is not None],
             )
@@ -377,8 +348,7 @@ def build_tree(
             booker,
             reader,
             replayer,
-            accounts,
-            sessions,
+            *accounts.specs,
             *commerce,
             *notifications.actors,
             *extra_actors,

@@ -4,7 +4,7 @@ Every field has a named default. The variable for a field is ``LOMASH_`` plus it
 path in upper case, nested groups joined by ``_`` (the ``runtime`` group adds no
 prefix of its own): ``database.url`` is ``LOMASH_DATABASE_URL``,
 ``runtime.breaker.reset_timeout_s`` is ``LOMASH_BREAKER_RESET_TIMEOUT_S``, ``port`` is
-``LOMASH_PORT``. ``python -m service config`` prints them all.
+``LOMASH_PORT``. ``lomash config`` prints them all.
 
 Invalid configuration raises ``ConfigError`` whose message is one line naming the
 variable, e.g. ``LOMASH_PORT: expected an integer, got 'eighty'``.
@@ -197,7 +197,7 @@ class Settings:
         known = {name for name, _ in environment_variables()}
         unknown = sorted(k for k in environ if k.startswith(PREFIX) and k not in known)
         if unknown:
-            raise ConfigError(f"{unknown[0]}: unknown setting (see `python -m service config`)")
+            raise ConfigError(f"{unknown[0]}: unknown setting (see `lomash config`)")
         built = _build(cls, "", environ)
         assert isinstance(built, Settings)
         return built
@@ -206,9 +206,9 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
-def environment_variables() -> Iterator[tuple[str, object]]:
-    """(variable, default) for every setting."""
-    yield from _walk(Settings(), "")
+def environment_variables(settings: Settings | None = None) -> Iterator[tuple[str, object]]:
+    """(variable, value) for every setting: its default, or its value in ``settings``."""
+    yield from _walk(Settings() if settings is None else settings, "")
 
 
 def _env_prefix(path: str, name: str) -> str:

@@ -10,15 +10,17 @@ listen on 127.0.0.1 only, on free ports chosen at start.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 import pwd
 import shutil
+import signal
 import socket
 import stat
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ import structlog
 
 from supervisors import LomashError
 
-__all__ = ["EmbeddedError", "embedded_postgres", "embedded_redis"]
+__all__ = ["EmbeddedError", "dies_with_parent", "embedded_postgres", "embedded_redis"]
 
 log = structlog.get_logger("devservers")
 
@@ -36,6 +38,27 @@ _UNPRIVILEGED = "nobody"
 
 class EmbeddedError(LomashError):
     """An embedded server could not start (the message says why and what to do)."""
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def dies_with_parent() -> Callable[[], None]:
+    """A ``preexec_fn`` that has the child sent SIGTERM when this process dies, however
+    (a SIGKILLed ``make run`` leaves no server behind to hold ports and memory). Linux
+    only; elsewhere it does nothing and the next start's clean-up has to do."""
+    parent = os.getpid()
+
+    def arrange() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != parent:  # the parent died before the request was in place
+            os._exit(1)
+
+    return arrange
 
 
 def free_port() -> int:
@@ -153,6 +176,7 @@ def embedded_redis(data_dir: Path, *, wait_s: float, probe_s: float) -> Iterator
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=dies_with_parent(),
     )
     deadline = time.monotonic() + wait_s
     while True:

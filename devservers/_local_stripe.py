@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import httpx
 import structlog
 
-from devservers._embedded import EmbeddedError
+from devservers._embedded import EmbeddedError, dies_with_parent
 
 __all__ = ["local_stripe", "register_webhook"]
 
@@ -34,6 +34,7 @@ def local_stripe(*, wait_s: float) -> Iterator[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        preexec_fn=dies_with_parent(),
     )
     try:
         port = _announced_port(process, wait_s)

@@ -2,12 +2,15 @@
 
     lomash serve [--host H] [--port P] [--workers N] [--migrate] [--seed]
     lomash migrate up|down|status|check [--steps N]
-    lomash dlq list|show|requeue|purge QUEUE [JOB_ID] [--limit N] [--all]
+    lomash dlq list [QUEUE] | show|requeue|purge QUEUE [JOB_ID] [--limit N] [--all]
+    lomash mail [--limit N]
     lomash config
 
 Settings come from ``LOMASH_*`` variables (see ``lomash config``); flags override
 them. Without ``LOMASH_DATABASE_URL`` / ``LOMASH_REDIS_URL``, ``serve`` starts an
-embedded PostgreSQL / Redis under ``LOMASH_DATA_DIR`` and applies the migrations.
+embedded PostgreSQL / Redis under ``LOMASH_DATA_DIR`` and applies the migrations,
+and once serving writes their URLs to ``LOMASH_DATA_DIR/env``, which the other
+commands read when no URL is set (service/_cli_ops.py).
 """
 
 from __future__ import annotations
@@ -15,10 +18,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import errno
-import json
 import os
+import secrets
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
@@ -30,17 +33,23 @@ import trio_asyncio
 
 from adapters import (
     MIGRATIONS_DIR,
-    check_policy,
     load_seed,
     migrate_down,
     migrate_up,
     migration_status,
-    open_redis,
 )
-from config import ConfigError, DatabaseSettings, RedisSettings, Settings, environment_variables
+from config import ConfigError, DatabaseSettings, RedisSettings, Settings
 from devservers import caught, local_stripe, mail_catcher, register_webhook
 from devservers._embedded import EmbeddedError, embedded_postgres, embedded_redis
-from jobs import RedisJobQueue
+from service._cli_ops import (
+    announce,
+    dlq,
+    environ_note,
+    environment_with_env_file,
+    forget_env_file,
+    migrate_check,
+    print_config,
+)
 from service._logging import configure_logging
 from service._serve import serve
 from service._tree import Extension
@@ -75,18 +84,20 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--steps", type=int, default=1, help="how many to roll back (down)")
     dlq = commands.add_parser("dlq", help="the dead-letter queue")
     dlq.add_argument("action", choices=["list", "show", "requeue", "purge"])
-    dlq.add_argument("queue")
+    dlq.add_argument("queue", nargs="?", help="the queue (list without one: every queue)")
     dlq.add_argument("job_id", nargs="?")
     dlq.add_argument("--limit", type=int, default=50, help="how many to list")
     dlq.add_argument("--all", action="store_true", help="purge every dead job of the queue")
     mail = commands.add_parser("mail", help="email caught by make run's local mail catcher")
     mail.add_argument("--limit", type=int, default=10, help="how many, newest first")
-    commands.add_parser("config", help="print every setting's variable and default")
+    commands.add_parser(
+        "config", help="every setting's variable, its value in effect and where it came from"
+    )
     return parser
 
 
-def _settings(arguments: argparse.Namespace) -> Settings:
-    settings = Settings.from_env(os.environ)
+def _settings(arguments: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+    settings = Settings.from_env(environ)
     overrides = {
         name: getattr(arguments, name)
         for name in ("host", "port", "workers")
@@ -128,10 +139,17 @@ def _serve(settings: Settings, arguments: argparse.Namespace, launcher: Launcher
             register_webhook(url, webhook, LOCAL_WEBHOOK_SECRET, wait_s=wait_s)
         if embedded and not (settings.ses.enabled or settings.smtp.enabled):
             # Development on embedded defaults: email goes to a local catcher
-            # (`python -m service mail` lists it); SMS is a log line.
+            # (`lomash mail` lists it); SMS is a log line.
             url = stack.enter_context(mail_catcher(data_dir / "mail"))
             settings = settings.with_overrides(smtp=dataclasses.replace(settings.smtp, url=url))
         migrations = MIGRATIONS_DIR if (arguments.migrate or embedded) else None
+        on_ready = None
+        if embedded and arguments.fd is None:
+            # `make run`: a development admin token, and where everything is, once ready.
+            if settings.admin_token is None:
+                settings = settings.with_overrides(admin_token=secrets.token_urlsafe(18))
+            stack.callback(forget_env_file, data_dir)
+            on_ready = partial(announce, settings, data_dir)
         if settings.workers > 1 and arguments.fd is None:
             if migrations is not None:
                 assert settings.database.url is not None
@@ -153,7 +171,10 @@ def _serve(settings: Settings, arguments: argparse.Namespace, launcher: Launcher
                     else {}
                 ),
                 **({"LOMASH_SMTP_URL": settings.smtp.url} if settings.smtp.url else {}),
+                **({"LOMASH_ADMIN_TOKEN": settings.admin_token} if settings.admin_token else {}),
             }
+            if on_ready is not None:
+                on_ready([f"http://{_bind(settings)}"])
             return trio.run(partial(run_workers, settings, environment, module=launcher.module))
         bind = f"fd://{arguments.fd}" if arguments.fd is not None else _bind(settings)
         seed = arguments.seed and arguments.fd is None  # workers: the parent seeded
@@ -165,6 +186,7 @@ def _serve(settings: Settings, arguments: argparse.Namespace, launcher: Launcher
                 migrations=migrations,
                 seed=seed,
                 extensions=launcher.extensions,
+                on_ready=on_ready,
             )
         )
         return status
@@ -212,36 +234,6 @@ def _mail(settings: Settings, limit: int) -> int:
     return 0
 
 
-async def _dlq(settings: Settings, arguments: argparse.Namespace) -> int:
-    async with open_redis(settings.redis, cleanup_s=settings.cleanup_timeout_s) as cache:
-        jobs = RedisJobQueue(cache, prefix="jobs", default=settings.jobs)
-        queue, job_id = arguments.queue, arguments.job_id
-        if arguments.action == "list":
-            for dead in await jobs.dead(queue, limit=arguments.limit):
-                last = dead.history[-1] if dead.history else None
-                error = f"{last.error_type}: {last.error_message}" if last else ""
-                print(f"{dead.job.id}  {dead.job.kind}  attempts={dead.job.attempt}  {error}")
-            return 0
-        if arguments.action == "purge" and job_id is None:
-            if not arguments.all:
-                print("purge needs a JOB_ID, or --all for every dead job", file=sys.stderr)
-                return EXIT_CONFIG
-            print(f"purged {await jobs.purge_dead(queue)}")
-            return 0
-        if job_id is None:
-            print(f"{arguments.action} needs a JOB_ID", file=sys.stderr)
-            return EXIT_CONFIG
-        if arguments.action == "show":
-            dead = await jobs.dead_job(queue, job_id)
-            print(json.dumps(dataclasses.asdict(dead), indent=2, default=str))
-        elif arguments.action == "requeue":
-            await jobs.requeue_dead(queue, job_id)
-            print(f"requeued {job_id}")
-        else:
-            print(f"purged {await jobs.purge_dead(queue, job_id)}")
-        return 0
-
-
 def root_causes(error: BaseException) -> Iterator[BaseException]:
     """What really happened: the leaves of exception groups, and for a child that
     failed to start, the error it failed with."""
@@ -277,25 +269,30 @@ def main(argv: Sequence[str] | None = None, *, launcher: Launcher | None = None)
     """The ``lomash`` command; a launcher module (the tests' one) may add extensions."""
     launcher = launcher or Launcher()
     arguments = _parser().parse_args(argv)
+    environ: Mapping[str, str] = os.environ
+    env_file = None
+    if arguments.command in ("migrate", "dlq", "config"):
+        # Beside `make run`: its embedded servers, unless URLs are set.
+        environ, env_file = environment_with_env_file(os.environ)
     try:
-        settings = _settings(arguments)
+        settings = _settings(arguments, environ)
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(settings.log_format, settings.log_level)
     try:
+        environ_note(env_file)
         if arguments.command == "config":
-            for variable, default in environment_variables():
-                print(f"{variable}={default}")
-            return 0
+            return print_config(settings, os.environ)
         if arguments.command == "migrate":
             if arguments.action == "check":
-                violations = check_policy()
-                for violation in violations:
-                    print(f"{violation.file}: {violation.reason}: {violation.statement}")
-                return 1 if violations else 0
+                return migrate_check()
             if settings.database.url is None:
-                print("configuration error: LOMASH_DATABASE_URL is not set", file=sys.stderr)
+                print(
+                    "configuration error: LOMASH_DATABASE_URL is not set (and no make run "
+                    "is serving: start one, or set the URL)",
+                    file=sys.stderr,
+                )
                 return EXIT_CONFIG
             trio_asyncio.run(_migrate, settings, arguments.action, arguments.steps)
             return 0
@@ -303,11 +300,18 @@ def main(argv: Sequence[str] | None = None, *, launcher: Launcher | None = None)
             return _mail(settings, arguments.limit)
         if arguments.command == "dlq":
             if settings.redis.url is None:
-                print("configuration error: LOMASH_REDIS_URL is not set", file=sys.stderr)
+                print(
+                    "configuration error: LOMASH_REDIS_URL is not set (and no make run "
+                    "is serving: start one, or set the URL)",
+                    file=sys.stderr,
+                )
                 return EXIT_CONFIG
-            status: int = trio_asyncio.run(_dlq, settings, arguments)
+            status: int = trio_asyncio.run(dlq, settings, arguments)
             return status
         return _serve(settings, arguments, launcher)
+    except BrokenPipeError:  # `lomash config | head`: the reader has had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (EmbeddedError, LomashError, OSError, BaseExceptionGroup) as error:
         causes = list(root_causes(error))
         if not all(isinstance(c, EmbeddedError | LomashError | OSError) for c in causes):

@@ -10,7 +10,7 @@ exits 0. A hard deadline (drain + cleanup) bounds it all. Second signal: exit at
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import structlog
@@ -35,8 +35,10 @@ async def serve(
     migrations: Path | None,
     seed: bool = False,
     extensions: Sequence[Extension] = (),
+    on_ready: Callable[[list[str]], None] | None = None,
 ) -> int:
-    """Run the service until a signal stops it; returns the exit status."""
+    """Run the service until a signal stops it; returns the exit status. ``on_ready``
+    is called with the URLs the HTTP server listens on, once it does."""
     async with trio_asyncio.open_loop():
         if migrations is not None:
             assert settings.database.url is not None
@@ -50,6 +52,8 @@ async def serve(
 
         def started(supervisor: Supervisor) -> None:
             log.info("service_started", service=settings.service, pid=os.getpid())
+            if on_ready is not None:
+                on_ready(list(supervisor.handle("http")))
 
         def draining(signal_name: str) -> None:
             lifecycle.draining = True

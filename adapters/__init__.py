@@ -76,6 +76,7 @@ from adapters._outbox import (
     Payload,
     add_many_to_outbox,
     add_to_outbox,
+    outbox_backlog,
     record_effect_once,
 )
 from adapters._postgres import (
@@ -220,5 +221,6 @@ __all__ = [
     "open_ses",
     "open_stripe",
     "open_twilio",
+    "outbox_backlog",
     "record_effect_once",
 ]

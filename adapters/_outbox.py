@@ -17,10 +17,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from adapters._postgres import Connection
+from adapters._postgres import Connection, Database
 from supervisors import Misuse
 
-__all__ = ["OutboxJob", "Payload", "add_many_to_outbox", "add_to_outbox", "record_effect_once"]
+__all__ = [
+    "OutboxJob",
+    "Payload",
+    "add_many_to_outbox",
+    "add_to_outbox",
+    "outbox_backlog",
+    "record_effect_once",
+]
 
 type Payload = Mapping[str, Any]  # a job's payload: JSON-serialisable
 
@@ -100,3 +107,12 @@ async def record_effect_once(connection: Connection, job_id: str, effect: str) -
 def _require_transaction(connection: Connection, caller: str) -> None:
     if not connection.is_in_transaction():
         raise Misuse(f"{caller} must run inside the caller's transaction")
+
+
+async def outbox_backlog(database: Database) -> int:
+    """Outbox rows the relay has not moved to a queue yet."""
+
+    async def operation(connection: Connection) -> int:
+        return int(await connection.fetchval("SELECT count(*) FROM outbox"))
+
+    return await database.run(operation, idempotent=True)

@@ -46,6 +46,14 @@ class JobSettings(QueuePolicy):
     def queue_names(self) -> tuple[str, ...]:
         return tuple(name.strip() for name in self.queues.split(",") if name.strip())
 
+    def service_queues(self) -> tuple[str, ...]:
+        """Every queue of the service (the default ones and this configuration's),
+        whether or not this process works on them: what operators look at."""
+        default = JobSettings.__dataclass_fields__["queues"].default
+        assert isinstance(default, str)
+        names = (*(n.strip() for n in default.split(",")), *self.queue_names())
+        return tuple(dict.fromkeys(names))
+
 
 @dataclass(frozen=True, slots=True)
 class OutboxSettings:

@@ -100,6 +100,9 @@ class Settings:
     data_dir: str = ".data"
     # Bearer token for /admin (dead-letter queue); the admin API is off without one.
     admin_token: str | None = None
+    # Bearer token for GET /metrics; without one /metrics is open outside production
+    # and not served in production.
+    metrics_token: str | None = None
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
     health: HealthSettings = field(default_factory=HealthSettings)

@@ -32,13 +32,14 @@ from werkzeug.routing import RequestRedirect
 
 from actors import CatalogueMessage, CatalogueReply, ListShowrooms
 from adapters import Cache, Database, PostgresNotificationStore, Showroom
-from config import Settings
+from config import Environment, Settings
 from gateway._accounts import register_account_routes
 from gateway._admin import register_admin_routes
 from gateway._appointments import register_appointment_routes
 from gateway._auth import AccountGuard
 from gateway._http_errors import error_response
-from gateway._json import json_response
+from gateway._json import NO_STORE, json_response
+from gateway._metrics import CONTENT_TYPE, ROUTE_KEY, UNMATCHED, ServiceMetrics, authorised
 from gateway._orders import register_order_routes
 from gateway._products import register_product_routes
 from gateway._webhooks import register_webhook_routes
@@ -52,6 +53,7 @@ from supervisors import (
     NotFound,
     PayloadTooLarge,
     RequestTimeout,
+    Unauthorized,
     UnsupportedMediaType,
 )
 
@@ -90,6 +92,8 @@ class Services:
     # Access tokens and rate limits, shared with the fast booking route (one is made
     # from the settings and the cache when none is given).
     guard: AccountGuard | None = None
+    # What GET /metrics renders (none: no /metrics).
+    metrics: ServiceMetrics | None = None
     # Routes a launcher adds (the tests' /_test/...); the service ships none.
     extra_routes: Sequence[Callable[[QuartTrio], None]] = ()
 
@@ -155,6 +159,9 @@ def create_app(services: Services) -> QuartTrio:
         g.request_id = request_id(request.headers.get("X-Request-ID"))
         g.started = time.perf_counter()
         structlog.contextvars.bind_contextvars(request_id=g.request_id)
+        rule = request.url_rule
+        scope = cast(dict[str, Any], request.scope)
+        scope[ROUTE_KEY] = rule.rule if rule is not None else UNMATCHED
 
     @app.after_request
     async def finish_request(response: Response) -> Response:
@@ -271,6 +278,17 @@ def create_app(services: Services) -> QuartTrio:
         register_account_routes(
             app, guard, services.accounts, services.sessions, services.reader, services.orders
         )
+
+    metrics = services.metrics
+    if metrics is not None and (
+        settings.metrics_token is not None or settings.environment is not Environment.PRODUCTION
+    ):
+
+        @app.get("/metrics")
+        async def metrics_text() -> Response:
+            if not authorised(settings.metrics_token, request.headers.get("Authorization")):
+                raise Unauthorized("this needs the metrics token (Authorization: Bearer ...)")
+            return Response(await metrics.render(), content_type=CONTENT_TYPE, headers=NO_STORE)
 
     for register in services.extra_routes:
         register(app)

@@ -31,6 +31,7 @@ from gateway._appointments import book_message
 from gateway._asgi import CLOSE, Receive, Scope, Send, header_pairs, send_json
 from gateway._auth import AccountGuard
 from gateway._http_errors import error_response
+from gateway._metrics import ROUTE_KEY
 from supervisors import (
     ActorRef,
     LomashError,
@@ -71,6 +72,7 @@ class FastRoutes:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/v1/appointments":
+            scope[ROUTE_KEY] = "/v1/appointments"
             if scope["method"] == "POST":
                 await self._book(scope, receive, send)
             else:

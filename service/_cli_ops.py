@@ -156,16 +156,11 @@ def migrate_check() -> int:
     return 1 if violations else 0
 
 
-def known_queues(settings: Settings) -> tuple[str, ...]:
-    """The service's queues: the default ones and this configuration's."""
-    return tuple(dict.fromkeys((*Settings().jobs.queue_names(), *settings.jobs.queue_names())))
-
-
 async def dlq(settings: Settings, arguments: argparse.Namespace) -> int:
     async with open_redis(settings.redis, cleanup_s=settings.cleanup_timeout_s) as cache:
         jobs = RedisJobQueue(cache, prefix="jobs", default=settings.jobs)
         queue, job_id = arguments.queue, arguments.job_id
-        queues = known_queues(settings)
+        queues = settings.jobs.service_queues()
         if queue is None:
             if arguments.action != "list":
                 print(f"lomash dlq {arguments.action} needs a QUEUE", file=sys.stderr)

@@ -21,7 +21,6 @@ server drains first, then the actors, then Redis and Postgres close.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -78,18 +77,16 @@ from gateway import (
 )
 from gateway._auth import AccountGuard
 from gateway._fast import ASGIApp
+from gateway._metrics import HttpMetrics
 from jobs import (
     DeadLetterAlerts,
     JobQueue,
-    JobWorker,
-    OutboxRelay,
-    QueueTrimmer,
     RedisJobQueue,
     RunJob,
-    Scheduler,
-    spec_schedules,
 )
 from service._account_tree import account_actors
+from service._jobs_tree import jobs_tree
+from service._metrics import registries, service_metrics
 from service._notify_tree import notification_tree
 from supervisors import (
     ActorRef,
@@ -118,60 +115,6 @@ def database_breaker(settings: Settings) -> BreakerSettings:
             settings.runtime.breaker.reset_timeout_s, settings.database.reconnect_max_s
         ),
     )
-
-
-def jobs_tree(
-    settings: Settings,
-    database: Holder[Database],
-    queue: Callable[[], JobQueue],
-    handlers: dict[str, ActorRef[RunJob, Any]],
-    alerts: DeadLetterAlerts,
-) -> SupervisorSpec:
-    """Workers for this process's queues, the outbox relay, the scheduler, trimming."""
-    jobs = settings.jobs
-    schedules = [s for s in spec_schedules() if s.kind in handlers]
-    keep_s = settings.booking.idempotency_keep_s
-
-    async def trim_keys() -> int:
-        return await PostgresBookingStore(database.value).forget_keys(keep_s)
-
-    children: list[ChildSpec] = [
-        TaskSpec("outbox-relay", lambda: OutboxRelay(database.value, queue(), settings.outbox)),
-        TaskSpec(
-            "trimmer",
-            lambda: QueueTrimmer(
-                queue(),
-                jobs.queue_names(),
-                every_s=jobs.trim_every_s,
-                also=[("idempotency_keys", trim_keys)],
-            ),
-        ),
-    ]
-    if schedules:
-        children.append(
-            TaskSpec(
-                "scheduler", lambda: Scheduler(schedules, queue(), settings=settings.scheduler)
-            )
-        )
-
-    def worker(name: str) -> TaskSpec:
-        return TaskSpec(
-            f"worker-{name}",
-            lambda: JobWorker(
-                f"{name}@{os.getpid()}",
-                queue(),
-                name,
-                lambda: handlers,
-                jobs,
-                alerts,
-                cleanup_s=settings.cleanup_timeout_s,
-            ),
-            # Running jobs get the drain budget; then they are handed back.
-            shutdown_s=settings.drain_timeout_s,
-        )
-
-    children.extend(worker(name) for name in jobs.queue_names())
-    return SupervisorSpec("jobs", children, restarts=settings.runtime.restart)
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,8 +241,31 @@ def build_tree(
 
     accounts = account_actors(settings, database, cache, database_breaker(settings))
 
+    commerce = [spec for spec in (payments, orders, reconciler) if spec is not None]
+    domain_children: list[ChildSpec] = [
+        catalogue,
+        booker,
+        reader,
+        replayer,
+        *accounts.specs,
+        *commerce,
+        *notifications.actors,
+        *extra_actors,
+    ]
+
     def app() -> ASGIApp:
         guard = AccountGuard(settings.auth, cache.value, tokens=accounts.tokens)
+        registry, objects = registries()
+        metrics = service_metrics(
+            registry,
+            objects,
+            settings,
+            [child.ref for child in domain_children if isinstance(child, ActorSpec)],
+            database.value,
+            cache.value,
+            queue(),
+            guard,
+        )
         quart = create_app(
             Services(
                 settings=settings,
@@ -314,6 +280,7 @@ def build_tree(
                 accounts=accounts.accounts.ref,
                 sessions=accounts.sessions.ref,
                 guard=guard,
+                metrics=metrics,
                 extra_routes=[e.routes for e in extensions if e.routes is not None],
             )
         )
@@ -333,26 +300,17 @@ def build_tree(
             max_body_bytes=settings.max_body_bytes,
             body_timeout_s=settings.http.body_timeout_s,
         )
-        return RequestBudget(
+        budget = RequestBudget(
             edge,
             timeout_s=settings.http.request_timeout_s,
             retry_after_s=settings.unavailable_retry_after_s,
             lifecycle=lifecycle,
         )
+        return HttpMetrics(budget, objects)  # outermost: every answer is counted
 
-    commerce = [spec for spec in (payments, orders, reconciler) if spec is not None]
     domain = SupervisorSpec(
         "domain",
-        [
-            catalogue,
-            booker,
-            reader,
-            replayer,
-            *accounts.specs,
-            *commerce,
-            *notifications.actors,
-            *extra_actors,
-        ],
+        domain_children,
         strategy=Strategy.ONE_FOR_ONE,
         restarts=settings.runtime.restart,
     )

@@ -10,9 +10,11 @@ single-process service; one that outlives its budget is killed.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +22,7 @@ import structlog
 import trio
 
 from config import Settings
+from service._metrics import MULTIPROCESS_DIR
 from service._signals import run_until_signalled
 from supervisors import ProcessExited, Supervisor, SupervisorSpec, TaskSpec
 
@@ -94,7 +97,10 @@ async def run_workers(
     sock = _listening_socket(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     budget = settings.drain_timeout_s + 2 * settings.cleanup_timeout_s
-    env = {**environment, "LOMASH_WORKERS": "1"}
+    # The workers' metric files: any worker's /metrics adds them all up. Fresh per run
+    # (stale files would add a previous run's counts).
+    metrics_dir = tempfile.mkdtemp(prefix="lomash-metrics-")
+    env = {**environment, "LOMASH_WORKERS": "1", MULTIPROCESS_DIR: metrics_dir}
 
     live: dict[int, WorkerProcess] = {}
 
@@ -132,3 +138,4 @@ async def run_workers(
         )
     finally:
         sock.close()
+        shutil.rmtree(metrics_dir, ignore_errors=True)

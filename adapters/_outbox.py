@@ -109,10 +109,20 @@ def _require_transaction(connection: Connection, caller: str) -> None:
         raise Misuse(f"{caller} must run inside the caller's transaction")
 
 
-async def outbox_backlog(database: Database) -> int:
-    """Outbox rows the relay has not moved to a queue yet."""
+_BACKLOGS = """SELECT (SELECT count(*) FROM outbox),
+    (SELECT count(*) FROM failed_messages WHERE status = 'PENDING'),
+    (SELECT count(*) FROM failed_messages WHERE status = 'FAILED')"""
 
-    async def operation(connection: Connection) -> int:
-        return int(await connection.fetchval("SELECT count(*) FROM outbox"))
+
+async def outbox_backlog(database: Database) -> dict[str, int]:
+    """What waits in Postgres, in one round trip: outbox rows the relay has not moved
+    to a queue yet (``outbox``), emails no provider took that are retried
+    (``emails_retrying``) and those given up after their retry window
+    (``emails_undelivered``)."""
+
+    async def operation(connection: Connection) -> dict[str, int]:
+        row = await connection.fetchrow(_BACKLOGS)
+        assert row is not None
+        return {"outbox": row[0], "emails_retrying": row[1], "emails_undelivered": row[2]}
 
     return await database.run(operation, idempotent=True)

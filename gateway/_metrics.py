@@ -10,9 +10,10 @@
   capacity, in flight, processed, failed, crashes, restarts, rejections, retries,
   timeouts; breaker state (0 closed, 1 half-open, 2 open), transitions, rejections.
 - Per dependency gate (Postgres, Redis): up (1/0), outages, refused calls.
-- Per job queue (from Redis): jobs waiting, active, delayed, dead; the outbox backlog
-  (from Postgres). A dependency that cannot be read leaves its series out of that
-  scrape (``lomash_scrape_errors_total`` counts it), never a 5xx.
+- Per job queue (from Redis): jobs waiting, active, delayed, dead; from Postgres, the
+  outbox backlog and the emails retried (no provider took them yet) and given up
+  (undelivered after the 24 h window). A dependency that cannot be read leaves its
+  series out of that scrape (``lomash_scrape_errors_total`` counts it), never a 5xx.
 - Accounts: rate-limit decisions made open (Redis down), access tokens accepted
   without a session check (Redis down).
 
@@ -113,7 +114,7 @@ class Snapshot:
     """What a scrape read from Redis and Postgres (async) before rendering (sync)."""
 
     queues: dict[str, dict[str, int]] = field(default_factory=dict)
-    outbox_backlog: int | None = None
+    backlogs: dict[str, int] | None = None
 
 
 type Gauges = Callable[[], Sequence[tuple[str, Any]]]  # (dependency name, gate statistics)
@@ -133,13 +134,13 @@ class ServiceMetrics(Collector):
         gates: Gauges,
         counts: Counts,
         queues: Callable[[], Awaitable[dict[str, dict[str, int]]]] | None = None,
-        outbox: Callable[[], Awaitable[int]] | None = None,
+        backlogs: Callable[[], Awaitable[dict[str, int]]] | None = None,
     ) -> None:
         self._actors = actors
         self._gates = gates
         self._counts = counts
         self._queues = queues
-        self._outbox = outbox
+        self._backlogs = backlogs
         self._worker = worker
         self._snapshot = Snapshot()
         self._lock = trio.Lock()
@@ -161,11 +162,11 @@ class ServiceMetrics(Collector):
                     snapshot.queues = await self._queues()
                 except LomashError:
                     self.scrape_errors.labels("queues").inc()
-            if self._outbox is not None:
+            if self._backlogs is not None:
                 try:
-                    snapshot.outbox_backlog = await self._outbox()
+                    snapshot.backlogs = await self._backlogs()
                 except LomashError:
-                    self.scrape_errors.labels("outbox").inc()
+                    self.scrape_errors.labels("postgres").inc()
             self._snapshot = snapshot
             return generate_latest(self._registry)
 
@@ -207,12 +208,8 @@ class ServiceMetrics(Collector):
             for state, count in states.items():
                 jobs.add_metric([queue, state], count)
         yield jobs
-        if self._snapshot.outbox_backlog is not None:
-            yield GaugeMetricFamily(
-                "lomash_outbox_backlog",
-                "Outbox rows not yet relayed to a queue",
-                value=self._snapshot.outbox_backlog,
-            )
+        for name, count in (self._snapshot.backlogs or {}).items():
+            yield GaugeMetricFamily(f"lomash_{name}", _BACKLOG_HELP[name], value=count)
 
     def _actor_metrics(self) -> Iterator[Metric]:
         gauges = {
@@ -277,7 +274,12 @@ class ServiceMetrics(Collector):
         yield from (state, transitions, breaker_rejected)
 
 
-_SHARED = frozenset({"lomash_queue_jobs", "lomash_outbox_backlog"})
+_BACKLOG_HELP = {
+    "outbox": "Outbox rows not yet relayed to a queue",
+    "emails_retrying": "Emails no provider has taken yet, retried every 15 min",
+    "emails_undelivered": "Emails given up after their 24 h retry window (alerted)",
+}
+_SHARED = frozenset({"lomash_queue_jobs", *(f"lomash_{name}" for name in _BACKLOG_HELP)})
 _COUNT_HELP = {
     "lomash_rate_limit_fail_open": "Rate-limit decisions allowed because Redis could not be asked",
     "lomash_session_checks_skipped": (

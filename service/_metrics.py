@@ -57,7 +57,7 @@ def service_metrics(
             }
         return counts
 
-    async def backlog() -> int:
+    async def backlogs() -> dict[str, int]:
         return await outbox_backlog(database)
 
     def gates() -> list[tuple[str, Any]]:
@@ -77,5 +77,5 @@ def service_metrics(
         gates=gates,
         counts=counts,
         queues=queue_counts,
-        outbox=backlog,
+        backlogs=backlogs,
     )

@@ -27,6 +27,7 @@ from tests._booking import (
 )
 from tests._service import with_database_url
 from tests.conftest import port_of
+from tests.test_alert_rules import rule_metrics
 from tests.test_postgres import via
 from tests.test_process import environment, service
 
@@ -106,7 +107,10 @@ async def test_metrics_after_a_scripted_scenario(settings: Settings) -> None:
     assert value(up, "lomash_dependency_up", dependency="postgres") == 1
     assert value(up, "lomash_dependency_up", dependency="redis") == 1
     assert value(up, "lomash_queue_jobs", queue="notifications", state="dead") == 1
-    assert value(up, "lomash_outbox_backlog") is not None
+    assert value(up, "lomash_outbox") is not None
+    assert value(up, "lomash_emails_undelivered") == 0
+    served = {name for name, _ in up}
+    assert rule_metrics() <= served  # deploy/alerts.yml reads what is served
     assert value(up, "lomash_breaker_state", actor="accounts") == 0
     assert value(up, "lomash_actor_mailbox_capacity", actor="slot-booker") == (
         settings.booking.mailbox_capacity
@@ -120,8 +124,8 @@ async def test_metrics_after_a_scripted_scenario(settings: Settings) -> None:
     assert value(down, "lomash_dependency_up", dependency="postgres") == 0
     assert value(down, "lomash_dependency_outages_total", dependency="postgres") == 1
     # The outbox is in Postgres: left out of this scrape, and the miss counted.
-    assert value(down, "lomash_outbox_backlog") is None
-    assert value(down, "lomash_scrape_errors_total", source="outbox") == 1
+    assert value(down, "lomash_outbox") is None
+    assert value(down, "lomash_scrape_errors_total", source="postgres") == 1
     # Counted as it was answered: the scrape before this one is in.
     assert value(down, requests, method="GET", route="/metrics", status="200") == 1
 

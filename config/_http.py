@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 __all__ = ["HttpSettings"]
@@ -35,8 +36,18 @@ class HttpSettings:
     # HTTP/2 over plain HTTP (h2c upgrade, prior knowledge). Off: an Upgrade: h2c or
     # a PRI preface is answered as HTTP/1.1 (or refused as malformed).
     h2c: bool = False
+    # Browser origins (``https://www.lomashwood.co.uk``) allowed to call the API
+    # cross-origin; ``*`` for any. Empty: no CORS headers, preflights refused.
+    cors_origins: frozenset[str] = frozenset()
+    # How long a browser may keep a preflight's answer.
+    cors_max_age_s: int = 600
 
     def __post_init__(self) -> None:
+        for origin in self.cors_origins:
+            if origin != "*" and not re.match(r"^https?://[^/\s]+$", origin):
+                raise ValueError(
+                    f"cors_origins: {origin!r} is not an origin (scheme://host[:port], no path)"
+                )
         for name in ("keep_alive_s", "body_timeout_s", "send_timeout_s", "request_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}: must be > 0")

@@ -76,6 +76,7 @@ from gateway import (
     create_app,
 )
 from gateway._auth import AccountGuard
+from gateway._cors import Cors
 from gateway._fast import ASGIApp
 from gateway._metrics import HttpMetrics
 from jobs import (
@@ -306,7 +307,10 @@ def build_tree(
             retry_after_s=settings.unavailable_retry_after_s,
             lifecycle=lifecycle,
         )
-        return HttpMetrics(budget, objects)  # outermost: every answer is counted
+        cors = Cors(
+            budget, origins=settings.http.cors_origins, max_age_s=settings.http.cors_max_age_s
+        )
+        return HttpMetrics(cors, objects)  # outermost: every answer is counted
 
     domain = SupervisorSpec(
         "domain",

@@ -40,6 +40,7 @@ from gateway._auth import AccountGuard
 from gateway._http_errors import error_response
 from gateway._json import NO_STORE, json_response
 from gateway._metrics import CONTENT_TYPE, ROUTE_KEY, UNMATCHED, ServiceMetrics, authorised
+from gateway._openapi import register_docs_routes
 from gateway._orders import register_order_routes
 from gateway._products import register_product_routes
 from gateway._webhooks import register_webhook_routes
@@ -290,6 +291,7 @@ def create_app(services: Services) -> QuartTrio:
                 raise Unauthorized("this needs the metrics token (Authorization: Bearer ...)")
             return Response(await metrics.render(), content_type=CONTENT_TYPE, headers=NO_STORE)
 
+    register_docs_routes(app, version=settings.version)
     for register in services.extra_routes:
         register(app)
     if settings.admin_token and services.jobs is not None:

@@ -44,8 +44,11 @@ def verified_event(
     if not header:
         raise _refused("missing")
     try:
+        # Stripe signs text: a body that is not UTF-8 cannot carry its signature (the
+        # SDK would raise UnicodeDecodeError on it).
+        payload.decode("utf-8")
         stripe.WebhookSignature.verify_header(payload, header, secret, tolerance_s)
-    except stripe.SignatureVerificationError:
+    except (stripe.SignatureVerificationError, UnicodeDecodeError):
         raise _refused("does not match the body, or is too old") from None
     try:
         event = json.loads(payload)

@@ -103,7 +103,9 @@ def announce(settings: Settings, data_dir: Path, urls: list[str]) -> None:
     )
     lines = [
         f"Lomash Wood is serving on {base}",
+        f"  API docs        {base}/docs   (the contract: {base}/openapi.json)",
         f"  health          {base}/health",
+        f"  metrics         {base}/metrics",
         f"  showrooms       {base}/v1/showrooms",
         f"  availability    {base}/v1/appointments/availability?type=SHOWROOM&showroom_id=leeds",
         f"  admin API       {base}/admin/queues/notifications/dead   "

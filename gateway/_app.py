@@ -41,6 +41,7 @@ from gateway._http_errors import error_response
 from gateway._json import NO_STORE, json_response
 from gateway._metrics import CONTENT_TYPE, ROUTE_KEY, UNMATCHED, ServiceMetrics, authorised
 from gateway._openapi import register_docs_routes
+from gateway._ops import register_ops_routes
 from gateway._orders import register_order_routes
 from gateway._products import register_product_routes
 from gateway._webhooks import register_webhook_routes
@@ -93,6 +94,8 @@ class Services:
     # Access tokens and rate limits, shared with the fast booking route (one is made
     # from the settings and the cache when none is given).
     guard: AccountGuard | None = None
+    # The tree's actors, for the ops page.
+    actors: Sequence[ActorRef[Any, Any]] = ()
     # What GET /metrics renders (none: no /metrics).
     metrics: ServiceMetrics | None = None
     # Routes a launcher adds (the tests' /_test/...); the service ships none.
@@ -295,11 +298,14 @@ def create_app(services: Services) -> QuartTrio:
     for register in services.extra_routes:
         register(app)
     if settings.admin_token and services.jobs is not None:
-        register_admin_routes(
+        notifications = PostgresNotificationStore(services.database)
+        register_admin_routes(app, services.jobs, settings.admin_token, notifications)
+        register_ops_routes(
             app,
-            services.jobs,
-            settings.admin_token,
-            PostgresNotificationStore(services.database),
+            actors=services.actors,
+            jobs=services.jobs,
+            queues=settings.jobs.service_queues(),
+            notifications=notifications,
         )
 
     return app

@@ -108,8 +108,8 @@ def announce(settings: Settings, data_dir: Path, urls: list[str]) -> None:
         f"  metrics         {base}/metrics",
         f"  showrooms       {base}/v1/showrooms",
         f"  availability    {base}/v1/appointments/availability?type=SHOWROOM&showroom_id=leeds",
-        f"  admin API       {base}/admin/queues/notifications/dead   "
-        f"(Authorization: Bearer {settings.admin_token}, this run's development token)",
+        f"  ops page        {base}/ops   (admin token {settings.admin_token}: this run's own)",
+        f"  admin API       {base}/admin/overview   (Authorization: Bearer <that token>)",
         f"  PostgreSQL      {settings.database.url}   (embedded, under {data_dir})",
         f"  Redis           {settings.redis.url}   (embedded)",
     ]

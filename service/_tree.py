@@ -257,11 +257,12 @@ def build_tree(
     def app() -> ASGIApp:
         guard = AccountGuard(settings.auth, cache.value, tokens=accounts.tokens)
         registry, objects = registries()
+        actors = [child.ref for child in domain_children if isinstance(child, ActorSpec)]
         metrics = service_metrics(
             registry,
             objects,
             settings,
-            [child.ref for child in domain_children if isinstance(child, ActorSpec)],
+            actors,
             database.value,
             cache.value,
             queue(),
@@ -282,6 +283,7 @@ def build_tree(
                 sessions=accounts.sessions.ref,
                 guard=guard,
                 metrics=metrics,
+                actors=actors,
                 extra_routes=[e.routes for e in extensions if e.routes is not None],
             )
         )

@@ -19,6 +19,7 @@ so the breaker runs on trio's virtual clock in tests.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
@@ -47,6 +48,8 @@ class BreakerStatistics:
     half_opened: int
     closed: int
     rejected: int
+    # The latest transitions, oldest first: (wall-clock time, the state entered).
+    recent: tuple[tuple[float, BreakerState], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,9 @@ class Permit:
 
     trial: bool
     generation: int
+
+
+RECENT_TRANSITIONS = 16
 
 
 class Breaker:
@@ -75,6 +81,7 @@ class Breaker:
         # generation do not count (a slow call from before the breaker opened).
         self._generation = 0
         self._opened = self._half_opened = self._closed = self._rejected = 0
+        self._recent: deque[tuple[float, BreakerState]] = deque(maxlen=RECENT_TRANSITIONS)
 
     # -- admission ------------------------------------------------------------
 
@@ -152,6 +159,7 @@ class Breaker:
             half_opened=self._half_opened,
             closed=self._closed,
             rejected=self._rejected,
+            recent=tuple(self._recent),
         )
 
     # -- internals ------------------------------------------------------------
@@ -166,6 +174,7 @@ class Breaker:
 
     def _transition(self, to: BreakerState) -> None:
         self._state = to
+        self._recent.append((time.time(), to))  # for people (the ops page): wall clock
         self._generation += 1
         self._trials_in_flight = 0
         self._trial_successes = 0

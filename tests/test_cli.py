@@ -149,7 +149,7 @@ def test_make_run_announces_where_everything_is(
     assert "http://127.0.0.1:8123/docs" in shown
     assert "http://127.0.0.1:8123/openapi.json" in shown
     assert "http://127.0.0.1:8123/metrics" in shown
-    assert "Authorization: Bearer dev-token" in shown
+    assert "http://127.0.0.1:8123/ops   (admin token dev-token" in shown
     assert "postgresql://postgres:postgres@127.0.0.1:5999/lomash" in shown
     assert "redis://127.0.0.1:6999/0" in shown
     assert "http://127.0.0.1:7999" in shown

@@ -76,6 +76,7 @@ from adapters._outbox import (
     Payload,
     add_many_to_outbox,
     add_to_outbox,
+    notification_outcomes,
     outbox_backlog,
     record_effect_once,
 )
@@ -215,6 +216,7 @@ __all__ = [
     "migrate_down",
     "migrate_up",
     "migration_status",
+    "notification_outcomes",
     "open_database",
     "open_msg91",
     "open_redis",

@@ -25,6 +25,7 @@ __all__ = [
     "Payload",
     "add_many_to_outbox",
     "add_to_outbox",
+    "notification_outcomes",
     "outbox_backlog",
     "record_effect_once",
 ]
@@ -126,3 +127,17 @@ async def outbox_backlog(database: Database) -> dict[str, int]:
         return {"outbox": row[0], "emails_retrying": row[1], "emails_undelivered": row[2]}
 
     return await database.run(operation, idempotent=True)
+
+
+_NOTIFICATIONS = """SELECT channel, provider, status, count(*) FROM notification_logs
+    WHERE attempted_at > now() - interval '24 hours' GROUP BY channel, provider, status"""
+
+
+async def notification_outcomes(database: Database) -> dict[tuple[str, str, str], int]:
+    """The last 24 hours' notification attempts: (channel, provider, status) -> count."""
+
+    async def operation(connection: Connection) -> dict[tuple[str, str, str], int]:
+        rows = await connection.fetch(_NOTIFICATIONS)
+        return {(r[0], r[1], r[2]): r[3] for r in rows}
+
+    return await database.run(operation, readonly=True)

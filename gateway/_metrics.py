@@ -43,7 +43,9 @@ from prometheus_client.registry import Collector
 from gateway._asgi import Receive, Scope, Send
 from supervisors import ActorRef, BreakerState, LomashError
 
-__all__ = ["CONTENT_TYPE", "HttpMetrics", "ServiceMetrics", "route_of"]
+__all__ = ["CONTENT_TYPE", "OLDEST", "HttpMetrics", "ServiceMetrics", "route_of"]
+
+OLDEST = "oldest_waiting_age_s"  # a queue's entry that is an age, not a count
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 ROUTE_KEY = "lomash.route"  # set in the ASGI scope by whoever matched the route
@@ -113,8 +115,9 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 class Snapshot:
     """What a scrape read from Redis and Postgres (async) before rendering (sync)."""
 
-    queues: dict[str, dict[str, int]] = field(default_factory=dict)
+    queues: dict[str, dict[str, float]] = field(default_factory=dict)
     backlogs: dict[str, int] | None = None
+    notifications: dict[tuple[str, str, str], int] | None = None
 
 
 type Gauges = Callable[[], Sequence[tuple[str, Any]]]  # (dependency name, gate statistics)
@@ -133,14 +136,16 @@ class ServiceMetrics(Collector):
         actors: Sequence[ActorRef[Any, Any]],
         gates: Gauges,
         counts: Counts,
-        queues: Callable[[], Awaitable[dict[str, dict[str, int]]]] | None = None,
+        queues: Callable[[], Awaitable[dict[str, dict[str, float]]]] | None = None,
         backlogs: Callable[[], Awaitable[dict[str, int]]] | None = None,
+        notifications: Callable[[], Awaitable[dict[tuple[str, str, str], int]]] | None = None,
     ) -> None:
         self._actors = actors
         self._gates = gates
         self._counts = counts
         self._queues = queues
         self._backlogs = backlogs
+        self._notifications = notifications
         self._worker = worker
         self._snapshot = Snapshot()
         self._lock = trio.Lock()
@@ -162,9 +167,10 @@ class ServiceMetrics(Collector):
                     snapshot.queues = await self._queues()
                 except LomashError:
                     self.scrape_errors.labels("queues").inc()
-            if self._backlogs is not None:
+            if self._backlogs is not None and self._notifications is not None:
                 try:
                     snapshot.backlogs = await self._backlogs()
+                    snapshot.notifications = await self._notifications()
                 except LomashError:
                     self.scrape_errors.labels("postgres").inc()
             self._snapshot = snapshot
@@ -204,12 +210,29 @@ class ServiceMetrics(Collector):
         jobs = GaugeMetricFamily(
             "lomash_queue_jobs", "Jobs in a queue, by state", labels=["queue", "state"]
         )
+        oldest = GaugeMetricFamily(
+            "lomash_queue_oldest_waiting_age_seconds",
+            "How long the next job to deliver has been waiting (absent: none waits)",
+            labels=["queue"],
+        )
         for queue, states in self._snapshot.queues.items():
             for state, count in states.items():
-                jobs.add_metric([queue, state], count)
-        yield jobs
+                if state == OLDEST:
+                    oldest.add_metric([queue], count)
+                else:
+                    jobs.add_metric([queue, state], count)
+        yield from (jobs, oldest)
         for name, count in (self._snapshot.backlogs or {}).items():
             yield GaugeMetricFamily(f"lomash_{name}", _BACKLOG_HELP[name], value=count)
+        if self._snapshot.notifications is not None:
+            sent = GaugeMetricFamily(
+                "lomash_notifications_24h",
+                "Notification attempts of the last 24 hours, by channel, provider, outcome",
+                labels=["channel", "provider", "status"],
+            )
+            for labels, count in sorted(self._snapshot.notifications.items()):
+                sent.add_metric(list(labels), count)
+            yield sent
 
     def _actor_metrics(self) -> Iterator[Metric]:
         gauges = {
@@ -279,7 +302,14 @@ _BACKLOG_HELP = {
     "emails_retrying": "Emails no provider has taken yet, retried every 15 min",
     "emails_undelivered": "Emails given up after their 24 h retry window (alerted)",
 }
-_SHARED = frozenset({"lomash_queue_jobs", *(f"lomash_{name}" for name in _BACKLOG_HELP)})
+_SHARED = frozenset(
+    {
+        "lomash_queue_jobs",
+        "lomash_queue_oldest_waiting_age_seconds",
+        "lomash_notifications_24h",
+        *(f"lomash_{name}" for name in _BACKLOG_HELP),
+    }
+)
 _COUNT_HELP = {
     "lomash_rate_limit_fail_open": "Rate-limit decisions allowed because Redis could not be asked",
     "lomash_session_checks_skipped": (

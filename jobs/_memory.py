@@ -69,7 +69,7 @@ class _Queue:
 
     def __init__(self) -> None:
         self.records: dict[str, _Record] = {}
-        self.ready: dict[str, None] = {}  # an ordered set: delivery order
+        self.ready: dict[str, float] = {}  # delivery order; the value: ready since
         self.delayed: dict[str, float] = {}  # job id -> due at
         self.leased: dict[str, float] = {}  # job id -> lease expires at
         self.stalled_total = 0
@@ -77,7 +77,7 @@ class _Queue:
 
     def make_ready(self, record: _Record) -> None:
         self.records[record.job.id] = replace(record, state=JobState.WAITING, token="")
-        self.ready[record.job.id] = None
+        self.ready[record.job.id] = trio.current_time()
         self.notify()
 
     def notify(self) -> None:
@@ -308,6 +308,9 @@ class MemoryJobQueue:
         return QueueStatistics(
             queue=queue,
             waiting=len(q.ready),
+            oldest_waiting_age_s=(
+                trio.current_time() - next(iter(q.ready.values())) if q.ready else None
+            ),
             delayed=len(q.delayed),
             active=len(q.leased),
             completed=states.count(JobState.COMPLETED),

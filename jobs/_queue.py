@@ -141,6 +141,9 @@ class QueueStatistics:
     completed: int
     dead: int
     stalled_total: int  # deliveries that ended in an expired lease, ever
+    # How long the next job to deliver has been waiting (None: nothing waits), on the
+    # queue's clock.
+    oldest_waiting_age_s: float | None = None
 
 
 class JobQueue(Protocol):

@@ -329,8 +329,9 @@ class RedisJobQueue:
     async def statistics(self, queue: str) -> QueueStatistics:
         keys = self._keys(queue)
         reply = await self._run("statistics", keys.sets, keys.job_prefix)
-        waiting, delayed, active, completed, dead, stalled = (int(n) for n in reply)
-        return QueueStatistics(queue, waiting, delayed, active, completed, dead, stalled)
+        waiting, delayed, active, completed, dead, stalled, age_ms = (int(n) for n in reply)
+        age_s = None if age_ms < 0 else age_ms / 1000
+        return QueueStatistics(queue, waiting, delayed, active, completed, dead, stalled, age_s)
 
     async def state(self, queue: str, job_id: str) -> JobState | None:
         key = self._keys(queue).job(job_id)[-1]

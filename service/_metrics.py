@@ -10,10 +10,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from adapters import Cache, Database, outbox_backlog
+from adapters import Cache, Database, notification_outcomes, outbox_backlog
 from config import Settings
 from gateway._auth import AccountGuard
-from gateway._metrics import ServiceMetrics
+from gateway._metrics import OLDEST, ServiceMetrics
 from jobs import JobQueue
 from supervisors import ActorRef
 
@@ -45,8 +45,8 @@ def service_metrics(
 ) -> ServiceMetrics:
     queues = settings.jobs.service_queues()
 
-    async def queue_counts() -> dict[str, dict[str, int]]:
-        counts: dict[str, dict[str, int]] = {}
+    async def queue_counts() -> dict[str, dict[str, float]]:
+        counts: dict[str, dict[str, float]] = {}
         for name in queues:
             s = await jobs.statistics(name)
             counts[name] = {
@@ -55,10 +55,15 @@ def service_metrics(
                 "delayed": s.delayed,
                 "dead": s.dead,
             }
+            if s.oldest_waiting_age_s is not None:
+                counts[name][OLDEST] = s.oldest_waiting_age_s
         return counts
 
     async def backlogs() -> dict[str, int]:
         return await outbox_backlog(database)
+
+    async def notifications() -> dict[tuple[str, str, str], int]:
+        return await notification_outcomes(database)
 
     def gates() -> list[tuple[str, Any]]:
         return [("postgres", database.statistics().primary), ("redis", cache.statistics())]
@@ -78,4 +83,5 @@ def service_metrics(
         counts=counts,
         queues=queue_counts,
         backlogs=backlogs,
+        notifications=notifications,
     )

@@ -634,6 +634,28 @@ class JobQueueContract:
                 )
                 assert (await queue.statistics("other")).waiting == 0
 
+    async def test_statistics_say_how_long_the_next_job_has_waited(
+        self, backend: Backend, queue_clock: trio.testing.MockClock | None
+    ) -> None:
+        """None while nothing waits; then the age of the oldest deliverable job, which
+        goes to the next one once it is leased."""
+        async with backend.open(FAST) as queue:
+            with trio.fail_after(BOUND_S):
+                assert (await queue.statistics(Q)).oldest_waiting_age_s is None
+                await queue.enqueue(Q, "send", {"n": 1})
+                await trio.sleep(0.3)
+                await queue.enqueue(Q, "send", {"n": 2})
+                first = (await queue.statistics(Q)).oldest_waiting_age_s
+                await lease_one(queue)
+                second = (await queue.statistics(Q)).oldest_waiting_age_s
+                await lease_one(queue)
+                drained = (await queue.statistics(Q)).oldest_waiting_age_s
+        assert first is not None
+        assert second is not None
+        assert 0.3 <= first < BOUND_S  # exact 0.3 on the virtual clock
+        assert second < first
+        assert drained is None
+
     async def test_state_is_none_for_unknown_jobs_and_queues_are_separate(
         self, backend: Backend, queue_clock: trio.testing.MockClock | None
     ) -> None:

@@ -45,7 +45,7 @@ def lomash(environment: dict[str, str], *arguments: str) -> subprocess.Completed
 def test_migrate_check_says_what_it_checked(tmp_path: Path) -> None:
     done = lomash({"LOMASH_DATA_DIR": str(tmp_path)}, "migrate", "check")
     assert done.returncode == 0, done.stderr
-    assert "checked 9 migrations (0001_showrooms .. 0009_accounts)" in done.stdout
+    assert "checked 10 migrations (0001_showrooms .. 0010_notification_log_time)" in done.stdout
     assert "every up file additive" in done.stdout
     assert done.stdout.strip().endswith("ok: no violations")
 

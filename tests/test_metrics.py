@@ -26,7 +26,7 @@ from tests._booking import (
     running_tree,
 )
 from tests._service import with_database_url
-from tests.conftest import port_of
+from tests.conftest import fetch, port_of
 from tests.test_alert_rules import rule_metrics
 from tests.test_postgres import via
 from tests.test_process import environment, service
@@ -77,6 +77,23 @@ async def test_metrics_after_a_scripted_scenario(settings: Settings) -> None:
                 leases = await queue.lease("notifications", worker="t", limit=1, wait_s=1.0)
                 for lease in leases:
                     await queue.fail(lease, error_type="Boom", error_message="boom")
+            for channel, provider, status, hours_ago in (
+                ("email", "ses", "SENT", 1),
+                ("email", "ses", "SENT", 2),
+                ("sms", "twilio", "FAILED", 3),
+                ("email", "ses", "FAILED", 25),  # older than the window
+            ):
+                await fetch(
+                    url,
+                    """INSERT INTO notification_logs (job_id, kind, reference, channel,
+                       provider, recipient, status, attempted_at)
+                       VALUES ('j', 'appointment.confirmed', 'R', $1, $2, 'x', $3,
+                               now() - make_interval(hours => $4))""",
+                    channel,
+                    provider,
+                    status,
+                    hours_ago,
+                )
             before = await client.get("/metrics")
             proxy.reset()
             logins = [
@@ -109,6 +126,11 @@ async def test_metrics_after_a_scripted_scenario(settings: Settings) -> None:
     assert value(up, "lomash_queue_jobs", queue="notifications", state="dead") == 1
     assert value(up, "lomash_outbox") is not None
     assert value(up, "lomash_emails_undelivered") == 0
+    assert value(up, "lomash_queue_oldest_waiting_age_seconds", queue="bookings") is None
+    sent = "lomash_notifications_24h"
+    assert value(up, sent, channel="email", provider="ses", status="SENT") == 2
+    assert value(up, sent, channel="sms", provider="twilio", status="FAILED") == 1
+    assert value(up, sent, channel="email", provider="ses", status="FAILED") is None  # > 24 h
     served = {name for name, _ in up}
     assert rule_metrics() <= served  # deploy/alerts.yml reads what is served
     assert value(up, "lomash_breaker_state", actor="accounts") == 0

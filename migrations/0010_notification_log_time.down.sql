@@ -1,0 +1,1 @@
+DROP INDEX notification_logs_attempted;

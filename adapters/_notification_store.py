@@ -76,6 +76,25 @@ SET attempts = failed_messages.attempts || EXCLUDED.attempts,
 """
 
 
+_LOG_SELECT = """SELECT job_id, kind, reference, channel, provider, recipient, status,
+    attempted_at, provider_message_id, error FROM notification_logs"""
+
+
+def _log_entry(r: Any) -> LogEntry:
+    return LogEntry(
+        job_id=r["job_id"],
+        kind=r["kind"],
+        reference=r["reference"],
+        channel=Channel(r["channel"]),
+        provider=r["provider"],
+        recipient=r["recipient"],
+        status=LogStatus(r["status"]),
+        attempted_at=r["attempted_at"],
+        provider_message_id=r["provider_message_id"],
+        error=r["error"],
+    )
+
+
 def _uuid(value: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(value)
@@ -289,26 +308,15 @@ class PostgresNotificationStore:
     async def logs(self, reference: str, *, limit: int) -> list[LogEntry]:
         async def operation(connection: Connection) -> list[LogEntry]:
             rows = await connection.fetch(
-                """SELECT job_id, kind, reference, channel, provider, recipient, status,
-                          attempted_at, provider_message_id, error
-                   FROM notification_logs WHERE reference = $1 ORDER BY id LIMIT $2""",
-                reference,
-                limit,
+                f"{_LOG_SELECT} WHERE reference = $1 ORDER BY id LIMIT $2", reference, limit
             )
-            return [
-                LogEntry(
-                    job_id=r["job_id"],
-                    kind=r["kind"],
-                    reference=r["reference"],
-                    channel=Channel(r["channel"]),
-                    provider=r["provider"],
-                    recipient=r["recipient"],
-                    status=LogStatus(r["status"]),
-                    attempted_at=r["attempted_at"],
-                    provider_message_id=r["provider_message_id"],
-                    error=r["error"],
-                )
-                for r in rows
-            ]
+            return [_log_entry(r) for r in rows]
+
+        return await self._database.run(operation, readonly=True)
+
+    async def recent_logs(self, *, limit: int) -> list[LogEntry]:
+        async def operation(connection: Connection) -> list[LogEntry]:
+            rows = await connection.fetch(f"{_LOG_SELECT} ORDER BY id DESC LIMIT $1", limit)
+            return [_log_entry(r) for r in rows]
 
         return await self._database.run(operation, readonly=True)

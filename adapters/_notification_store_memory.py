@@ -82,3 +82,6 @@ class MemoryNotificationStore:
 
     async def logs(self, reference: str, *, limit: int) -> list[LogEntry]:
         return [e for e in self.entries if e.reference == reference][:limit]
+
+    async def recent_logs(self, *, limit: int) -> list[LogEntry]:
+        return list(reversed(self.entries))[:limit]

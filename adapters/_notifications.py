@@ -224,3 +224,7 @@ class NotificationStore(Protocol):
     async def logs(self, reference: str, *, limit: int) -> list[LogEntry]:
         """A booking's or order's log rows, oldest first."""
         ...
+
+    async def recent_logs(self, *, limit: int) -> list[LogEntry]:
+        """The latest log rows of every booking and order, newest first."""
+        ...

@@ -7,7 +7,8 @@
 - ``GET /admin/overview`` (admin token): the supervision tree (each actor: running,
   mailbox depth and capacity, in flight, restarts, crashes, breaker state and its
   latest transitions), every queue's counts, each queue's dead jobs with their
-  attempt history (at most ``DEAD_SHOWN`` each), the emails waiting for a retry.
+  attempt history (at most ``DEAD_SHOWN`` each), the latest notification attempts (the
+  notifications log), the emails waiting for a retry.
   What Redis or Postgres cannot give now is reported as such, never a 5xx.
 
 The buttons use the admin API (gateway/_admin.py): requeue, purge.
@@ -107,6 +108,18 @@ def register_ops_routes(
         except LomashError as error:
             answer["queues_error"] = error.message
         try:
+            answer["notifications"] = [
+                {
+                    "attempted_at": e.attempted_at.isoformat(),
+                    "kind": e.kind,
+                    "reference": e.reference,
+                    "channel": e.channel.value,
+                    "provider": e.provider,
+                    "status": e.status.value,
+                    "error": e.error,
+                }
+                for e in await notifications.recent_logs(limit=DEAD_SHOWN)
+            ]
             waiting = await notifications.due_failed(DEAD_SHOWN)
             answer["failed_emails"] = [
                 {

@@ -18,6 +18,7 @@ import trio_asyncio
 from adapters import open_redis
 from config import QueuePolicy, RedisSettings
 from jobs import JobState, RedisJobQueue
+from tests.conftest import fetch
 from tests.test_process import BOUND_S, environment, service
 
 __all__ = ["environment"]  # the fixture, used by name below
@@ -61,6 +62,7 @@ def drive(url: str, shot: Path) -> dict[str, Any]:
         history = job.find_element(By.TAG_NAME, "ol").text
         actors = driver.find_element(By.ID, "actors").text
         queues = driver.find_element(By.ID, "queues").text
+        notifications = driver.find_element(By.ID, "notifications").text
         health = driver.find_element(By.ID, "health").text
         driver.save_screenshot(str(shot))
         job.find_element(By.CSS_SELECTOR, "button.requeue").click()
@@ -72,6 +74,7 @@ def drive(url: str, shot: Path) -> dict[str, Any]:
             "history": history,
             "actors": actors,
             "queues": queues,
+            "notifications": notifications,
             "health": health,
             "console": console,
             "requests": driver.execute_script(
@@ -99,6 +102,13 @@ async def test_the_ops_page_shows_and_requeues_a_dead_job(
         await queue.enqueue("notifications", "email.confirmation", {"to": "x"}, job_id="ops-dead")
         [lease] = await queue.lease("notifications", worker="t", limit=1, wait_s=BOUND_S)
         await queue.fail(lease, error_type="UpstreamError", error_message="SES said 503")
+        await fetch(
+            environment["LOMASH_DATABASE_URL"],
+            """INSERT INTO notification_logs (job_id, kind, reference, channel, provider,
+               recipient, status, error, attempted_at)
+               VALUES ('ops-log', 'appointment.confirmed', 'OPSREF1', 'sms', 'twilio',
+                       '+447700900123', 'FAILED', 'Twilio said 500', now())""",
+        )
         async with service(shipped, test_routes=False) as running:
             async with httpx.AsyncClient(base_url=running.url) as client:
                 refused = await client.get("/admin/overview")
@@ -112,6 +122,8 @@ async def test_the_ops_page_shows_and_requeues_a_dead_job(
     assert "attempt 1: UpstreamError: SES said 503" in shown["history"]
     assert "slot-booker" in shown["actors"]
     assert "notifications" in shown["queues"]
+    assert "OPSREF1" in shown["notifications"]
+    assert "FAILED: Twilio said 500" in shown["notifications"]
     assert shown["health"].startswith("healthy")
     assert all(name.startswith(running.url) for name in shown["requests"])  # same origin only
     assert not [line for line in shown["console"] if "SEVERE" in line or "Refused" in line]

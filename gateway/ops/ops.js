@@ -17,6 +17,12 @@ function row(cells) {
   return tr;
 }
 
+function note(text, span, className) {
+  const td = cell(text, className || "empty");
+  td.colSpan = span;
+  return row([td]);
+}
+
 function token() { return sessionStorage.getItem("lomash-admin-token") || ""; }
 
 async function api(method, path) {
@@ -66,7 +72,7 @@ function showActors(actors) {
 function showQueues(data) {
   const body = $("#queues tbody");
   if (data.queues_error) {
-    body.replaceChildren(row([cell("Redis: " + data.queues_error, "bad")]));
+    body.replaceChildren(note("Redis: " + data.queues_error, 5, "bad"));
     return;
   }
   body.replaceChildren(...data.queues.map((q) => row([
@@ -112,16 +118,26 @@ function showQueues(data) {
   dead.replaceChildren(...jobs);
 }
 
+const OUTCOME_CLASS = { SENT: "ok", RETRYING: "warn", FAILED: "bad", SKIPPED: "" };
+
 function showEmails(data) {
   const body = $("#emails tbody");
+  const log = $("#notifications tbody");
   if (data.failed_emails_error) {
-    body.replaceChildren(row([cell("Postgres: " + data.failed_emails_error, "bad")]));
+    body.replaceChildren(note("Postgres: " + data.failed_emails_error, 4, "bad"));
+    log.replaceChildren(note("Postgres: " + data.failed_emails_error, 5, "bad"));
     return;
   }
+  log.replaceChildren(...data.notifications.map((n) => row([
+    cell(new Date(n.attempted_at).toLocaleTimeString()), cell(n.kind), cell(n.reference),
+    cell(n.channel + " / " + n.provider),
+    cell(n.status + (n.error ? ": " + n.error : ""), OUTCOME_CLASS[n.status]),
+  ])));
+  if (!data.notifications.length) log.replaceChildren(note("none yet", 5));
   body.replaceChildren(...data.failed_emails.map((f) => row([
     cell(f.reference), cell(f.subject), cell(f.attempts, "num"), cell(f.retry_until),
   ])));
-  if (!data.failed_emails.length) body.replaceChildren(row([cell("none", "empty")]));
+  if (!data.failed_emails.length) body.replaceChildren(note("none", 4));
 }
 
 async function act(method, path) {

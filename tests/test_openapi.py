@@ -26,7 +26,7 @@ __all__ = ["environment"]  # the fixture, used by name below
 
 # Served, but not the customers' API: the operator's routes (README: Metrics and
 # alerts, the admin API) and the document and its page themselves.
-OPERATORS = re.compile(r"^/(admin|metrics|openapi\.json|docs)")
+OPERATORS = re.compile(r"^/(admin|metrics|ops|openapi\.json|docs)")
 
 
 def served_routes() -> set[tuple[str, str]]:

@@ -149,6 +149,7 @@ async def test_the_admin_api_lists_inspects_requeues_and_purges_dead_jobs(
         "completed": 0,
         "dead": 0,
         "stalled_total": 0,
+        "oldest_waiting_age_s": None,  # nothing waits
     }
     assert left == []
 

@@ -14,6 +14,8 @@ async with open_proxy(upstream_port) as proxy:   # proxy.port forwards to upstre
 
     proxy.accepted     # connections accepted so far (refused and blackholed ones too)
     proxy.bytes_up     # bytes sent on to the upstream (client -> upstream) so far
+    proxy.bytes_offered  # bytes clients sent toward the upstream so far, delivered
+                         # yet or not (slowed chunks are delivered later)
     proxy.bytes_down   # bytes sent back to the clients (upstream -> client) so far
 
 ``slow(delay_s)`` is latency, not a bandwidth limit: each direction of a connection
@@ -60,6 +62,7 @@ class Proxy:
         self.delay_s = 0.0
         self.accepted = 0
         self.bytes_up = 0
+        self.bytes_offered = 0
         self.bytes_down = 0
         self._nursery = nursery
         self._connections: set[trio.CancelScope] = set()
@@ -127,16 +130,21 @@ class Proxy:
     ) -> None:
         """One direction of a connection: a task reads and stamps, a task delivers."""
         chunks = trio.open_memory_channel[tuple[float, bytes]](_HELD_CHUNKS)
-        pipes.start_soon(self._read, source, chunks[0])
+        pipes.start_soon(self._read, source, chunks[0], up)
         pipes.start_soon(self._write, chunks[1], sink, up, pipes.cancel_scope)
 
     async def _read(
-        self, source: trio.SocketStream, chunks: trio.MemorySendChannel[tuple[float, bytes]]
+        self,
+        source: trio.SocketStream,
+        chunks: trio.MemorySendChannel[tuple[float, bytes]],
+        up: bool,
     ) -> None:
         """Stamp each chunk with when it is due; the end (or a failure) closes ``chunks``."""
         async with chunks:
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 while data := await source.receive_some(BUFFER):
+                    if up:
+                        self.bytes_offered += len(data)
                     due = trio.current_time() + self.delay_s
                     await self.flowing()  # frozen: hold this chunk, read no more
                     await chunks.send((due, data))  # full: read no more for now

@@ -116,6 +116,8 @@ async def test_pipelined_chunks_each_arrive_the_delay_late_and_in_order(
                     sent.append(trio.current_time())
                     await stream.send_all(chunk)
                     await trio.sleep(GAP_S)
+                # Offered at once, delivered DELAY_S later.
+                assert (proxy.bytes_offered, proxy.bytes_up) == (total, 0)
                 # Every chunk is upstream (and echoed) by now; none is back yet.
                 await trio.sleep_until(started + DELAY_S + 1.0)
                 assert (proxy.bytes_up, proxy.bytes_down) == (total, 0)

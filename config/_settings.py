@@ -88,6 +88,11 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
+    # With --workers N: a worker whose resident memory passes this is drained (SIGTERM:
+    # its requests finish) and replaced; none: no limit. Checked every
+    # ``worker_memory_check_s``.
+    worker_memory_limit_mb: int | None = None
+    worker_memory_check_s: float = 1.0
     # SIGTERM: in-flight requests get this long to finish. Below ECS's 30 s stop timeout.
     drain_timeout_s: float = 25.0
     # Bounded cleanup after the drain (closing pools) before the process gives up.
@@ -125,6 +130,11 @@ class Settings:
     def __post_init__(self) -> None:
         _check(0 <= self.port <= 65535, "port: must be between 0 and 65535")
         _check(self.workers >= 1, "workers: must be >= 1")
+        _check(
+            self.worker_memory_limit_mb is None or self.worker_memory_limit_mb > 0,
+            "worker_memory_limit_mb: must be > 0 (or unset: no limit)",
+        )
+        _check(self.worker_memory_check_s > 0, "worker_memory_check_s: must be > 0")
         _check(0 < self.drain_timeout_s < 30, "drain_timeout_s: must be > 0 and below ECS's 30 s")
         _check(self.cleanup_timeout_s > 0, "cleanup_timeout_s: must be > 0")
         _check(self.max_body_bytes > 0, "max_body_bytes: must be > 0")

@@ -16,6 +16,7 @@ import socket
 import sys
 import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -31,8 +32,21 @@ __all__ = ["run_workers"]
 log = structlog.get_logger("gateway.workers")
 
 
+def resident_mb(pid: int) -> float | None:
+    """The process's resident memory in MiB (Linux /proc), or None if unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 class WorkerProcess:
-    """One worker process; a crash (non-zero exit) is reported to the supervisor."""
+    """One worker process; a crash (non-zero exit) is reported to the supervisor. Past
+    its memory limit it is drained (SIGTERM) and ends normally: the supervisor starts a
+    fresh one (a ``PERMANENT`` child), with its usual restart budget and backoff."""
 
     def __init__(
         self,
@@ -42,6 +56,8 @@ class WorkerProcess:
         *,
         module: str,
         cleanup_s: float,
+        memory_limit_mb: int | None = None,
+        memory_check_s: float = 1.0,
     ) -> None:
         self._module = module
         self._index = index
@@ -50,6 +66,9 @@ class WorkerProcess:
         self._environment = environment
         self._process: trio.Process | None = None
         self._stopping = False
+        self._memory_limit_mb = memory_limit_mb
+        self._memory_check_s = memory_check_s
+        self._replacing = False
 
     async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
         command = [sys.executable, "-m", self._module, "serve", "--fd", str(self._fd)]
@@ -60,15 +79,35 @@ class WorkerProcess:
         log.info("worker_started", worker=self._index, pid=process.pid)
         task_status.started(process.pid)
         try:
-            status = await process.wait()
+            async with trio.open_nursery() as nursery:
+                if self._memory_limit_mb is not None:
+                    nursery.start_soon(self._watch_memory, process, self._memory_limit_mb)
+                status = await process.wait()
+                nursery.cancel_scope.cancel()
         finally:
             if process.returncode is None:  # cancelled: the stop budget ran out
                 process.kill()
                 with trio.move_on_after(self._cleanup_s, shield=True):
                     await process.wait()
         log.info("worker_exited", worker=self._index, pid=process.pid, status=status)
-        if status != 0 and not self._stopping:
+        if status != 0 and not (self._stopping or self._replacing):
             raise ProcessExited(f"worker {self._index}", status)
+
+    async def _watch_memory(self, process: trio.Process, limit_mb: int) -> None:
+        while True:
+            await trio.sleep(self._memory_check_s)
+            rss = resident_mb(process.pid)
+            if rss is not None and rss > limit_mb and not self._stopping:
+                log.warning(
+                    "worker_memory_exceeded",
+                    worker=self._index,
+                    pid=process.pid,
+                    resident_mb=round(rss),
+                    limit_mb=limit_mb,
+                )
+                self._replacing = True
+                process.send_signal(signal.SIGTERM)  # drain: its requests finish
+                return
 
     def request_stop(self, *, final: bool) -> None:
         # Once only: a second SIGTERM makes a worker exit at once instead of draining.
@@ -107,7 +146,13 @@ async def run_workers(
     def worker(n: int) -> TaskSpec:
         def start() -> WorkerProcess:
             live[n] = WorkerProcess(
-                n, sock.fileno(), env, module=module, cleanup_s=settings.cleanup_timeout_s
+                n,
+                sock.fileno(),
+                env,
+                module=module,
+                cleanup_s=settings.cleanup_timeout_s,
+                memory_limit_mb=settings.worker_memory_limit_mb,
+                memory_check_s=settings.worker_memory_check_s,
             )
             return live[n]
 

@@ -5,6 +5,8 @@ ships none: ``python -m tests._launcher`` runs the service with these).
   so a test knows it is in flight before it sends SIGTERM).
 - ``POST /_test/echo``: decodes a typed JSON body and echoes it (the 400/422 paths).
 - ``GET /_test/crash``: raises an unexpected error (the 500 path: no traceback leaks).
+- ``POST /_test/grow?mb=N``: this process keeps N MiB more (a leak, for the worker
+  memory limit).
 
 Also a job kind, ``test.effect``, handled by the ``EffectRecorder`` actor, for the job
 worker's process tests (SIGKILL mid-job, SIGTERM during a job).
@@ -49,6 +51,9 @@ class Echo(msgspec.Struct, forbid_unknown_fields=True):
     contact: Contact
 
 
+_LEAK: list[bytes] = []
+
+
 def register_test_routes(app: QuartTrio) -> None:
     @app.get("/_test/sleep")
     async def sleep() -> Response:
@@ -65,6 +70,12 @@ def register_test_routes(app: QuartTrio) -> None:
     @app.post("/_test/echo")
     async def echo() -> Response:
         return json_response(await read_json(Echo))
+
+    @app.post("/_test/grow")
+    async def grow() -> Response:
+        mb = int(request.args.get("mb", "1"))
+        _LEAK.append(b"\x01" * (mb * 1024 * 1024))  # written: resident, not just mapped
+        return json_response({"kept_mb": mb})
 
     @app.get("/_test/crash")
     async def crash() -> Response:

@@ -332,3 +332,32 @@ def test_fatal_errors_say_what_happened_in_one_line(environment: dict[str, str])
     ]
     said = [line for line in shown.stderr.splitlines() if line.startswith("error: ")]
     assert said == ["error: no dead job 'no-such-job' in queue 'bookings'"]
+
+
+async def test_a_worker_past_its_memory_limit_is_drained_and_replaced(
+    environment: dict[str, str],
+) -> None:
+    """--workers 2 with LOMASH_WORKER_MEMORY_LIMIT_MB: a worker made to grow past it is
+    told to drain (SIGTERM), exits 0 and a fresh one takes its place; the service
+    answers throughout."""
+    limited = {
+        **environment,
+        "LOMASH_WORKERS": "2",
+        "LOMASH_WORKER_MEMORY_LIMIT_MB": "600",
+        "LOMASH_WORKER_MEMORY_CHECK_S": "0.2",
+    }
+    async with service(limited) as running:
+        await running.logs.wait_for("worker_started", 2)
+        async with httpx.AsyncClient(base_url=running.url, timeout=BOUND_S) as client:
+            grown = await client.post("/_test/grow", params={"mb": "700"})
+            with trio.fail_after(BOUND_S):
+                [exceeded] = await running.logs.wait_for("worker_memory_exceeded")
+                await running.logs.wait_for("worker_started", 3)
+            answers = [await client.get("/health/live") for _ in range(20)]
+        exits = [e for e in running.logs.named("worker_exited") if e["pid"] == exceeded["pid"]]
+        started = running.logs.named("worker_started")
+    assert grown.status_code == 200
+    assert exceeded["resident_mb"] > 600
+    assert exits == [{**exits[0], "status": 0}]  # drained, not killed
+    assert len({e["pid"] for e in started}) == 3
+    assert [a.status_code for a in answers] == [200] * 20

@@ -361,3 +361,45 @@ async def test_a_worker_past_its_memory_limit_is_drained_and_replaced(
     assert exits == [{**exits[0], "status": 0}]  # drained, not killed
     assert len({e["pid"] for e in started}) == 3
     assert [a.status_code for a in answers] == [200] * 20
+
+
+async def test_a_worker_that_keeps_dying_backs_off_then_the_parent_gives_up(
+    environment: dict[str, str],
+) -> None:
+    """--workers 2, worker 1 SIGKILLed again and again: each restart waits longer (0,
+    then 0.2 s, then 0.4 s, +-20 %), and past the restart budget (3 within 30 s) the
+    parent stops instead of spinning: exit status 1, for the orchestrator to replace
+    the task. No restart storm."""
+    storm = {
+        **environment,
+        "LOMASH_WORKERS": "2",
+        "LOMASH_RESTART_MAX_RESTARTS": "3",
+        "LOMASH_RESTART_BACKOFF_MIN_S": "0.2",
+    }
+    async with service(storm) as running:
+        await running.logs.wait_for("worker_started", 2)
+
+        def newest_worker_1() -> int:
+            pids = [e["pid"] for e in running.logs.named("worker_started") if e["worker"] == 1]
+            return int(pids[-1])
+
+        for n in range(3):
+            os.kill(newest_worker_1(), signal.SIGKILL)
+            with trio.fail_after(BOUND_S):
+                await running.logs.wait_for("worker_started", 3 + n)
+        os.kill(newest_worker_1(), signal.SIGKILL)  # the 4th crash: over the budget
+        with trio.fail_after(BOUND_S):
+            status = await running.process.wait()
+        restarts = [
+            e for e in running.logs.named("child_restarted") if e["supervisor"] == "workers"
+        ]
+        gave_up = [
+            e for e in running.logs.named("supervisor_escalated") if e["supervisor"] == "workers"
+        ]
+    delays = [e["delay_s"] for e in restarts]
+    assert len(delays) == 3
+    assert delays[0] == 0.0
+    assert 0.16 <= delays[1] <= 0.24
+    assert 0.32 <= delays[2] <= 0.48
+    assert gave_up
+    assert status == 1

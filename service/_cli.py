@@ -5,6 +5,7 @@
     lomash dlq list [QUEUE] | show|requeue|purge QUEUE [JOB_ID] [--limit N] [--all]
     lomash mail [--limit N]
     lomash config
+    lomash smoke URL [--showroom ID] [--within S] [--metrics-token T]
 
 Settings come from ``LOMASH_*`` variables (see ``lomash config``); flags override
 them. Without ``LOMASH_DATABASE_URL`` / ``LOMASH_REDIS_URL``, ``serve`` starts an
@@ -52,6 +53,7 @@ from service._cli_ops import (
 )
 from service._logging import configure_logging
 from service._serve import serve
+from service._smoke import SmokeFailed, run_smoke
 from service._tree import Extension
 from service._workers import run_workers
 from supervisors import ChildStartFailed, LomashError
@@ -93,6 +95,11 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "config", help="every setting's variable, its value in effect and where it came from"
     )
+    smoke = commands.add_parser("smoke", help="the canary's smoke test against a deployment")
+    smoke.add_argument("url", help="the deployment's base URL, e.g. https://canary.internal")
+    smoke.add_argument("--showroom", default="smoke-test", help="the reserved test showroom")
+    smoke.add_argument("--within", type=float, default=60.0, help="seconds for every check")
+    smoke.add_argument("--metrics-token", help="bearer token of /metrics, if it needs one")
     return parser
 
 
@@ -295,6 +302,19 @@ def main(argv: Sequence[str] | None = None, *, launcher: Launcher | None = None)
                 )
                 return EXIT_CONFIG
             trio_asyncio.run(_migrate, settings, arguments.action, arguments.steps)
+            return 0
+        if arguments.command == "smoke":
+            try:
+                run_smoke(
+                    arguments.url,
+                    showroom=arguments.showroom,
+                    within_s=arguments.within,
+                    metrics_token=arguments.metrics_token,
+                )
+            except SmokeFailed as failed:
+                print(f"FAILED  {failed}", file=sys.stderr)
+                return 1
+            print("smoke test passed")
             return 0
         if arguments.command == "mail":
             return _mail(settings, arguments.limit)

@@ -21,7 +21,7 @@ from config import DatabaseSettings, QueuePolicy, RedisSettings, Settings, Strip
 from jobs import RedisJobQueue
 from service._cli_ops import announce, forget_env_file
 from tests._booking import eventually
-from tests.conftest import CLOSED_PORT
+from tests.conftest import CLOSED_PORT, fetch
 from tests.test_process import BOUND_S, REPO, environment, service
 
 __all__ = ["environment"]  # the fixture, used by name below
@@ -242,3 +242,46 @@ def test_the_image_gets_every_package_and_no_local_state() -> None:
     assert shipped - {""} <= copied
     ignored = set((REPO / ".dockerignore").read_text().split())
     assert {".venv", ".data", ".git", ".mypy_cache", ".pytest_cache", ".ruff_cache"} <= ignored
+
+
+async def test_smoke_passes_against_a_serving_deployment_and_fails_clearly_otherwise(
+    fresh_database_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """`lomash smoke URL`: every check against a real `lomash serve` (the demo's Leeds
+    showroom as the test showroom): exit 0, the booking it made cancelled; nothing
+    listening, or no such test showroom: exit 1 naming the check."""
+    environment = {
+        "LOMASH_DATABASE_URL": fresh_database_url,
+        "LOMASH_REDIS_URL": redis_url,
+        "LOMASH_REDIS_PREFIX": f"{redis_prefix}{secrets.token_hex(4)}:",
+        "LOMASH_JOBS_QUEUES": "",
+    }
+    async with service(environment, "--migrate", "--seed", test_routes=False) as running:
+        passed = await trio.to_thread.run_sync(
+            lomash, {}, "smoke", running.url, "--showroom", "leeds"
+        )
+        no_showroom = await trio.to_thread.run_sync(lomash, {}, "smoke", running.url)
+    nothing = await trio.to_thread.run_sync(
+        lomash, {}, "smoke", f"http://127.0.0.1:{CLOSED_PORT}", "--within", "5"
+    )
+    async with trio_asyncio.open_loop():
+        rows = await fetch(fresh_database_url, "SELECT status, notes FROM appointments")
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    checks = [line.split()[1] for line in passed.stdout.splitlines() if line.startswith("ok")]
+    assert checks == [
+        "alive",
+        "healthy",
+        "ready",
+        "showrooms",
+        "products",
+        "availability",
+        "booking",
+        "cancellation",
+        "metrics",
+    ]
+    assert passed.stdout.strip().endswith("smoke test passed")
+    assert [tuple(r) for r in rows] == [("CANCELLED", "smoke test: cancelled at once")]
+    assert no_showroom.returncode == 1
+    assert "showrooms: no test showroom 'smoke-test'" in no_showroom.stderr
+    assert nothing.returncode == 1
+    assert nothing.stderr.startswith("FAILED  alive: GET /health/live: ConnectError")

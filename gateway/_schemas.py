@@ -117,10 +117,11 @@ class CustomerOut(msgspec.Struct):
     address: str | None
 
 
-class AppointmentOut(msgspec.Struct):
+class _Appointment(msgspec.Struct, kw_only=True):
+    """What a booking's every view shows."""
+
     id: str
     reference: str
-    status: str
     type: str
     category: str
     start: str
@@ -129,25 +130,19 @@ class AppointmentOut(msgspec.Struct):
     showroom_id: str | None
     customer: CustomerOut
     notes: str | None
+
+
+class AppointmentOut(_Appointment, kw_only=True):
+    status: str
     status_reason: str | msgspec.UnsetType = msgspec.UNSET
     previous_start: str | msgspec.UnsetType = msgspec.UNSET
 
 
-class BookingOut(msgspec.Struct):
+class BookingOut(_Appointment, kw_only=True):
     """201 CONFIRMED, or 202 PENDING (Postgres down: confirmed by email shortly)."""
 
-    id: str
-    reference: str
     status: Literal["CONFIRMED", "PENDING"]
     manage_token: str
-    type: str
-    category: str
-    start: str
-    end: str
-    consultant_id: str
-    showroom_id: str | None
-    customer: CustomerOut
-    notes: str | None
     message: str | msgspec.UnsetType = msgspec.UNSET
 
 

@@ -18,6 +18,9 @@ async with open_proxy(upstream_port) as proxy:   # proxy.port forwards to upstre
                          # yet or not (slowed chunks are delivered later)
     proxy.bytes_down   # bytes sent back to the clients (upstream -> client) so far
 
+An upstream that refuses (it is down) gets its clients closed at once, as its own
+refusal would; the proxy serves on and forwards again once it is back.
+
 ``slow(delay_s)`` is latency, not a bandwidth limit: each direction of a connection
 has a task that reads chunks as they come and stamps them with their arrival time,
 and a task that sends each one at arrival + ``delay_s``, in order; chunks that arrive
@@ -118,7 +121,10 @@ class Proxy:
                         return
                     if self.mode is Mode.BLACKHOLE:
                         await trio.sleep_forever()
-                    upstream = await trio.open_tcp_stream("127.0.0.1", self.upstream_port)
+                    try:
+                        upstream = await trio.open_tcp_stream("127.0.0.1", self.upstream_port)
+                    except OSError:
+                        return  # the upstream refuses (it is down): so does the proxy
                     async with upstream, trio.open_nursery() as pipes:
                         self._pipe(pipes, client, upstream, up=True)
                         self._pipe(pipes, upstream, client, up=False)

@@ -23,8 +23,9 @@ GAP_S = 0.1  # between the pipelined chunks' sends
 
 
 @asynccontextmanager
-async def echo_server() -> AsyncIterator[int]:
-    """A server on 127.0.0.1 sending back whatever it receives; yields its port."""
+async def echo_server(port: int = 0) -> AsyncIterator[int]:
+    """A server on 127.0.0.1 (``port``, or any) sending back whatever it receives;
+    yields its port."""
 
     async def echo(stream: trio.SocketStream) -> None:
         async with stream:
@@ -32,7 +33,7 @@ async def echo_server() -> AsyncIterator[int]:
                 await stream.send_all(data)
 
     async with trio.open_nursery() as nursery:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        listeners = await trio.open_tcp_listeners(port, host="127.0.0.1")
         await nursery.start(trio.serve_listeners, echo, listeners)
         yield listeners[0].socket.getsockname()[1]
         nursery.cancel_scope.cancel()
@@ -168,3 +169,25 @@ async def test_the_delay_is_read_when_a_chunk_arrives(
             # Up late (2 s), back at once: both at 2 s, "second" behind "first".
             assert all(at == started + DELAY_S for at, _ in reads)
             assert await round_trip(stream, b"third") == 0
+
+
+async def test_an_upstream_that_refuses_closes_the_client_and_the_proxy_serves_on(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The upstream is down (its port refuses): each client is closed at once, as the
+    server would, and the proxy keeps serving once it is back."""
+    with trio.fail_after(BOUND_S):
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listeners[0].socket.getsockname()[1]
+        for listener in listeners:
+            await listener.aclose()  # nothing listens there now: connections are refused
+        async with open_proxy(port) as proxy:
+            for _ in range(2):
+                refused = await connect(proxy)
+                assert await refused.receive_some(1) == b""
+                await refused.aclose()
+            assert proxy.accepted == 2
+            async with echo_server(port):
+                back = await connect(proxy)
+                assert await round_trip(back, b"again") == 0.0  # no delay: not slowed
+                await back.aclose()

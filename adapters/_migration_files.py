@@ -195,6 +195,16 @@ _DESTRUCTIVE = (
         re.compile(r"\bALTER (?:COLUMN )?(?!COLUMN )\S+ SET NOT NULL\b"),
         "ALTER COLUMN ... SET NOT NULL rejects rows the running code may write",
     ),
+    (
+        # One ADD clause (up to its comma) with NOT NULL and neither DEFAULT nor
+        # GENERATED: the running code's INSERTs, which do not name the column, fail.
+        re.compile(
+            r"\bADD (?:COLUMN )?(?!CONSTRAINT\b)(?:IF NOT EXISTS )?\S+ "
+            r"(?:(?!\b(?:DEFAULT|GENERATED)\b)[^,])*?\bNOT NULL\b"
+            r"(?:(?!\b(?:DEFAULT|GENERATED)\b)[^,])*(?:,|$)"
+        ),
+        "ADD COLUMN ... NOT NULL without a DEFAULT rejects the running code's INSERTs",
+    ),
 )
 _TWO_PHASE_HINT = "not additive; a second phase declares '-- lomash: phase 2 of NNNN_name'"
 

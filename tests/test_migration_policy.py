@@ -115,6 +115,10 @@ def test_drop_inside_comments_and_strings_is_ignored(tmp_path: Path) -> None:
         'ALTER TABLE x ALTER COLUMN "y" TYPE BIGINT',
         "ALTER TABLE x ALTER COLUMN y SET NOT NULL",
         "ALTER TABLE x\n  ALTER COLUMN\n  y SET   NOT NULL",
+        "ALTER TABLE x ADD COLUMN channel TEXT NOT NULL",
+        "ALTER TABLE x ADD z INT NOT NULL",
+        "ALTER TABLE x ADD COLUMN IF NOT EXISTS z INT NOT NULL REFERENCES y (id)",
+        "ALTER TABLE x ADD COLUMN a INT DEFAULT 0, ADD COLUMN b INT NOT NULL",
         "DO $$ BEGIN DROP TABLE x; END $$",
         "DO LANGUAGE plpgsql $do$ BEGIN IF true THEN DELETE FROM x; END IF; END $do$",
     ],
@@ -125,6 +129,23 @@ def test_destructive_statements_are_violations(tmp_path: Path, statement: str) -
     violations = check_policy(tmp_path)
     assert violations
     assert {v.version for v in violations} == {2}
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "ALTER TABLE x ADD COLUMN z TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE x ADD COLUMN z INT DEFAULT 0 NOT NULL",
+        "ALTER TABLE x ADD COLUMN z UUID REFERENCES y (id)",
+        "ALTER TABLE x ADD COLUMN z INT GENERATED ALWAYS AS (y * 2) STORED NOT NULL",
+        "CREATE TABLE w (id INT NOT NULL, note TEXT NOT NULL)",
+    ],
+)
+def test_additive_statements_pass(tmp_path: Path, statement: str) -> None:
+    """What the previous release can live with: a NOT NULL column with a default, a
+    nullable or generated one, a new table's own NOT NULL columns."""
+    write(tmp_path, CREATE_X, ("0002_change", f"{statement};", "SELECT 1;"))
+    assert check_policy(tmp_path) == []
 
 
 def test_destructive_statements_in_down_files_are_allowed(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import structlog
@@ -291,12 +292,69 @@ async def _select_one(connection: Connection) -> None:
     await connection.fetchval("SELECT 1")
 
 
+class NoWritableHost(ConnectionError):
+    """Every host of the URL answered, none as ``target_session_attrs`` asks (all
+    standbys, as in the middle of a switchover): an outage of the primary."""
+
+
+def _host_urls(url: str) -> list[str]:
+    """One single-host URL per host of a multi-host URL
+    (``postgresql://u@h1:p1,h2:p2/db?...``), in order; ``[url]`` for any other."""
+    parts = urlsplit(url)
+    user, at, hosts = parts.netloc.rpartition("@")
+    if "," not in hosts:
+        return [url]
+    return [urlunsplit(parts._replace(netloc=f"{user}{at}{host}")) for host in hosts.split(",")]
+
+
+class _Hosts:
+    """asyncpg's ``connect`` for a pool whose URL names several hosts (a primary and
+    its standbys, with ``target_session_attrs``).
+
+    asyncpg tries the hosts in order under one timeout: a host that does not answer
+    at all (a vanished machine, a blackholed address) takes the whole of it, so the
+    promoted standby behind it is never reached. Here each host has its share of the
+    timeout, and the host that last took a connection is tried first (after a
+    failover the new primary answers at once; the dead one is tried only if it fails).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.urls = _host_urls(url)
+        self.preferred = 0
+
+    # asyncpg's connect signature: ``timeout`` is what the pool hands us.
+    async def connect(self, dsn: str, *, timeout: float, **options: Any) -> Any:  # noqa: ASYNC109
+        del dsn  # the same URL as ours: the pool passes it back
+        share = timeout / len(self.urls)
+        errors: list[BaseException] = []
+        for n in range(len(self.urls)):
+            index = (self.preferred + n) % len(self.urls)
+            try:
+                connection = await asyncpg.connect(self.urls[index], timeout=share, **options)
+            except asyncpg.TargetServerAttributeNotMatched as error:  # a standby
+                errors.append(error)
+                continue
+            except (TimeoutError, OSError, asyncpg.CannotConnectNowError) as error:
+                errors.append(error)  # not there, or starting / shutting down
+                continue
+            self.preferred = index
+            return connection
+        unreachable = [e for e in errors if not isinstance(e, asyncpg.InternalClientError)]
+        if unreachable:
+            raise unreachable[-1]
+        raise NoWritableHost(f"no host takes writes ({len(errors)} answered as standbys)")
+
+
 async def _create_pool(settings: DatabaseSettings, url: str, application: str) -> asyncpg.Pool[Any]:
     """A pool; if the server is down now, a lazy one (min 0) that connects on demand."""
     server_settings = {
         "application_name": application,
         "statement_timeout": str(int(settings.statement_timeout_s * 1000)),
     }
+    hosts = _Hosts(url)
+    # (asyncpg's own connect for one host; the stubs' protocol for ``connect`` lists
+    # every keyword of asyncpg.connect, so ours goes in untyped.)
+    options: dict[str, Any] = {"connect": hosts.connect} if len(hosts.urls) > 1 else {}
 
     async def create(min_size: int) -> asyncpg.Pool[Any]:
         return await asyncpg.create_pool(
@@ -306,6 +364,7 @@ async def _create_pool(settings: DatabaseSettings, url: str, application: str) -
             timeout=settings.connect_timeout_s,
             command_timeout=settings.command_timeout_s,
             server_settings=server_settings,
+            **options,
         )
 
     pool: asyncpg.Pool[Any]

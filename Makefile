@@ -19,12 +19,13 @@ PYTHON313 := $(shell \
 
 EMBEDDED := $(VENV)/.embedded
 
-.PHONY: help venv lint typecheck test pytest bench run clean
+.PHONY: help venv lint typecheck test pytest bench load run clean
 
 help:
 	@echo "make run    start the service"
 	@echo "make test   lint, type-check and run the tests (creates .venv first)"
 	@echo "make bench  run the benchmarks in bench/"
+	@echo "make load   the load test: booking p95 < 1 s at 15 users and a burst of 80"
 
 $(STAMP): pyproject.toml
 	@if [ -z "$(PYTHON313)" ]; then \
@@ -68,6 +69,10 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.booking --workers 1
 	$(BIN)/python -m bench.booking --workers 2
 	$(BIN)/python -m bench.auth
+
+# LOAD_ARGS: bench.load's flags, e.g. LOAD_ARGS='--workers 2' or '--url http://127.0.0.1:8000'.
+load: $(STAMP)
+	$(BIN)/python -m bench.load $(LOAD_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -6,6 +6,7 @@
     lomash mail [--limit N]
     lomash config
     lomash smoke URL [--showroom ID] [--within S] [--metrics-token T]
+    lomash chaos list | run NAME [--local | --target URL] [--duration S] ...
 
 Settings come from ``LOMASH_*`` variables (see ``lomash config``); flags override
 them. Without ``LOMASH_DATABASE_URL`` / ``LOMASH_REDIS_URL``, ``serve`` starts an
@@ -100,6 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     smoke.add_argument("--showroom", default="smoke-test", help="the reserved test showroom")
     smoke.add_argument("--within", type=float, default=60.0, help="seconds for every check")
     smoke.add_argument("--metrics-token", help="bearer token of /metrics, if it needs one")
+    from chaos._cli import add_chaos_parser  # here: chaos runs the service's own launcher
+
+    add_chaos_parser(commands)
     return parser
 
 
@@ -316,6 +320,10 @@ def main(argv: Sequence[str] | None = None, *, launcher: Launcher | None = None)
                 return 1
             print("smoke test passed")
             return 0
+        if arguments.command == "chaos":
+            from chaos._cli import chaos_command
+
+            return chaos_command(arguments)
         if arguments.command == "mail":
             return _mail(settings, arguments.limit)
         if arguments.command == "dlq":

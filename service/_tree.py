@@ -120,14 +120,16 @@ def database_breaker(settings: Settings) -> BreakerSettings:
 
 @dataclass(frozen=True, slots=True)
 class Extension:
-    """What a launcher adds to the tree: routes on the app, and actors (with the job
-    kind each one handles, if any) made from the database holder and the settings.
+    """What a launcher adds to the tree: routes on the app, actors (with the job kind
+    each one handles, if any) made from the database holder and the settings, and an
+    ASGI layer around everything (the chaos launcher's service made wrong on purpose).
     The service itself ships none; the tests install their routes this way."""
 
     routes: Callable[[QuartTrio], None] | None = None
     actors: Callable[
         [Holder[Database], Settings], Sequence[tuple[str | None, ActorSpec[Any, Any]]]
     ] = lambda database, settings: ()
+    wrap: Callable[[ASGIApp], ASGIApp] | None = None
 
 
 def build_tree(
@@ -312,7 +314,11 @@ def build_tree(
         cors = Cors(
             budget, origins=settings.http.cors_origins, max_age_s=settings.http.cors_max_age_s
         )
-        return HttpMetrics(cors, objects)  # outermost: every answer is counted
+        outer: ASGIApp = HttpMetrics(cors, objects)  # every answer is counted
+        for extension in extensions:
+            if extension.wrap is not None:
+                outer = extension.wrap(outer)
+        return outer
 
     domain = SupervisorSpec(
         "domain",

@@ -50,6 +50,11 @@ def add_chaos_parser(commands: Any) -> None:
     run.add_argument("--recovery", type=float, default=60.0, help="seconds allowed to recover")
     run.add_argument("--workers", type=int, default=2, help="--local: worker processes")
     run.add_argument("--rate", type=float, default=8.0, help="bookings per second")
+    run.add_argument(
+        "--order-rate",
+        type=float,
+        help="orders per second (default 1 --local, on a local Stripe; 0 --target)",
+    )
     run.add_argument("--report", type=Path, help="where the JSON report goes")
     run.add_argument(
         "--folder", type=Path, default=Path(".chaos"), help="--local: where run folders go"
@@ -95,7 +100,12 @@ async def _run(arguments: argparse.Namespace) -> Report:
         duration_s=arguments.duration,
         warmup_s=arguments.warmup,
         recovery_s=arguments.recovery,
-        load=LoadOptions(bookings_per_s=arguments.rate),
+        load=LoadOptions(
+            bookings_per_s=arguments.rate,
+            orders_per_s=arguments.order_rate
+            if arguments.order_rate is not None
+            else (0.0 if arguments.target else 1.0),
+        ),
     )
     if arguments.target:
         if experiment.local_only:

@@ -228,7 +228,8 @@ async def _run(
         total_s = options.warmup_s + options.duration_s + options.recovery_s + options.cooldown_s
         wanted = int(options.load.bookings_per_s * total_s) + 20 + experiment.extra_slots
         slots = await discover_slots(client, stack.showroom, wanted)
-        load = Load(client, slots, options.load)
+        products = [p["id"] for p in (await client.get("/v1/products")).json()["products"]]
+        load = Load(client, slots, options.load, products)
         context = Context(stack, client, load, report, options, say)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(load.run)
@@ -246,7 +247,7 @@ async def _run(
             recovered_at = await _recovery(context)
             if recovered_at is None:
                 report.deviations.append(
-                    "recovery: not healthy with a confirmed booking within"
+                    "recovery: not healthy with a confirmed booking (and a placed order) within"
                     f" {options.recovery_s:g} s of the rollback"
                 )
             else:
@@ -265,7 +266,7 @@ async def _run(
             "before": load.summary(0, context.fault_at_s),
             "during": load.summary(context.fault_at_s, context.rollback_at_s),
             "after": load.summary(context.rollback_at_s),
-            "bookings": load.outcomes(),
+            "outcomes": load.outcomes(),
         }
         report.steady_state_after = await steady_state(client, STEADY_S)
         if not report.steady_state_after["met"]:
@@ -275,17 +276,20 @@ async def _run(
 
 
 async def _recovery(context: Context) -> float | None:
-    """When, after the rollback, /health said healthy and a booking was CONFIRMED."""
+    """When, after the rollback, /health said healthy, a booking was CONFIRMED and
+    (if the load places orders) an order was placed."""
     deadline = trio.current_time() + context.options.recovery_s
     load = context.load
+    ordering = load.ordering
     while trio.current_time() < deadline:
         since = context.rollback_at_s
         healthy = [h.at_s for h in load.health if h.at_s >= since and h.status == "healthy"]
         booked = [
             b.at_s for b in load.accepted if b.at_s >= since and b.first_status == "CONFIRMED"
         ]
-        if healthy and booked:
-            return max(healthy[0], booked[0])
+        ordered = [o.at_s for o in load.orders if o.at_s >= since] if ordering else [since]
+        if healthy and booked and ordered:
+            return max(healthy[0], booked[0], ordered[0])
         await trio.sleep(0.25)
     return None
 

@@ -8,16 +8,18 @@ While an experiment runs, ``Load``:
 - retries like a well-behaved client: a booking that got no answer (connection reset,
   a killed worker, a timeout) or a 503/429 with ``Retry-After`` is sent again, same
   key and body, until ``patience_s`` runs out;
+- places orders (``orders_per_s``, when given products and the service has Stripe),
+  retried the same way;
 - reads showrooms, products and availability in a few reader loops;
 - reads ``/health`` every ``health_every_s`` (what it said, and when).
 
 Every exchange is an ``Attempt``; every booking answered 201/202 is ``Accepted``.
 ``settle`` then reads each accepted booking back with its manage token until it is
-CONFIRMED or CANCELLED (the pending ones are replayed once Postgres answers), and
-``violations`` names what broke the invariants:
+CONFIRMED or CANCELLED (the pending ones are replayed once Postgres answers), and each
+placed order, and ``violations`` names what broke the invariants:
 
 - lost: an accepted booking that is gone, still PENDING after the settle window, or
-  CANCELLED without a reason;
+  CANCELLED without a reason; an order answered 201 that is gone or changed;
 - doubled: two CONFIRMED bookings of one slot;
 - server errors: any 5xx but a 503 carrying ``Retry-After`` (``/health``'s own 503
   is its verdict, checked separately by the experiments);
@@ -34,6 +36,7 @@ import math
 import random
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -89,6 +92,15 @@ class Accepted:
     reason: str | None = None
 
 
+@dataclass(slots=True)
+class PlacedOrder:
+    id: str
+    manage_token: str
+    total_pence: int
+    at_s: float
+    kept: bool | None = None  # after settle: read back with the same total
+
+
 @dataclass(frozen=True, slots=True)
 class HealthSample:
     at_s: float
@@ -108,6 +120,13 @@ class LoadOptions:
     health_every_s: float = 0.25
     max_in_flight: int = 64
     settle_s: float = 60.0
+    orders_per_s: float = 0.0  # orders placed beside the bookings (needs Stripe)
+
+
+def _answer(attempt: Attempt) -> str:
+    if attempt.status is None:
+        return f"no answer ({attempt.error})"
+    return f"{attempt.status} {attempt.code}" if attempt.code else str(attempt.status)
 
 
 def quantile_ms(values: list[float], q: float) -> float | None:
@@ -148,12 +167,20 @@ async def discover_slots(
 
 
 class Load:
-    def __init__(self, client: httpx.AsyncClient, slots: list[Slot], options: LoadOptions) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        slots: list[Slot],
+        options: LoadOptions,
+        products: Sequence[str] = (),
+    ) -> None:
         self.client = client
         self.options = options
         self.attempts: list[Attempt] = []
         self.accepted: list[Accepted] = []
         self.health: list[HealthSample] = []
+        self.orders: list[PlacedOrder] = []
+        self._products = list(products)
         self.started = trio.current_time()
         self._slots = iter(slots)
         self._customers = itertools.count()
@@ -162,6 +189,11 @@ class Load:
         self.slots_used = 0
         self.retried_after_no_answer = 0  # bookings that got no answer, then one
         self._nursery: trio.Nursery | None = None
+
+    @property
+    def ordering(self) -> bool:
+        """Whether this load places orders (a rate, and products to order)."""
+        return self.options.orders_per_s > 0 and bool(self._products)
 
     def now_s(self) -> float:
         return round(trio.current_time() - self.started, 3)
@@ -172,6 +204,8 @@ class Load:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._book_steadily)
             nursery.start_soon(self._watch_health)
+            if self.ordering:
+                nursery.start_soon(self._order_steadily)
             for _ in range(self.options.readers):
                 nursery.start_soon(self._read)
 
@@ -211,52 +245,87 @@ class Load:
         finally:
             self._limit.release_on_behalf_of(slot)
 
-    def _body(self, slot: Slot) -> dict[str, Any]:
+    def _customer(self) -> dict[str, str]:
         n = next(self._customers)
         return {
-            "type": "SHOWROOM",
-            "category": "KITCHEN",
-            "start": slot.start,
-            "showroom_id": slot.showroom_id,
-            "consultant_id": slot.consultant_id,
-            "customer": {
-                "name": f"Chaos Customer {n}",
-                "email": f"chaos-{n}-{uuid.uuid4().hex[:8]}@lomashwood.invalid",
-                "phone": f"+44 7{uuid.uuid4().int % 10**9:09d}",  # the cap counts digits
-                "postcode": "LS1 6HD",
-            },
-            "notes": "chaos experiment",
+            "name": f"Chaos Customer {n}",
+            "email": f"chaos-{n}-{uuid.uuid4().hex[:8]}@lomashwood.invalid",
+            "phone": f"+44 7{uuid.uuid4().int % 10**9:09d}",  # the cap counts digits
+            "postcode": "LS1 6HD",
         }
 
-    async def _book(self, slot: Slot, kind: str) -> None:
+    async def _send(
+        self, kind: str, path: str, body: dict[str, Any]
+    ) -> tuple[Attempt, httpx.Response] | None:
+        """POST ``body`` with an Idempotency-Key of its own, sent again (same key, same
+        body) while it gets no answer or a refusal with Retry-After, for up to
+        ``patience_s``; the last answer (None: out of patience without one)."""
         key = f"chaos-{uuid.uuid4()}"
-        body = self._body(slot)
         give_up = trio.current_time() + self.options.patience_s
         pause_s = 0.1
         unanswered = False
         while True:
             attempt, answer = await self._exchange(
-                kind, "POST", "/v1/appointments", json=body, headers={"Idempotency-Key": key}
+                kind, "POST", path, json=body, headers={"Idempotency-Key": key}
             )
             unanswered = unanswered or attempt.status is None
             if unanswered and answer is not None:
                 self.retried_after_no_answer += 1
                 unanswered = False
-            if answer is not None and attempt.status in (201, 202):
-                data = answer.json()
-                self.accepted.append(
-                    Accepted(data["id"], data["manage_token"], slot, data["status"], attempt.at_s)
-                )
-                return
             refused = attempt.status is None or (
                 attempt.status in (429, 503) and attempt.retry_after
             )
-            if not refused or trio.current_time() + pause_s > give_up:
-                return  # answered for good (409 slot_taken, ...), or out of patience
+            if answer is not None and not refused:
+                return attempt, answer  # answered for good (201/202, 409 slot_taken, ...)
+            if trio.current_time() + pause_s > give_up:
+                return (attempt, answer) if answer is not None else None
             if answer is not None and attempt.retry_after:
                 pause_s = max(pause_s, min(float(answer.headers["Retry-After"] or 1), 2.0))
             await trio.sleep(pause_s * (0.5 + self._random.random()))
             pause_s = min(pause_s * 2, 2.0)
+
+    async def _book(self, slot: Slot, kind: str) -> None:
+        body = {
+            "type": "SHOWROOM",
+            "category": "KITCHEN",
+            "start": slot.start,
+            "showroom_id": slot.showroom_id,
+            "consultant_id": slot.consultant_id,
+            "customer": self._customer(),
+            "notes": "chaos experiment",
+        }
+        sent = await self._send(kind, "/v1/appointments", body)
+        if sent is not None and sent[0].status in (201, 202):
+            attempt, answer = sent
+            data = answer.json()
+            self.accepted.append(
+                Accepted(data["id"], data["manage_token"], slot, data["status"], attempt.at_s)
+            )
+
+    # -- orders -------------------------------------------------------------------
+
+    async def _order_steadily(self) -> None:
+        async with trio.open_nursery() as orders:
+            for n in itertools.count():
+                await self._limit.acquire_on_behalf_of(("order", n))
+                orders.start_soon(self._order, n)
+                await trio.sleep(1.0 / self.options.orders_per_s)
+
+    async def _order(self, n: int) -> None:
+        try:
+            chosen = self._random.sample(self._products, min(2, len(self._products)))
+            items = [{"product_id": p, "quantity": self._random.randint(1, 3)} for p in chosen]
+            sent = await self._send(
+                "order", "/v1/orders", {"items": items, "customer": self._customer()}
+            )
+            if sent is not None and sent[0].status == 201:
+                attempt, answer = sent
+                data = answer.json()
+                self.orders.append(
+                    PlacedOrder(data["id"], data["manage_token"], data["total_pence"], attempt.at_s)
+                )
+        finally:
+            self._limit.release_on_behalf_of(("order", n))
 
     # -- reads and health ---------------------------------------------------------
 
@@ -346,9 +415,30 @@ class Load:
                         return  # gone: lost
                     await trio.sleep(0.5)
 
+        async def order(placed: PlacedOrder) -> None:
+            async with limit:
+                while trio.current_time() < deadline:
+                    try:
+                        answer = await self.client.get(
+                            f"/v1/orders/{placed.id}",
+                            headers={"X-Manage-Token": placed.manage_token},
+                            timeout=self.options.request_timeout_s,
+                        )
+                    except httpx.HTTPError:
+                        answer = None
+                    if answer is not None and answer.status_code in (200, 404):
+                        placed.kept = (
+                            answer.status_code == 200
+                            and answer.json()["total_pence"] == placed.total_pence
+                        )
+                        return
+                    await trio.sleep(0.5)
+
         async with trio.open_nursery() as nursery:
             for booking in self.accepted:
                 nursery.start_soon(one, booking)
+            for placed in self.orders:
+                nursery.start_soon(order, placed)
 
     def violations(self) -> dict[str, list[str]]:
         """Every broken invariant, named with the evidence (empty lists: none)."""
@@ -376,6 +466,11 @@ class Load:
             and not (a.status == 409 and a.code == "slot_taken")
             and not (a.status in (429, 503) and a.retry_after)
         ]
+        lost += [
+            f"order {o.id} (201 at {o.at_s} s): {'changed' if o.kept is False else 'unread'}"
+            for o in self.orders
+            if not o.kept
+        ]
         return {
             "lost_writes": lost,
             "double_bookings": doubled,
@@ -392,9 +487,7 @@ class Load:
             answered = [a.ms for a in mine if a.status is not None]
             out[kind] = {
                 "attempts": len(mine),
-                "statuses": dict(
-                    sorted(Counter(str(a.status or "no answer") for a in mine).items())
-                ),
+                "statuses": dict(sorted(Counter(_answer(a) for a in mine).items())),
                 "p50_ms": quantile_ms(answered, 0.5),
                 "p95_ms": quantile_ms(answered, 0.95),
                 "p99_ms": quantile_ms(answered, 0.99),
@@ -404,6 +497,8 @@ class Load:
     def outcomes(self) -> dict[str, int]:
         finals = Counter(b.final or "unsettled" for b in self.accepted)
         return {
+            "orders_placed": len(self.orders),
+            "orders_kept": sum(bool(o.kept) for o in self.orders),
             "slots_booked_at": self.slots_used,
             "answered_after_retrying_no_answer": self.retried_after_no_answer,
             "accepted": len(self.accepted),

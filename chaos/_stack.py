@@ -245,7 +245,7 @@ async def _in_asyncio[T](function: Any, *args: Any) -> T:
     return result
 
 
-async def _embedded(exits: ExitStack, folder: Path, kind: str) -> str:
+def _embedded(exits: ExitStack, folder: Path, kind: str) -> str:
     """An embedded server (devservers), when the machine has none running."""
     from devservers._embedded import embedded_postgres, embedded_redis
 
@@ -253,7 +253,10 @@ async def _embedded(exits: ExitStack, folder: Path, kind: str) -> str:
         manager = embedded_postgres(folder, wait_s=30.0)
     else:
         manager = embedded_redis(folder, wait_s=30.0, probe_s=0.5)
-    url: str = await trio.to_thread.run_sync(exits.enter_context, manager)
+    # Started from this (the main) thread, blocking for the second or two it takes: the
+    # server dies with the thread that started it (PR_SET_PDEATHSIG is per thread),
+    # and trio's worker threads end when idle.
+    url: str = exits.enter_context(manager)
     return url
 
 
@@ -291,7 +294,7 @@ async def local_stack(options: StackOptions, *, say: Any = print) -> AsyncIterat
                 admin = options.postgres_url
                 if not await _in_asyncio(_postgres_answers, admin):
                     say(f"no PostgreSQL answers at {admin}: starting an embedded one")
-                    admin = await _embedded(exits, folder / "embedded", "postgres")
+                    admin = _embedded(exits, folder / "embedded", "postgres")
                 await _in_asyncio(_admin, admin, f'CREATE DATABASE "{database}"')
                 resources.push_async_callback(_drop_database, admin, database)
                 url = _with_database(admin, database)
@@ -307,12 +310,13 @@ async def local_stack(options: StackOptions, *, say: Any = print) -> AsyncIterat
                 redis_url = options.redis_url
                 if not await _in_asyncio(_redis_answers, redis_url):
                     say(f"no Redis answers at {redis_url}: starting an embedded one")
-                    redis_url = await _embedded(exits, folder / "embedded", "redis")
+                    redis_url = _embedded(exits, folder / "embedded", "redis")
                 prefix = environment["LOMASH_REDIS_PREFIX"]
                 resources.push_async_callback(_in_asyncio, _forget_keys, redis_url, prefix)
                 proxy = await resources.enter_async_context(open_proxy(_port(redis_url, 6379)))
                 environment["LOMASH_REDIS_URL"] = _via(redis_url, proxy)
                 handles["redis_proxy"] = proxy
+            environment.update(_local_stripe(exits, say))
             environment.update(options.environment)
             async with _service(options, environment, folder) as stack:
                 for name, handle in handles.items():
@@ -320,7 +324,25 @@ async def local_stack(options: StackOptions, *, say: Any = print) -> AsyncIterat
                 stack.settings = environment
                 yield stack
     finally:
-        await trio.to_thread.run_sync(exits.close)
+        exits.close()
+
+
+def _local_stripe(exits: ExitStack, say: Any) -> dict[str, str]:
+    """A local Stripe (localstripe, devservers) for the orders of the load: its
+    settings, or none if it is not installed (the load then places no orders)."""
+    from devservers import local_stripe
+    from devservers._embedded import EmbeddedError
+
+    try:
+        url: str = exits.enter_context(local_stripe(wait_s=30.0))  # this thread: see _embedded
+    except EmbeddedError as error:
+        say(f"no orders in the load: {error}")
+        return {}
+    return {
+        "LOMASH_STRIPE_SECRET_KEY": "sk_test_lomash_chaos",
+        "LOMASH_STRIPE_WEBHOOK_SECRET": "whsec_lomash_chaos",
+        "LOMASH_STRIPE_API_BASE": url,
+    }
 
 
 def _port(url: str, default: int) -> int:

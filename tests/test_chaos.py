@@ -93,8 +93,11 @@ def test_each_experiment_passes_against_a_local_stack(tmp_path: Path, name: str)
     assert report["steady_state_after"]["met"]
     assert report["rollbacks"][0]["done"]
     assert all(not found for found in report["invariants"].values())
-    bookings = report["load"]["bookings"]
+    bookings = report["load"]["outcomes"]
     assert bookings["accepted"] > 0
+    # Orders too (on a local Stripe): every one placed is read back, total unchanged.
+    assert bookings["orders_placed"] > 0
+    assert bookings["orders_kept"] == bookings["orders_placed"]
     # Every accepted booking settled: confirmed, or cancelled with its reason.
     assert bookings["accepted"] == bookings.get("ended_confirmed", 0) + bookings.get(
         "ended_cancelled", 0

@@ -42,8 +42,15 @@ class Logs:
     def __init__(self) -> None:
         self.lines: list[dict[str, Any]] = []
         self._changed = trio.Event()
+        self.ended = trio.Event()  # the stream closed: every line is in
 
     async def read(self, stream: trio.abc.ReceiveStream) -> None:
+        try:
+            await self._read(stream)
+        finally:
+            self.ended.set()
+
+    async def _read(self, stream: trio.abc.ReceiveStream) -> None:
         buffer = b""
         async for chunk in stream:
             buffer += chunk
@@ -81,16 +88,25 @@ async def service(
     *arguments: str,
     ready_event: str = "http_listening",
     test_routes: bool = True,
+    tree: Path | None = None,
+    module: str | None = None,
 ) -> AsyncIterator[Service]:
     """``lomash serve`` as a process (with the tests' routes unless ``test_routes`` is
-    false: then exactly the service as shipped)."""
-    env = {**os.environ, **environment}
+    false: then exactly the service as shipped). ``tree``: the code of another release
+    (an exported git tree), run as ``module`` with its own packages first on the path
+    and none of this process's LOMASH_* variables (it may not know their names).
+    A process that exits before it is ready fails the test at once."""
+    inherited = dict(os.environ)
+    if tree is not None:
+        inherited = {k: v for k, v in inherited.items() if not k.startswith("LOMASH_")}
+        inherited["PYTHONPATH"] = str(tree)
+    env = {**inherited, **environment}
     env.update(LOMASH_LOG_FORMAT="json")
     env.setdefault("LOMASH_DRAIN_TIMEOUT_S", str(DRAIN_S))
-    module = "tests._launcher" if test_routes else "service"
+    module = module or ("tests._launcher" if test_routes else "service")
     command = [sys.executable, "-m", module, "serve", "--port", "0", *arguments]
     process = await trio.lowlevel.open_process(
-        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        command, cwd=tree or REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     logs = Logs()
     try:
@@ -99,7 +115,17 @@ async def service(
             nursery.start_soon(logs.read, process.stderr)
             running = Service(process, logs)
             with trio.fail_after(BOUND_S):
-                ready = (await logs.wait_for(ready_event))[0]
+                async with trio.open_nursery() as waiting:
+
+                    async def exited() -> None:
+                        status = await process.wait()
+                        await logs.ended.wait()
+                        if not logs.named(ready_event):
+                            pytest.fail(f"{module} serve exited {status} before {ready_event}")
+
+                    waiting.start_soon(exited)
+                    ready = (await logs.wait_for(ready_event))[0]
+                    waiting.cancel_scope.cancel()
             running.url = ready["url"] if "url" in ready else ready["urls"][0]
             yield running
             nursery.cancel_scope.cancel()

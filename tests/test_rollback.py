@@ -46,7 +46,7 @@ import trio_asyncio
 
 from adapters import Migration, load_migrations, migrate_up
 from tests.conftest import fetch
-from tests.test_process import BOUND_S, DRAIN_S, REPO, Logs, Service
+from tests.test_process import BOUND_S, REPO, Service, service
 
 MIGRATIONS = load_migrations()
 NEWEST = MIGRATIONS[-1]
@@ -140,45 +140,8 @@ async def old_service(
     imported = await trio.to_thread.run_sync(_imported_from, tree, environment)
     assert imported
     assert all(Path(path).is_relative_to(tree) for path in imported), imported
-    env = _child_environment(
-        {
-            **environment,
-            "PYTHONPATH": str(tree),
-            "LOMASH_LOG_FORMAT": "json",
-            "LOMASH_DRAIN_TIMEOUT_S": str(DRAIN_S),
-        }
-    )
-    command = [sys.executable, "-m", module, "serve", "--port", "0", *arguments]
-    process = await trio.lowlevel.open_process(
-        command, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    logs = Logs()
-    try:
-        async with trio.open_nursery() as nursery:
-            assert process.stderr is not None
-            nursery.start_soon(logs.read, process.stderr)
-            running = Service(process, logs)
-            with trio.fail_after(BOUND_S):
-                async with trio.open_nursery() as waiting:
-
-                    async def exited() -> None:
-                        status = await process.wait()
-                        pytest.fail(f"the old code exited {status} before listening")
-
-                    waiting.start_soon(exited)
-                    ready = (await logs.wait_for("http_listening"))[0]
-                    waiting.cancel_scope.cancel()
-            running.url = ready["url"] if "url" in ready else ready["urls"][0]
-            yield running
-            nursery.cancel_scope.cancel()
-    except BaseException:
-        for line in logs.lines[-60:]:  # shown by pytest with the failure
-            print(line)
-        raise
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+    async with service(environment, *arguments, tree=tree, module=module) as running:
+        yield running
 
 
 def _old_command(

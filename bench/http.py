@@ -2,10 +2,14 @@
 
     python -m bench.http [--seconds 8] [--connections 50] [--workers 1]
 
-Both serve ``GET /health/live`` (no dependencies) and ``GET /v1/showrooms`` (one
-Postgres read, the same SQL) from the same database with 20 seeded showrooms; wrk
-drives each for the same duration with the same connections on loopback. Prints
-requests/s, p50 and p99 for each, and the ratio ours / peer. Needs ``wrk`` (Debian
+Both serve ``GET /health/live`` (no dependencies) and ``GET /v1/showrooms`` (the peer:
+one Postgres read; ours: the catalogue's in-process copy, at most
+``LOMASH_CATALOGUE_MEMORY_S`` old) from the same database with 20 seeded showrooms;
+ours also ``GET /v1/products``. The floor is measured in the same run: a bare ASGI app
+(a fixed JSON body, no framework: bench/peers/floor.py) on hypercorn's trio worker,
+what any route of ours costs at least. wrk drives each for the same duration with the
+same connections on loopback. Prints requests/s, p50 and p99 for each, and the ratios
+ours / peer and ours / floor. Needs ``wrk`` (Debian
 package) and the ``bench`` extra (fastapi, uvicorn, uvloop, httptools).
 """
 
@@ -38,6 +42,9 @@ ADMIN_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("LOMASH_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 ROUTES = ("/health/live", "/v1/showrooms")
+OURS_ONLY = ("/v1/products",)
+FLOOR = [sys.executable, "-m", "hypercorn", "--worker-class", "trio"]
+FLOOR += ["--bind", "127.0.0.1:0", "bench.peers.floor:app"]
 START_TIMEOUT_S = 60.0
 
 
@@ -209,25 +216,33 @@ def main() -> None:
         with (
             server(ours, ours_env) as ours_server,
             server(peer, {"DATABASE_URL": url}) as peer_server,
+            server(FLOOR, {}) as floor_server,
         ):
-            for route in ROUTES:
-                for name, running in (("ours", ours_server), ("peer", peer_server)):
-                    wrk(running.url(route), 2, args.connections)  # warm-up
-                    results[(route, name)] = wrk(running.url(route), args.seconds, args.connections)
+            runs = [(route, "ours", ours_server) for route in (*ROUTES, *OURS_ONLY)]
+            runs += [(route, "peer", peer_server) for route in ROUTES]
+            runs += [("/", "floor", floor_server)]
+            for route, name, running in runs:
+                wrk(running.url(route), 2, args.connections)  # warm-up
+                results[(route, name)] = wrk(running.url(route), args.seconds, args.connections)
+    floor = results[("/", "floor")]
     print(
         f"HTTP benchmark: {args.seconds}s per run, {args.connections} connections, "
         f"{args.workers} worker(s) each, wrk on loopback, 2 cores shared"
     )
     print(f"{'route':<16} {'impl':<6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
-    for route in ROUTES:
-        for name in ("ours", "peer"):
-            r = results[(route, name)]
-            print(
-                f"{route:<16} {name:<6} {r.requests_per_s:>9.0f} {r.p50_ms:>8.2f} "
-                f"{r.p99_ms:>8.2f} {r.errors:>8}"
-            )
-        ratio = results[(route, "ours")].requests_per_s / results[(route, "peer")].requests_per_s
-        print(f"{route:<16} ratio ours/peer throughput: {ratio:.2f}x")
+    for (route, name), r in results.items():
+        print(
+            f"{route:<16} {name:<6} {r.requests_per_s:>9.0f} {r.p50_ms:>8.2f} "
+            f"{r.p99_ms:>8.2f} {r.errors:>8}"
+        )
+    for route in (*ROUTES, *OURS_ONLY):
+        ours_rate = results[(route, "ours")].requests_per_s
+        line = f"{route:<16} ours/floor {ours_rate / floor.requests_per_s:.2f}x"
+        if (route, "peer") in results:
+            line += f"   ours/peer {ours_rate / results[(route, 'peer')].requests_per_s:.2f}x"
+        print(line)
+    if any(r.errors for r in results.values()):
+        sys.exit("invalid run: some answers were not 2xx")
 
 
 if __name__ == "__main__":

@@ -93,6 +93,10 @@ class Settings:
     # ``worker_memory_check_s``.
     worker_memory_limit_mb: int | None = None
     worker_memory_check_s: float = 1.0
+    # How old an in-process copy of the catalogue's showroom and product lists may be
+    # when the fast read routes answer from it (actors/_snapshots.py); 0: no copies,
+    # every read asks the catalogue.
+    catalogue_memory_s: float = 5.0
     # SIGTERM: in-flight requests get this long to finish. Below ECS's 30 s stop timeout.
     drain_timeout_s: float = 25.0
     # Bounded cleanup after the drain (closing pools) before the process gives up.
@@ -135,6 +139,7 @@ class Settings:
             "worker_memory_limit_mb: must be > 0 (or unset: no limit)",
         )
         _check(self.worker_memory_check_s > 0, "worker_memory_check_s: must be > 0")
+        _check(self.catalogue_memory_s >= 0, "catalogue_memory_s: must be >= 0 (0: off)")
         _check(0 < self.drain_timeout_s < 30, "drain_timeout_s: must be > 0 and below ECS's 30 s")
         _check(self.cleanup_timeout_s > 0, "cleanup_timeout_s: must be > 0")
         _check(self.max_body_bytes > 0, "max_body_bytes: must be > 0")

@@ -59,7 +59,15 @@ from supervisors import (
     UnsupportedMediaType,
 )
 
-__all__ = ["Lifecycle", "Services", "create_app", "log_request", "request_id"]
+__all__ = [
+    "LIVE",
+    "Lifecycle",
+    "Services",
+    "create_app",
+    "log_request",
+    "request_id",
+    "showrooms_view",
+]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
@@ -105,6 +113,14 @@ class Services:
 def request_id(given: str | None) -> str:
     """The caller's ``X-Request-ID`` if it is a sane one, else a new id."""
     return given if given is not None and _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+LIVE = {"status": "alive"}  # GET /health/live's answer, always
+
+
+def showrooms_view(rows: list[Showroom]) -> dict[str, Any]:
+    """``GET /v1/showrooms``'s answer (also served from the catalogue's snapshot)."""
+    return {"showrooms": rows}
 
 
 def log_request(method: str, path: str, status: int, started: float) -> None:
@@ -252,7 +268,7 @@ def create_app(services: Services) -> QuartTrio:
 
     @app.get("/health/live")
     async def live() -> Response:
-        return json_response({"status": "alive"})
+        return json_response(LIVE)
 
     @app.get("/health/ready")
     async def ready() -> Response:
@@ -266,7 +282,7 @@ def create_app(services: Services) -> QuartTrio:
     @app.get("/v1/showrooms")
     async def showrooms() -> Response:
         rows = cast(list[Showroom], await services.catalogue.ask(ListShowrooms()))
-        return json_response({"showrooms": rows})
+        return json_response(showrooms_view(rows))
 
     guard = services.guard or AccountGuard(settings.auth, services.cache)
     register_product_routes(app, services.catalogue, settings.products)

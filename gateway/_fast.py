@@ -1,10 +1,17 @@
-"""``POST /v1/appointments`` without Quart: a thin ASGI function in front of the app.
+"""``POST /v1/appointments`` and the hot reads without Quart: a thin ASGI function in
+front of the app.
 
 Quart's per-request machinery (request and response objects, contexts, hooks) costs
 about a quarter of the CPU a booking takes in this process; on the busiest route
 that is the difference between losing to the FastAPI peer and beating it
 (``python -m bench.booking``: 842 -> 1,075 bookings/s on one worker). Everything
 else goes to the Quart app unchanged.
+
+The hot reads: ``GET /health/live`` (a constant), and ``GET /v1/showrooms`` and ``GET
+/v1/products`` (no query) from the catalogue's in-process snapshots
+(actors/_snapshots.py: at most ``LOMASH_CATALOGUE_MEMORY_S`` old), encoded once per
+snapshot with the same view functions the Quart routes use; a request that finds no
+fresh snapshot goes to the Quart route, whose ask to the catalogue keeps a new one.
 
 The route keeps the contract every route has: an ``X-Request-ID`` (the caller's or a
 new one), one canonical log line, errors as the same JSON through the same table,
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -26,7 +34,8 @@ import structlog
 import trio
 
 from actors import BookReply
-from gateway._app import Lifecycle, log_request, request_id
+from actors._snapshots import Snapshot, Snapshots
+from gateway._app import LIVE, Lifecycle, log_request, request_id
 from gateway._appointments import book_message
 from gateway._asgi import CLOSE, Receive, Scope, Send, header_pairs, send_json
 from gateway._auth import AccountGuard
@@ -40,7 +49,7 @@ from supervisors import (
     RequestTimeout,
 )
 
-__all__ = ["ASGIApp", "FastRoutes"]
+__all__ = ["ASGIApp", "FastRead", "FastRoutes"]
 
 type ASGIApp = Callable[..., Awaitable[None]]  # QuartTrio, or this wrapper
 
@@ -48,6 +57,19 @@ log = structlog.get_logger("gateway")
 
 _NO_STORE = (b"cache-control", b"no-store")  # answers carry a manage token
 _ENCODER = msgspec.json.Encoder()
+_LIVE = _ENCODER.encode(LIVE)
+
+
+@dataclass(frozen=True, slots=True)
+class FastRead:
+    """A ``GET`` answered from the catalogue snapshot ``key``, through ``view`` (the
+    Quart route's own), with the route's ``headers``; renewed by asking ``message``."""
+
+    key: str
+    view: Callable[[Any], Any]
+    # The catalogue's message whose answer the actor keeps as this snapshot.
+    message: Callable[[], Any]
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class FastRoutes:
@@ -61,8 +83,16 @@ class FastRoutes:
         max_body_bytes: int,
         retry_after_s: float,
         body_timeout_s: float,
+        snapshots: Snapshots | None = None,
+        reads: dict[str, FastRead] | None = None,
+        catalogue: ActorRef[Any, Any] | None = None,
     ) -> None:
         self._app = app
+        self._snapshots = snapshots
+        self._reads = reads or {}
+        self._catalogue = catalogue
+        self._encoded: dict[str, tuple[Snapshot, bytes]] = {}
+        self._renewing: set[str] = set()
         self._booker = booker
         self._lifecycle = lifecycle
         self._guard = guard
@@ -71,14 +101,67 @@ class FastRoutes:
         self._body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/v1/appointments":
-            scope[ROUTE_KEY] = "/v1/appointments"
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        path = scope["path"]
+        if path == "/v1/appointments":
+            scope[ROUTE_KEY] = path
             if scope["method"] == "POST":
                 await self._book(scope, receive, send)
             else:
                 await self._not_allowed(scope, send)
+        elif scope["method"] != "GET" or scope["query_string"]:
+            await self._app(scope, receive, send)
+        elif path == "/health/live":
+            await self._answer(scope, send, path, _LIVE, {})
+        elif (read := self._reads.get(path)) is not None and (
+            body := await self._fresh(path, read)
+        ):
+            await self._answer(scope, send, path, body, read.headers)
         else:
             await self._app(scope, receive, send)
+
+    async def _fresh(self, path: str, read: FastRead) -> bytes | None:
+        """The encoded answer of a fresh snapshot (encoded once per snapshot), renewed
+        first by this request if it is due and no other request is renewing it."""
+        snapshots = self._snapshots
+        snapshot = snapshots.fresh(read.key) if snapshots is not None else None
+        if snapshot is None:
+            return None
+        assert snapshots is not None
+        if snapshots.due(snapshot) and read.key not in self._renewing and self._catalogue:
+            self._renewing.add(read.key)
+            try:
+                await self._catalogue.ask(read.message())  # the actor keeps the answer
+            except LomashError as error:  # the copy serves on within its bound
+                log.info("snapshot_not_renewed", key=read.key, error=error.message)
+            finally:
+                self._renewing.discard(read.key)
+            snapshot = snapshots.fresh(read.key)
+            if snapshot is None:
+                return None
+        encoded = self._encoded.get(path)
+        if encoded is None or encoded[0] is not snapshot:
+            encoded = (snapshot, _ENCODER.encode(read.view(snapshot.value)))
+            self._encoded[path] = encoded
+        return encoded[1]
+
+    async def _answer(
+        self, scope: Scope, send: Send, path: str, body: bytes, headers: dict[str, str]
+    ) -> None:
+        """A 200 of a read with no body to read, logged like every request."""
+        started = time.perf_counter()
+        scope[ROUTE_KEY] = path
+        rid = request_id(_headers(scope).get("x-request-id"))
+        pairs = [(b"x-request-id", rid.encode()), *header_pairs(headers)]
+        if self._lifecycle.draining:
+            pairs.append(CLOSE)
+        with structlog.contextvars.bound_contextvars(request_id=rid):
+            try:
+                await send_json(send, 200, body, pairs)
+            finally:
+                log_request("GET", path, 200, started)
 
     async def _not_allowed(self, scope: Scope, send: Send) -> None:
         started = time.perf_counter()

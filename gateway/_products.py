@@ -25,7 +25,7 @@ from config import ProductSettings
 from gateway._json import json_response
 from supervisors import ActorRef, InvalidRequest, NotFound
 
-__all__ = ["register_product_routes"]
+__all__ = ["cache_headers", "products_view", "register_product_routes"]
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")  # the products table's own rule
 _CATEGORIES: tuple[str, ...] = get_args(ProductCategory.__value__)
@@ -52,15 +52,24 @@ def _listed(product: Product) -> dict[str, Any]:
     }
 
 
+def products_view(listed: list[Product]) -> dict[str, Any]:
+    """``GET /v1/products``'s answer (also served from the catalogue's snapshot)."""
+    return {"products": [_listed(p) for p in listed]}
+
+
+def cache_headers(settings: ProductSettings) -> dict[str, str]:
+    return {"Cache-Control": f"public, max-age={int(settings.fresh_s)}"}
+
+
 def register_product_routes(
     app: QuartTrio, catalogue: ActorRef[Any, Any], settings: ProductSettings
 ) -> None:
-    cacheable = {"Cache-Control": f"public, max-age={int(settings.fresh_s)}"}
+    cacheable = cache_headers(settings)
 
     @app.get("/v1/products")
     async def products() -> Response:
         listed = cast(list[Product], await catalogue.ask(ListProducts(_category())))
-        return json_response({"products": [_listed(p) for p in listed]}, headers=cacheable)
+        return json_response(products_view(listed), headers=cacheable)
 
     @app.get("/v1/products/<raw_id>")
     async def product(raw_id: str) -> Response:

@@ -34,6 +34,8 @@ from actors import (
     Availability,
     BookingReader,
     BookingReplayer,
+    ListProducts,
+    ListShowrooms,
     OrderActor,
     ProductCatalogue,
     Reconciler,
@@ -43,6 +45,7 @@ from actors import (
     payment_spec,
     token_key,
 )
+from actors._snapshots import PRODUCTS, SHOWROOMS, Snapshots
 from adapters import (
     BookingCache,
     BookingStore,
@@ -75,10 +78,12 @@ from gateway import (
     Services,
     create_app,
 )
+from gateway._app import showrooms_view
 from gateway._auth import AccountGuard
 from gateway._cors import Cors
-from gateway._fast import ASGIApp
+from gateway._fast import ASGIApp, FastRead
 from gateway._metrics import HttpMetrics
+from gateway._products import cache_headers, products_view
 from jobs import (
     DeadLetterAlerts,
     JobQueue,
@@ -198,6 +203,7 @@ def build_tree(
         handlers[RECONCILE_KIND] = reconciler.ref
 
     roster = RosterSource(store, booking_cache, refresh_s=settings.booking.schedule_refresh_s)
+    snapshots = Snapshots(settings.catalogue_memory_s)
     catalogue = catalogue_spec(
         lambda: PostgresShowrooms(database.value),
         settings.runtime,
@@ -209,6 +215,7 @@ def build_tree(
         products=lambda: ProductCatalogue(
             PostgresProducts(database.value), RedisProductCache(cache.value), settings.products
         ),
+        snapshots=snapshots,
     )
     booker: ActorSpec[Any, Any] = ActorSpec(
         "slot-booker",
@@ -297,6 +304,14 @@ def build_tree(
             max_body_bytes=settings.max_body_bytes,
             retry_after_s=settings.unavailable_retry_after_s,
             body_timeout_s=settings.http.body_timeout_s,
+            snapshots=snapshots,
+            reads={
+                "/v1/showrooms": FastRead(SHOWROOMS, showrooms_view, ListShowrooms),
+                "/v1/products": FastRead(
+                    PRODUCTS, products_view, ListProducts, cache_headers(settings.products)
+                ),
+            },
+            catalogue=catalogue.ref,
         )
         # The budget outside the edge: the edge's waits for a body (reading it,
         # draining it behind an early answer) are body time, not the handler's.

@@ -91,7 +91,9 @@ async def test_postgres_down_the_catalogue_is_served_from_the_cache_then_the_sta
     settings: Settings,
 ) -> None:
     """Primary unreachable: the fresh copy answers; once it has expired, the stale one;
-    with neither, 503 with Retry-After (nothing made up)."""
+    with neither, 503 with Retry-After (nothing made up). (The copies in Redis: the
+    in-process one, tests/test_fast_reads.py, is off here.)"""
+    settings = dataclasses.replace(settings, catalogue_memory_s=0.0)
     url = settings.database.url
     assert url is not None
     async with trio_asyncio.open_loop(), open_proxy(port_of(url)) as proxy:

@@ -14,9 +14,10 @@ Routes:
 
 from __future__ import annotations
 
+import itertools
 import re
+import secrets
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -61,6 +62,7 @@ from supervisors import (
 
 __all__ = [
     "LIVE",
+    "REQUEST_ID_KEY",
     "Lifecycle",
     "Services",
     "create_app",
@@ -110,9 +112,19 @@ class Services:
     extra_routes: Sequence[Callable[[QuartTrio], None]] = ()
 
 
+# New request ids: this process's random prefix and a counter (32 hex digits, as a
+# uuid4's hex): unique across processes without a system call per request.
+_ID_PREFIX = secrets.token_hex(8)
+_ID_COUNTER = itertools.count()
+# Where the outermost layer that settled the request's id keeps it (RequestBudget).
+REQUEST_ID_KEY = "lomash.request_id"
+
+
 def request_id(given: str | None) -> str:
     """The caller's ``X-Request-ID`` if it is a sane one, else a new id."""
-    return given if given is not None and _REQUEST_ID.match(given) else uuid.uuid4().hex
+    if given is not None and _REQUEST_ID.match(given):
+        return given
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
 LIVE = {"status": "alive"}  # GET /health/live's answer, always
@@ -123,15 +135,22 @@ def showrooms_view(rows: list[Showroom]) -> dict[str, Any]:
     return {"showrooms": rows}
 
 
-def log_request(method: str, path: str, status: int, started: float) -> None:
-    """The one canonical line per request (its request id comes from the context)."""
-    log.info(
-        "request",
-        method=method,
-        path=path,
-        status=status,
-        duration_ms=round((time.perf_counter() - started) * 1000, 3),
-    )
+def log_request(
+    method: str, path: str, status: int, started: float, *, rid: str | None = None
+) -> None:
+    """The one canonical line per request (its request id: ``rid``, or the context's)."""
+    duration_ms = round((time.perf_counter() - started) * 1000, 3)
+    if rid is None:
+        log.info("request", method=method, path=path, status=status, duration_ms=duration_ms)
+    else:
+        log.info(
+            "request",
+            method=method,
+            path=path,
+            status=status,
+            duration_ms=duration_ms,
+            request_id=rid,
+        )
 
 
 def from_werkzeug(error: HTTPException, *, max_body_bytes: int) -> LomashError:

@@ -21,7 +21,7 @@ import msgspec
 import structlog
 import trio
 
-from gateway._app import Lifecycle, log_request, request_id
+from gateway._app import REQUEST_ID_KEY, Lifecycle, log_request, request_id
 from gateway._asgi import CLOSE, App, Message, Receive, Scope, Send, header_pairs, send_json
 from gateway._http_errors import error_response
 from supervisors import DeadlineExceeded
@@ -110,4 +110,5 @@ def _with_request_id(scope: Scope) -> str:
     headers = [(n, v) for n, v in headers if n != b"x-request-id"]
     headers.append((b"x-request-id", rid.encode()))
     scope["headers"] = headers
+    scope[REQUEST_ID_KEY] = rid  # for the layers inside, without a look at the headers
     return rid

@@ -85,6 +85,7 @@ class HttpMetrics:
             buckets=_BUCKETS,
             registry=registry,
         )
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -104,8 +105,17 @@ class HttpMetrics:
         finally:
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
             route = route_of(scope)
-            self.requests.labels(method, route, str(status or 499)).inc()
-            self.duration.labels(method, route).observe(time.perf_counter() - started)
+            self._child(self.requests, (method, route, str(status or 499))).inc()
+            self._child(self.duration, (method, route)).observe(time.perf_counter() - started)
+
+    def _child(self, metric: Counter | Histogram, labels: tuple[str, ...]) -> Any:
+        """``metric.labels(*labels)``, looked up once per label set (a route template
+        and a status: few of them) instead of under the metric's lock per request."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

@@ -216,7 +216,7 @@ def main() -> None:
         with (
             server(ours, ours_env) as ours_server,
             server(peer, {"DATABASE_URL": url}) as peer_server,
-            server(FLOOR, {}) as floor_server,
+            server([*FLOOR, "--workers", str(args.workers)], {}) as floor_server,
         ):
             runs = [(route, "ours", ours_server) for route in (*ROUTES, *OURS_ONLY)]
             runs += [(route, "peer", peer_server) for route in ROUTES]

@@ -69,6 +69,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.booking --workers 1
 	$(BIN)/python -m bench.booking --workers 2
 	$(BIN)/python -m bench.auth
+	$(BIN)/python -m bench.growth
 
 # LOAD_ARGS: bench.load's flags, e.g. LOAD_ARGS='--workers 2' or '--url http://127.0.0.1:8000'.
 load: $(STAMP)

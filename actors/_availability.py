@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 import structlog
+import trio
 
 from actors._booking_rules import check_showroom, within_horizon
 from actors._calendar import LONDON, AppointmentType, Category, Roster, Slot, days
@@ -45,6 +46,13 @@ class FindSlots(Idempotent):
 type _DaySlots = list[tuple[int, str]]  # (UTC epoch seconds, consultant id)
 
 
+@dataclass(slots=True)
+class _SharedRead:
+    done: trio.Event = field(default_factory=trio.Event)
+    booked: set[tuple[str, datetime]] | None = None
+    error: Exception | None = None
+
+
 class Availability:
     def __init__(
         self,
@@ -60,6 +68,10 @@ class Availability:
         self._roster = roster
         self._settings = settings
         self._clock = clock
+        # Reads of the same days' bookings in flight: the later callers wait for the
+        # first one's answer instead of each asking Postgres (a cold or just-expired
+        # week asked by fifty clients at once is one query, not fifty).
+        self._reading: dict[tuple[datetime, datetime], _SharedRead] = {}
 
     async def find(self, message: FindSlots) -> list[Slot]:
         roster = await self._roster.current()
@@ -103,6 +115,27 @@ class Availability:
             log.info("availability_cache_unavailable", error=error.message)
             return [None] * len(days), ["0"] * len(days)
 
+    async def _booked_between(self, first: datetime, last: datetime) -> set[tuple[str, datetime]]:
+        """``store.booked_between``, one read per range at a time (see ``_reading``).
+        A read that was cancelled gives its waiters nothing: they read themselves."""
+        key = (first, last)
+        while (shared := self._reading.get(key)) is not None:
+            await shared.done.wait()
+            if shared.error is not None:
+                raise shared.error  # the same outage for every caller of that read
+            if shared.booked is not None:
+                return shared.booked
+        shared = self._reading[key] = _SharedRead()
+        try:
+            shared.booked = await self._store.booked_between(first, last)
+        except Exception as error:
+            shared.error = error
+            raise
+        finally:
+            del self._reading[key]
+            shared.done.set()
+        return shared.booked
+
     async def _compute(
         self,
         roster: Roster,
@@ -113,7 +146,7 @@ class Availability:
     ) -> dict[date, _DaySlots]:
         first = _local_midnight(missing[0])
         last = _local_midnight(missing[-1] + timedelta(days=1))
-        booked = await self._store.booked_between(first, last)
+        booked = await self._booked_between(first, last)
         booked_utc = {(c, s.astimezone(UTC)) for c, s in booked}
         computed: dict[date, _DaySlots] = {}
         for day in missing:

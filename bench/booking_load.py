@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -101,7 +102,11 @@ def run_http(
     variant: str,
     slots: Slots,
     tag: str,
+    *,
+    empty: Callable[[str], None] = reset,
 ) -> Run:
+    """A warm-up, ``empty(database)`` (the booking tables, by default; bench.growth
+    keeps what it grew), then the measured run."""
     contended = CONTENDED_SLOTS if variant == "contended" else 0
 
     def drive(seconds: int, tag: str) -> Run:
@@ -113,7 +118,7 @@ def run_http(
         return run
 
     drive(WARMUP_S, f"{tag}w")
-    reset(database)
+    empty(database)
     before = cpu_seconds(process.pid)
     run = drive(args.seconds, tag)
     cpu = cpu_seconds(process.pid) - before

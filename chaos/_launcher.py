@@ -21,14 +21,14 @@ from typing import Any
 from quart import Response, request
 from quart_trio import QuartTrio
 
+from chaos._cli import BROKEN
 from gateway._asgi import App, Message, Receive, Scope, Send
 from gateway._json import json_response
 from service import Extension, Launcher, main
 from supervisors import InvalidRequest
 
-__all__ = ["BROKEN", "CHAOS_EXTENSION"]
+__all__ = ["CHAOS_EXTENSION"]
 
-BROKEN = ("500-on-outage", "lose-pending")
 NOBODYS = "00000000-0000-4000-8000-000000000000"
 _LEAK: list[bytes] = []
 

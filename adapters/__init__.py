@@ -99,7 +99,7 @@ from adapters._products import (
 from adapters._rate_limit import Decision, RateLimiter
 from adapters._redis import Cache, CacheOperation, RedisCache, open_redis
 from adapters._redis import Client as RedisClient
-from adapters._seed import DEMO_SEED, load_seed
+from adapters._seed import DEMO_SEED, load_seed, staffed_showroom_sql
 from adapters._ses import SesEmail, open_ses
 from adapters._sessions import Rotated, SessionProfile, Sessions
 from adapters._showrooms import PostgresShowrooms, Showroom, ShowroomStore
@@ -225,4 +225,5 @@ __all__ = [
     "open_twilio",
     "outbox_backlog",
     "record_effect_once",
+    "staffed_showroom_sql",
 ]

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 import asyncpg
 import redis
 
+from adapters import staffed_showroom_sql
 from bench.http import REDIS_URL
 
 CONSULTANTS = 100  # ids bench-c00 .. bench-c99
@@ -57,16 +58,7 @@ class Slots:
 
 # One showroom; consultants bench-c00.. working 00:00-00:00 (until midnight: all 24
 # hours bookable) every day of the week.
-_SEED = f"""
-INSERT INTO showrooms (id, name, address, city, postcode)
-VALUES ('bench-sr', 'Bench Showroom', '1 High St', 'Leeds', 'LS1 1AA');
-INSERT INTO consultants (id, name, email, showroom_id, specialisations)
-SELECT 'bench-c' || lpad(n::text, 2, '0'), 'Consultant ' || n, 'c' || n || '@example.com',
-    'bench-sr', '{{KITCHEN,BEDROOM}}'
-FROM generate_series(0, {CONSULTANTS - 1}) AS n;
-INSERT INTO consultant_hours (consultant_id, weekday, starts, ends)
-SELECT id, weekday, '00:00', '00:00' FROM consultants, generate_series(0, 6) AS weekday;
-"""
+_SEED = staffed_showroom_sql("bench-sr", consultants=CONSULTANTS, prefix="bench-c")
 
 
 async def seed(url: str) -> None:

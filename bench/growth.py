@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from adapters import staffed_showroom_sql
 from bench.booking import services
 from bench.booking_data import Slots, delete_redis_keys, seed, settled_counts
 from bench.booking_load import run_http
@@ -42,22 +43,9 @@ GROWTH_SHOWROOM = "growth-sr"
 GROWTH_CONSULTANTS = 300  # 1 M rows: 3,334 hours each, about 139 days of history
 SMALL_SHOWROOM = "growth-small"  # two consultants: a real showroom's availability
 
-_SEED = f"""
-INSERT INTO showrooms (id, name, address, city, postcode)
-VALUES ('{GROWTH_SHOWROOM}', 'Growth Showroom', '2 High St', 'Leeds', 'LS1 1AA');
-INSERT INTO consultants (id, name, email, showroom_id, specialisations)
-SELECT 'growth-c' || lpad(n::text, 3, '0'), 'Growth Consultant ' || n,
-    'growth' || n || '@example.com', '{GROWTH_SHOWROOM}', '{{KITCHEN,BEDROOM}}'
-FROM generate_series(0, {GROWTH_CONSULTANTS - 1}) AS n;
-INSERT INTO showrooms (id, name, address, city, postcode)
-VALUES ('{SMALL_SHOWROOM}', 'Small Showroom', '3 High St', 'Leeds', 'LS1 1AA');
-INSERT INTO consultants (id, name, email, showroom_id, specialisations)
-VALUES ('small-a', 'Small A', 'a@example.com', '{SMALL_SHOWROOM}', '{{KITCHEN}}'),
-       ('small-b', 'Small B', 'b@example.com', '{SMALL_SHOWROOM}', '{{KITCHEN}}');
-INSERT INTO consultant_hours (consultant_id, weekday, starts, ends)
-SELECT id, weekday, '09:00', '17:00' FROM consultants, generate_series(0, 6) AS weekday
-WHERE showroom_id IN ('{GROWTH_SHOWROOM}', '{SMALL_SHOWROOM}');
-"""
+_SEED = staffed_showroom_sql(
+    GROWTH_SHOWROOM, consultants=GROWTH_CONSULTANTS, prefix="growth-c", hours=("09:00", "17:00")
+) + staffed_showroom_sql(SMALL_SHOWROOM, consultants=2, prefix="small-", hours=("09:00", "17:00"))
 
 # Rows first .. last-1: consultant n % C, hour n / C before today 00:00 UTC, done
 # (COMPLETED): the history a busy retailer accumulates, which the booking

@@ -47,6 +47,7 @@ import redis.asyncio as aioredis
 import trio
 import trio_asyncio
 
+from adapters import staffed_showroom_sql
 from chaos._clusters import PostgresPair, SentinelGroup, postgres_pair, redis_sentinel_group
 from chaos._proxy import Proxy, open_proxy
 
@@ -66,17 +67,7 @@ CONSULTANTS = 20
 START_S = 60.0
 STOP_S = 40.0
 
-_SEED = f"""
-INSERT INTO showrooms (id, name, address, city, postcode)
-VALUES ('{CHAOS_SHOWROOM}', 'Chaos Showroom', '1 Test St', 'Leeds', 'LS1 1AA');
-INSERT INTO consultants (id, name, email, showroom_id, specialisations)
-SELECT 'chaos-c' || lpad(n::text, 2, '0'), 'Chaos Consultant ' || n,
-    'chaos' || n || '@lomashwood.invalid', '{CHAOS_SHOWROOM}', '{{KITCHEN,BEDROOM}}'
-FROM generate_series(0, {CONSULTANTS - 1}) AS n;
-INSERT INTO consultant_hours (consultant_id, weekday, starts, ends)
-SELECT id, weekday, '00:00', '00:00' FROM consultants, generate_series(0, 6) AS weekday
-WHERE showroom_id = '{CHAOS_SHOWROOM}';
-"""
+_SEED = staffed_showroom_sql(CHAOS_SHOWROOM, consultants=CONSULTANTS, prefix="chaos-c")
 
 
 @dataclass

@@ -35,7 +35,7 @@ PARTS = [
     ("trio runtime", re.compile(r"trio/")),
     ("logging (structlog)", re.compile(r"structlog/|service/_logging")),
     ("metrics (prometheus)", re.compile(r"prometheus_client/|gateway/_metrics")),
-    ("our HTTP server", re.compile(r"gateway/_http_server")),
+    ("our HTTP server", re.compile(r"gateway/_(http_server|lean_http|connections)")),
     ("our edge (budget, edge guard, cors)", re.compile(r"gateway/_(budget|edge|cors)")),
     ("our routes (fast, app)", re.compile(r"gateway/_(fast|app|appointments|products)")),
     ("actors and runtime", re.compile(r"actors/|supervisors/")),

@@ -5,7 +5,7 @@ This package imports nothing of ours; everything else may import it.
 
 from config._auth import AuthSettings, RateLimit, RateLimitSettings, parse_rate
 from config._booking import BookingSettings, booker_mailbox, replayer_mailbox
-from config._http import HttpSettings
+from config._http import HttpDriver, HttpSettings
 from config._jobs import JobSettings, OutboxSettings, SchedulerSettings
 from config._notifications import (
     EmailSettings,
@@ -52,6 +52,7 @@ __all__ = [
     "EmailSettings",
     "Environment",
     "HealthSettings",
+    "HttpDriver",
     "HttpSettings",
     "JobSettings",
     "LogFormat",

@@ -15,7 +15,7 @@
   ``Content-Length`` and ``Transfer-Encoding`` is answered with ``Connection: close``
   (RFC 9112 section 6.1: request smuggling).
 - While a request waits for its body, its connection may be closed to make room for
-  a newcomer when the connection cap is reached (gateway/_http_server.py).
+  a newcomer when the connection cap is reached (gateway/_connections.py).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import msgspec
 import trio
 
 from gateway._asgi import CLOSE, App, Message, Receive, Scope, Send, send_json
+from gateway._connections import waiting_for_body
 from gateway._http_errors import error_response
-from gateway._http_server import waiting_for_body
 from supervisors import PayloadTooLarge
 
 __all__ = ["EdgeGuard"]

@@ -181,7 +181,7 @@ class FastRoutes:
             extra: dict[str, str] = {}
             try:
                 # The body first: a connection waiting for one is "stalled", closable at
-                # the connection cap, from the start (gateway/_http_server.py).
+                # the connection cap, from the start (gateway/_connections.py).
                 with trio.fail_after(self._body_timeout_s):
                     body = await self._body(receive, headers)
                 identity = await self._guard.identity(headers.get("authorization"))

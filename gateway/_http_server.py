@@ -1,4 +1,5 @@
-"""The HTTP server: hypercorn's HTTP/1.1 protocol on trio, driven by us.
+"""The HTTP server: hypercorn's HTTP/1.1 protocol on trio, driven by us (or, with
+``LOMASH_HTTP_DRIVER=lean``, the lean h11 driver of ``gateway._lean_http``).
 
 ``hypercorn.trio.serve`` leaves holes a hostile client can use, so this module owns
 the accept loop and the per-connection driver while keeping hypercorn's protocol
@@ -21,11 +22,7 @@ classes (h11 parsing and strictness, pipelining, keep-alive, graceful drain):
 
 from __future__ import annotations
 
-import contextlib
-import math
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -42,21 +39,13 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState
 from hypercorn.utils import parse_socket_addr, repr_socket_addr, wrap_app
 
-from config import HttpSettings, Settings
+from config import HttpDriver, HttpSettings, Settings
+from gateway._connections import CURRENT_CONNECTION, ConnectionLimiter, shed
+from gateway._lean_http import serve_lean
 
-__all__ = [
-    "ConnectionLimiter",
-    "HttpServer",
-    "hypercorn_config",
-    "serve_http",
-    "waiting_for_body",
-]
+__all__ = ["HttpServer", "hypercorn_config", "serve_http"]
 
 log = structlog.get_logger("gateway.http")
-
-_SHED_BODY = (
-    b'{"error":{"code":"overloaded","message":"too many connections right now, please retry"}}'
-)
 
 
 def hypercorn_config(bind: str, http: HttpSettings, *, graceful_timeout_s: float) -> Any:
@@ -75,70 +64,6 @@ class _HTTP11Only(H11Protocol):
 
     async def _check_protocol(self, event: Any) -> None:
         return None
-
-
-# The connection whose task (or whose request's task) is running: set by each
-# connection's task, inherited by the request tasks it spawns.
-_CURRENT: ContextVar[_Connection | None] = ContextVar("lomash_http_connection", default=None)
-
-
-@contextmanager
-def waiting_for_body() -> Iterator[None]:
-    """While inside, the current request waits for body bytes: at the connection cap
-    its connection may be closed to make room (it is not doing anything)."""
-    connection = _CURRENT.get()
-    if connection is None:  # not served by serve_http (an in-process test)
-        yield
-        return
-    connection.limiter.stalled(connection)
-    try:
-        yield
-    finally:
-        connection.limiter.not_stalled(connection)
-
-
-class ConnectionLimiter:
-    """Open connections of one server, and which of them could be closed to make room:
-    the idle ones and those waiting for a request body (each oldest first)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.open = 0
-        self.shed = 0
-        self.evicted = 0
-        # Insertion-ordered: the first entry is the one idle (or waiting) the longest;
-        # the value is what to cancel to close it.
-        self._idle: dict[Any, trio.CancelScope] = {}
-        self._stalled: dict[Any, trio.CancelScope] = {}
-
-    def admit(self) -> bool:
-        """Room for one more connection, closing an idle or stalled one if needed."""
-        if self.open < self.limit:
-            return True
-        for waiting in (self._idle, self._stalled):
-            if waiting:
-                oldest = next(iter(waiting))
-                waiting.pop(oldest).cancel()
-                self.evicted += 1
-                return True  # it closes on its own task; the count drops then
-        self.shed += 1
-        return False
-
-    def idle(self, connection: Any, scope: trio.CancelScope) -> None:
-        self._idle[connection] = scope
-
-    def stalled(self, connection: _Connection) -> None:
-        self._stalled[connection] = connection.aborting
-
-    def not_idle(self, connection: Any) -> None:
-        self._idle.pop(connection, None)
-
-    def not_stalled(self, connection: Any) -> None:
-        self._stalled.pop(connection, None)
-
-    def closed(self, connection: Any) -> None:
-        self.not_idle(connection)
-        self.not_stalled(connection)
 
 
 class _Connection(TCPServer):
@@ -164,7 +89,7 @@ class _Connection(TCPServer):
         self.aborting = trio.CancelScope()
 
     async def run(self) -> None:
-        _CURRENT.set(self)
+        CURRENT_CONNECTION.set(self)
         socket = self.stream.socket
         try:
             client = parse_socket_addr(socket.family, socket.getpeername())
@@ -242,20 +167,6 @@ class _Connection(TCPServer):
             await self._initiate_server_close()
 
 
-async def _shed(stream: trio.SocketStream, retry_after_s: float, timeout_s: float) -> None:
-    """503 and close, without reading the request: the connection cap is reached."""
-    head = (
-        b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
-        b"retry-after: %d\r\nconnection: close\r\ncontent-length: %d\r\n\r\n"
-        % (max(1, math.ceil(retry_after_s)), len(_SHED_BODY))
-    )
-    with trio.move_on_after(timeout_s):
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await stream.send_all(head + _SHED_BODY)
-    with trio.move_on_after(timeout_s, shield=True):
-        await stream.aclose()
-
-
 async def serve_http(
     app: Any,
     config: Any,
@@ -276,7 +187,7 @@ async def serve_http(
 
     async def connection(stream: trio.SocketStream) -> None:
         if not limiter.admit():
-            await _shed(stream, retry_after_s, http.send_timeout_s)
+            await shed(stream, retry_after_s, http.send_timeout_s)
             return
         limiter.open += 1
         try:
@@ -346,10 +257,11 @@ class HttpServer:
             self._bind, settings.http, graceful_timeout_s=settings.drain_timeout_s
         )
         app = self._app_factory()
+        serve = serve_lean if settings.http.driver is HttpDriver.LEAN else serve_http
         async with trio.open_nursery() as nursery:
             urls = await nursery.start(
                 partial(
-                    serve_http,
+                    serve,
                     app,
                     config,
                     settings.http,

@@ -169,6 +169,11 @@ def test_production_starts_with_strong_secrets() -> None:
             "LOMASH_ENVIRONMENT: production needs a LOMASH_ADMIN_TOKEN of at least 32",
         ),
         (
+            {"LOMASH_HTTP_H2C": "1", "LOMASH_HTTP_DRIVER": "lean"},
+            "LOMASH_HTTP_H2C: needs driver=hypercorn",
+        ),
+        ({"LOMASH_HTTP_DRIVER": "fast"}, "LOMASH_HTTP_DRIVER: "),
+        (
             {"LOMASH_DATABASE_COMMAND_TIMEOUT_S": "1"},
             "LOMASH_DATABASE_COMMAND_TIMEOUT_S: must be above statement_timeout_s",
         ),

@@ -8,8 +8,8 @@ from typing import Any
 
 import trio
 
+from gateway._connections import ConnectionLimiter
 from gateway._edge import EdgeGuard
-from gateway._http_server import ConnectionLimiter
 
 LIMIT = 100
 BODY_TIMEOUT_S = 30.0

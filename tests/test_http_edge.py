@@ -9,9 +9,10 @@ import pytest
 import trio
 
 from tests._raw_http import RawConnection, open_client, open_sockets, request
-from tests.test_process import BOUND_S, Service, environment, service
+from tests.test_process import BOUND_S, Service, driver_environment, environment, service
 
-__all__ = ["environment"]  # the fixture, used by name below
+# The fixtures, used by name below: every edge test runs once per HTTP driver.
+__all__ = ["driver_environment", "environment"]
 
 TOKEN_ID = "123e4567-e89b-12d3-a456-426614174000"
 LIVE = request("GET", "/health/live")
@@ -35,12 +36,12 @@ async def _answered_again(connection: RawConnection) -> None:
 
 
 async def test_an_idle_keep_alive_connection_is_closed_after_the_timeout(
-    environment: dict[str, str],
+    driver_environment: dict[str, str],
 ) -> None:
     """Keep-alive serves several requests, then the idle connection is closed by the
     server (LOMASH_HTTP_KEEP_ALIVE_S), for every kind of route."""
-    environment = {**environment, "LOMASH_HTTP_KEEP_ALIVE_S": "1"}
-    async with service(environment) as running, open_client(running.url) as client:
+    driver_environment = {**driver_environment, "LOMASH_HTTP_KEEP_ALIVE_S": "1"}
+    async with service(driver_environment) as running, open_client(running.url) as client:
         with trio.fail_after(BOUND_S):
             for path in ("/health/live", "/v1/showrooms", "/nowhere"):
                 connection = await client.connect()
@@ -61,12 +62,12 @@ async def test_an_idle_keep_alive_connection_is_closed_after_the_timeout(
     ids=["connection-close", "http-1.0", "quart-route"],
 )
 async def test_connection_close_and_http_1_0_close_after_the_answer(
-    environment: dict[str, str], raw: bytes
+    driver_environment: dict[str, str], raw: bytes
 ) -> None:
     """``Connection: close`` and HTTP/1.0 get their answer, then end of stream at once
     (the keep-alive timeout is 60 s here, so only the close rule can end it)."""
-    environment = {**environment, "LOMASH_HTTP_KEEP_ALIVE_S": "60"}
-    async with service(environment) as running, open_client(running.url) as client:
+    driver_environment = {**driver_environment, "LOMASH_HTTP_KEEP_ALIVE_S": "60"}
+    async with service(driver_environment) as running, open_client(running.url) as client:
         with trio.fail_after(BOUND_S):
             connection = await client.connect()
             await connection.send(raw)
@@ -90,14 +91,14 @@ EARLY = [
 
 
 async def test_an_answer_before_the_body_leaves_the_connection_usable(
-    environment: dict[str, str],
+    driver_environment: dict[str, str],
 ) -> None:
     """A route that answers before the body has arrived (404/405/401; the body is sent
     only once the server has logged its answer): the body is drained, the answer has
     no Connection: close, and the next request on the connection is answered."""
-    environment = {**environment, "LOMASH_ADMIN_TOKEN": "a" * 40}
+    driver_environment = {**driver_environment, "LOMASH_ADMIN_TOKEN": "a" * 40}
     body = b'{"reason": "changed my mind"}'
-    async with service(environment) as running, open_client(running.url) as client:
+    async with service(driver_environment) as running, open_client(running.url) as client:
         with trio.fail_after(BOUND_S):
             for method, path, headers, status in EARLY:
                 connection = await client.connect()
@@ -125,12 +126,12 @@ async def test_an_answer_before_the_body_leaves_the_connection_usable(
 
 
 async def test_a_body_that_never_arrives_is_408_and_the_connection_closes(
-    environment: dict[str, str],
+    driver_environment: dict[str, str],
 ) -> None:
     """A declared body trickled in (or never sent) is answered 408 request_timeout at
     LOMASH_HTTP_BODY_TIMEOUT_S on the booking route and a Quart route alike."""
-    environment = {**environment, "LOMASH_HTTP_BODY_TIMEOUT_S": "1"}
-    async with service(environment) as running, open_client(running.url) as client:
+    driver_environment = {**driver_environment, "LOMASH_HTTP_BODY_TIMEOUT_S": "1"}
+    async with service(driver_environment) as running, open_client(running.url) as client:
         with trio.fail_after(BOUND_S):
             for path, extra in (
                 ("/v1/appointments", {"Idempotency-Key": "slow-body"}),
@@ -146,10 +147,10 @@ async def test_a_body_that_never_arrives_is_408_and_the_connection_closes(
 
 
 async def test_content_length_with_transfer_encoding_closes_the_connection(
-    environment: dict[str, str],
+    driver_environment: dict[str, str],
 ) -> None:
     """RFC 9112 6.1: a request with both framings gets Connection: close, then EOF."""
-    async with service(environment) as running, open_client(running.url) as client:
+    async with service(driver_environment) as running, open_client(running.url) as client:
         with trio.fail_after(BOUND_S):
             connection = await client.connect()
             await connection.send(
@@ -163,11 +164,11 @@ async def test_content_length_with_transfer_encoding_closes_the_connection(
 
 
 async def test_no_http2_switch_no_server_banner_no_redirect_from_the_host_header(
-    environment: dict[str, str],
+    driver_environment: dict[str, str],
 ) -> None:
     """h2c upgrade is answered in HTTP/1.1 (no 101), no Server header, and a doubled
     slash is a JSON 404, not a redirect to the client's Host."""
-    async with service(environment) as running, open_client(running.url) as client:
+    async with service(driver_environment) as running, open_client(running.url) as client:
         with trio.fail_after(BOUND_S):
             connection = await client.connect()
             await connection.send(H2C_UPGRADE)
@@ -184,12 +185,12 @@ async def test_no_http2_switch_no_server_banner_no_redirect_from_the_host_header
 
 
 async def test_the_connection_cap_sheds_idle_connections_first_then_answers_503(
-    environment: dict[str, str],
+    driver_environment: dict[str, str],
 ) -> None:
     """At LOMASH_HTTP_MAX_CONNECTIONS a newcomer closes the oldest idle connection;
     with every connection busy it gets 503 overloaded with Retry-After and EOF."""
-    environment = {**environment, "LOMASH_HTTP_MAX_CONNECTIONS": "3"}
-    async with service(environment) as running, open_client(running.url) as client:
+    driver_environment = {**driver_environment, "LOMASH_HTTP_MAX_CONNECTIONS": "3"}
+    async with service(driver_environment) as running, open_client(running.url) as client:
         with trio.fail_after(BOUND_S):
             idle = []
             for _ in range(3):
@@ -234,11 +235,11 @@ async def _settles_at(running: Service, baseline: int) -> None:
         await trio.sleep(0.05)
 
 
-async def test_hostile_requests_leave_no_socket_behind(environment: dict[str, str]) -> None:
+async def test_hostile_requests_leave_no_socket_behind(driver_environment: dict[str, str]) -> None:
     """A few hundred early answers, abandoned bodies, half-sent headers and idle
     connections: the server's open sockets return to the baseline."""
-    environment = {**environment, "LOMASH_HTTP_KEEP_ALIVE_S": "1"}
-    async with service(environment) as running, open_client(running.url) as client:
+    driver_environment = {**driver_environment, "LOMASH_HTTP_KEEP_ALIVE_S": "1"}
+    async with service(driver_environment) as running, open_client(running.url) as client:
         with trio.fail_after(BOUND_S * 2):
             warm = await client.connect()
             await _answered_again(warm)
@@ -281,15 +282,15 @@ async def test_hostile_requests_leave_no_socket_behind(environment: dict[str, st
         assert not running.logs.named("unhandled_error")
 
 
-async def test_drain_closes_idle_connections_at_once(environment: dict[str, str]) -> None:
+async def test_drain_closes_idle_connections_at_once(driver_environment: dict[str, str]) -> None:
     """SIGTERM with idle keep-alive connections open: they are closed and the process
     exits well before its 20 s drain budget (idle sockets do not hold the drain)."""
-    environment = {
-        **environment,
+    driver_environment = {
+        **driver_environment,
         "LOMASH_HTTP_KEEP_ALIVE_S": "60",
         "LOMASH_DRAIN_TIMEOUT_S": "20",
     }
-    async with service(environment) as running, open_client(running.url) as client:
+    async with service(driver_environment) as running, open_client(running.url) as client:
         connections = []
         with trio.fail_after(BOUND_S):
             for _ in range(5):
@@ -304,19 +305,22 @@ async def test_drain_closes_idle_connections_at_once(environment: dict[str, str]
 
 
 async def test_http2_prior_knowledge_is_not_spoken_unless_configured(
-    environment: dict[str, str],
+    driver_environment: dict[str, str],
 ) -> None:
     """The HTTP/2 preface gets an HTTP/1.1 answer (no HTTP/2 frames); with
-    LOMASH_HTTP_H2C=1 the h2c upgrade is honoured (101)."""
-    async with service(environment) as running, open_client(running.url) as client:
+    LOMASH_HTTP_H2C=1 the h2c upgrade is honoured (101) by the hypercorn driver (the
+    lean one is HTTP/1.1 only: the settings refuse h2c with it, tests/test_config.py)."""
+    async with service(driver_environment) as running, open_client(running.url) as client:
         with trio.fail_after(BOUND_S):
             connection = await client.connect()
             await connection.send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
             answer = await connection.read_response()
             assert answer is not None
             assert answer.status in (400, 404, 505)
-    environment = {**environment, "LOMASH_HTTP_H2C": "1"}
-    async with service(environment) as running, open_client(running.url) as client:
+    if driver_environment["LOMASH_HTTP_DRIVER"] == "lean":
+        return
+    driver_environment = {**driver_environment, "LOMASH_HTTP_H2C": "1"}
+    async with service(driver_environment) as running, open_client(running.url) as client:
         with trio.fail_after(BOUND_S):
             connection = await client.connect()
             await connection.send(H2C_UPGRADE)
@@ -326,12 +330,12 @@ async def test_http2_prior_knowledge_is_not_spoken_unless_configured(
 
 
 async def test_connections_waiting_for_a_body_make_room_at_the_cap(
-    environment: dict[str, str],
+    driver_environment: dict[str, str],
 ) -> None:
     """Three connections declare a body and send none: at a cap of 3 they are not
     "busy", so a health check still gets in (the one waiting longest is closed)."""
-    environment = {**environment, "LOMASH_HTTP_MAX_CONNECTIONS": "3"}
-    async with service(environment) as running, open_client(running.url) as client:
+    driver_environment = {**driver_environment, "LOMASH_HTTP_MAX_CONNECTIONS": "3"}
+    async with service(driver_environment) as running, open_client(running.url) as client:
         with trio.fail_after(BOUND_S):
             stalled = []
             for n in range(3):
@@ -355,12 +359,12 @@ async def test_connections_waiting_for_a_body_make_room_at_the_cap(
 
 
 async def test_a_chunked_body_past_the_limit_is_413_and_not_kept(
-    environment: dict[str, str],
+    driver_environment: dict[str, str],
 ) -> None:
     """A chunked body that never ends (1 KiB chunks past LOMASH_MAX_BODY_BYTES): 413
     payload_too_large, then the connection closes; the server reads no further."""
-    environment = {**environment, "LOMASH_MAX_BODY_BYTES": "4096"}
-    async with service(environment) as running, open_client(running.url) as client:
+    driver_environment = {**driver_environment, "LOMASH_MAX_BODY_BYTES": "4096"}
+    async with service(driver_environment) as running, open_client(running.url) as client:
         with trio.fail_after(BOUND_S):
             for path in ("/_test/echo", "/v1/appointments"):
                 connection = await client.connect()

@@ -28,6 +28,8 @@ import httpx
 import pytest
 import trio
 
+from config import HttpDriver
+
 REPO = Path(__file__).resolve().parent.parent
 DRAIN_S = 6.0  # the services' drain budget unless a test sets its own
 BOUND_S = 40.0
@@ -149,6 +151,15 @@ def environment(migrated_url: str, redis_url: str, redis_prefix: str) -> dict[st
     }
 
 
+@pytest.fixture(params=[driver.value for driver in HttpDriver])
+def driver_environment(
+    request: pytest.FixtureRequest, environment: dict[str, str]
+) -> dict[str, str]:
+    """The environment once per HTTP driver (LOMASH_HTTP_DRIVER): the edge and drain
+    tests hold for each."""
+    return {**environment, "LOMASH_HTTP_DRIVER": request.param}
+
+
 async def slow_request(client: httpx.AsyncClient, url: str, seconds: float, out: list[int]) -> None:
     response = await client.get(f"{url}/_test/sleep", params={"seconds": seconds})
     out.append(response.status_code)
@@ -173,10 +184,10 @@ def finished_after_shutdown_began(logs: Logs, requests: int, shutdowns: int) -> 
 
 
 async def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_0(
-    environment: dict[str, str],
+    driver_environment: dict[str, str],
 ) -> None:
     """Slow requests in flight at SIGTERM all get 200, new connections are refused, exit 0."""
-    environment = {**environment, "LOMASH_DRAIN_TIMEOUT_S": str(LONG_DRAIN_S)}
+    environment = {**driver_environment, "LOMASH_DRAIN_TIMEOUT_S": str(LONG_DRAIN_S)}
     for seconds in SLOW_S:
         statuses: list[int] = []
         async with service(environment) as running, httpx.AsyncClient(timeout=BOUND_S) as client:
@@ -211,10 +222,10 @@ async def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_0(
 
 
 async def test_requests_longer_than_the_drain_budget_are_cut_and_the_process_still_exits(
-    environment: dict[str, str],
+    driver_environment: dict[str, str],
 ) -> None:
     """A request that would outlive any test (1 h) is cut at drain_timeout_s; exit 0."""
-    environment = {**environment, "LOMASH_DRAIN_TIMEOUT_S": "1"}
+    environment = {**driver_environment, "LOMASH_DRAIN_TIMEOUT_S": "1"}
     statuses: list[object] = []
     async with service(environment) as running, httpx.AsyncClient(timeout=BOUND_S) as client:
         with trio.fail_after(BOUND_S):
@@ -237,9 +248,9 @@ async def _expect_dropped(client: httpx.AsyncClient, url: str, out: list[object]
         out.append("dropped")
 
 
-async def test_a_second_signal_exits_at_once(environment: dict[str, str]) -> None:
+async def test_a_second_signal_exits_at_once(driver_environment: dict[str, str]) -> None:
     """A second SIGTERM mid-drain exits 1 by the forced path, not by the drain's end."""
-    environment = {**environment, "LOMASH_DRAIN_TIMEOUT_S": str(LONG_DRAIN_S)}
+    environment = {**driver_environment, "LOMASH_DRAIN_TIMEOUT_S": str(LONG_DRAIN_S)}
     statuses: list[object] = []
     async with (
         service(environment) as running,
@@ -261,10 +272,10 @@ async def test_a_second_signal_exits_at_once(environment: dict[str, str]) -> Non
 
 
 async def test_workers_share_the_port_and_each_drains_on_sigterm(
-    environment: dict[str, str],
+    driver_environment: dict[str, str],
 ) -> None:
     """--workers 2: both serve one port; SIGTERM to the parent drains both; exit 0."""
-    environment = {**environment, "LOMASH_DRAIN_TIMEOUT_S": str(LONG_DRAIN_S)}
+    environment = {**driver_environment, "LOMASH_DRAIN_TIMEOUT_S": str(LONG_DRAIN_S)}
     for seconds in SLOW_S:
         statuses: list[int] = []
         async with (

@@ -7,9 +7,11 @@ one Postgres read; ours: the catalogue's in-process copy, at most
 ``LOMASH_CATALOGUE_MEMORY_S`` old) from the same database with 20 seeded showrooms;
 ours also ``GET /v1/products``. The floor is measured in the same run: a bare ASGI app
 (a fixed JSON body, no framework: bench/peers/floor.py) on hypercorn's trio worker,
-what any route of ours costs at least. wrk drives each for the same duration with the
-same connections on loopback. Prints requests/s, p50 and p99 for each, and the ratios
-ours / peer and ours / floor. Needs ``wrk`` (Debian
+and (with 1 worker) the same app on our own lean driver (bench/peers/floor_lean.py),
+what any route of ours costs at least. Ours runs with its configured driver
+(``LOMASH_HTTP_DRIVER``, lean by default). wrk drives each for the same duration with
+the same connections on loopback. Prints requests/s, p50 and p99 for each, and the
+ratios ours / peer, ours / floor (hypercorn) and ours / lean floor. Needs ``wrk`` (Debian
 package) and the ``bench`` extra (fastapi, uvicorn, uvloop, httptools).
 """
 
@@ -45,6 +47,8 @@ ROUTES = ("/health/live", "/v1/showrooms")
 OURS_ONLY = ("/v1/products",)
 FLOOR = [sys.executable, "-m", "hypercorn", "--worker-class", "trio"]
 FLOOR += ["--bind", "127.0.0.1:0", "bench.peers.floor:app"]
+# The same app on our lean driver (1 worker): the floor of our own stack.
+LEAN_FLOOR = [sys.executable, "-m", "bench.peers.floor_lean"]
 START_TIMEOUT_S = 60.0
 
 
@@ -217,10 +221,13 @@ def main() -> None:
             server(ours, ours_env) as ours_server,
             server(peer, {"DATABASE_URL": url}) as peer_server,
             server([*FLOOR, "--workers", str(args.workers)], {}) as floor_server,
+            server(LEAN_FLOOR, {}) as lean_floor_server,
         ):
             runs = [(route, "ours", ours_server) for route in (*ROUTES, *OURS_ONLY)]
             runs += [(route, "peer", peer_server) for route in ROUTES]
             runs += [("/", "floor", floor_server)]
+            if args.workers == 1:
+                runs += [("/", "lean", lean_floor_server)]
             for route, name, running in runs:
                 wrk(running.url(route), 2, args.connections)  # warm-up
                 results[(route, name)] = wrk(running.url(route), args.seconds, args.connections)
@@ -238,6 +245,8 @@ def main() -> None:
     for route in (*ROUTES, *OURS_ONLY):
         ours_rate = results[(route, "ours")].requests_per_s
         line = f"{route:<16} ours/floor {ours_rate / floor.requests_per_s:.2f}x"
+        if ("/", "lean") in results:
+            line += f"   ours/lean floor {ours_rate / results[('/', 'lean')].requests_per_s:.2f}x"
         if (route, "peer") in results:
             line += f"   ours/peer {ours_rate / results[(route, 'peer')].requests_per_s:.2f}x"
         print(line)

@@ -46,9 +46,9 @@ class HttpSettings:
     # HTTP/2 over plain HTTP (h2c upgrade, prior knowledge). Off: an Upgrade: h2c or
     # a PRI preface is answered as HTTP/1.1 (or refused as malformed).
     h2c: bool = False
-    # The connection driver; ``lean`` serves about 4x the trivial requests per core
-    # (bench/driver.py) and speaks HTTP/1.1 only (h2c needs ``hypercorn``).
-    driver: HttpDriver = HttpDriver.HYPERCORN
+    # The connection driver: ``lean`` serves about 4x the trivial requests per core
+    # (bench/driver.py) and speaks HTTP/1.1 only; ``hypercorn`` for h2c.
+    driver: HttpDriver = HttpDriver.LEAN
     # Browser origins (``https://www.lomashwood.co.uk``) allowed to call the API
     # cross-origin; ``*`` for any. Empty: no CORS headers, preflights refused.
     cors_origins: frozenset[str] = frozenset()

@@ -144,7 +144,11 @@ class HealthSettings:
 
     database_timeout_s: float = 1.0
     redis_timeout_s: float = 0.5
+    # /health/ready answers from a database verdict at most this old (one check per
+    # period however many probes come; 0: a check per probe, concurrent ones shared).
+    ready_memory_s: float = 1.0
 
     def __post_init__(self) -> None:
         _check(self.database_timeout_s > 0, "database_timeout_s: must be > 0")
+        _check(self.ready_memory_s >= 0, "ready_memory_s: must be >= 0")
         _check(self.redis_timeout_s > 0, "redis_timeout_s: must be > 0")

@@ -5,7 +5,8 @@ Routes:
 - ``GET /health``: the spec's health document (database, redis), 200 healthy,
   200 degraded (Redis down: the service runs without it), 503 unhealthy (database down).
 - ``GET /health/live``: the process answers; no dependencies (container health check).
-- ``GET /health/ready``: 503 while draining or while the database is down (load balancer).
+- ``GET /health/ready``: 503 while draining or while the database is down (load balancer);
+  the database's verdict is at most ``LOMASH_HEALTH_READY_MEMORY_S`` old (gateway/_ready.py).
 - ``GET /v1/showrooms``: the showrooms, through the catalogue actor.
 - ``GET /v1/products...``: the ranges on sale (gateway/_products.py).
 - ``/v1/appointments...``: availability and bookings (gateway/_appointments.py).
@@ -45,11 +46,11 @@ from gateway._openapi import register_docs_routes
 from gateway._ops import register_ops_routes
 from gateway._orders import register_order_routes
 from gateway._products import register_product_routes
+from gateway._ready import Readiness, database_readiness, dependency_check, ready_answer
 from gateway._webhooks import register_webhook_routes
 from jobs import JobQueue
 from supervisors import (
     ActorRef,
-    BreakerState,
     InvalidRequest,
     LomashError,
     MethodNotAllowed,
@@ -108,6 +109,9 @@ class Services:
     actors: Sequence[ActorRef[Any, Any]] = ()
     # What GET /metrics renders (none: no /metrics).
     metrics: ServiceMetrics | None = None
+    # The readiness verdict, shared with the fast route (one is made when none is
+    # given: ``database_readiness`` with the booker and the catalogue as guards).
+    readiness: Readiness | None = None
     # Routes a launcher adds (the tests' /_test/...); the service ships none.
     extra_routes: Sequence[Callable[[QuartTrio], None]] = ()
 
@@ -231,29 +235,13 @@ def create_app(services: Services) -> QuartTrio:
     # Actors whose breaker guards Postgres: one open means the database is not usable.
     database_actors = [ref for ref in (services.booker, services.catalogue) if ref is not None]
 
-    async def check(
-        dependency: Database | Cache, timeout_s: float, guards: Sequence[ActorRef[Any, Any]] = ()
-    ) -> str:
-        """ "ok", or why not: an open breaker of an actor that ``guards`` it, a gate
-        that refuses (never pinged: nobody waits for a dependency known to be down or
-        slow), a ping that fails or does not answer in time."""
-        for ref in guards:
-            breaker = ref.statistics().breaker
-            if breaker is not None and breaker.state is BreakerState.OPEN:
-                return f"error: breaker open ({ref.name})"
-        if (reason := dependency.outage()) is not None:
-            return f"error: {reason}"
-        with trio.move_on_after(timeout_s):
-            try:
-                await dependency.ping()
-            except LomashError as error:
-                return f"error: {dependency.outage() or error.message}"
-            reason = dependency.outage()
-            return "ok" if reason is None else f"error: {reason}"
-        return f"error: no answer within {timeout_s:g} s"
-
     async def check_database() -> str:
-        return await check(services.database, settings.health.database_timeout_s, database_actors)
+        timeout_s = settings.health.database_timeout_s
+        return await dependency_check(services.database, timeout_s, database_actors)
+
+    readiness = services.readiness or database_readiness(
+        services.database, settings.health, database_actors
+    )
 
     @app.get("/health")
     async def health() -> Response:
@@ -263,7 +251,8 @@ def create_app(services: Services) -> QuartTrio:
             checks["database"] = await check_database()
 
         async def redis() -> None:
-            checks["redis"] = await check(services.cache, settings.health.redis_timeout_s)
+            timeout_s = settings.health.redis_timeout_s
+            checks["redis"] = await dependency_check(services.cache, timeout_s)
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(database)
@@ -291,12 +280,10 @@ def create_app(services: Services) -> QuartTrio:
 
     @app.get("/health/ready")
     async def ready() -> Response:
-        if services.lifecycle.draining:
-            return json_response({"status": "draining"}, 503)
-        database = await check_database()
-        if database != "ok":
-            return json_response({"status": "unready", "checks": {"database": database}}, 503)
-        return json_response({"status": "ready"})
+        draining = services.lifecycle.draining
+        database = None if draining else await readiness.database()
+        status, document = ready_answer(draining, database)
+        return json_response(document, status)
 
     @app.get("/v1/showrooms")
     async def showrooms() -> Response:

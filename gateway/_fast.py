@@ -7,7 +7,8 @@ that is the difference between losing to the FastAPI peer and beating it
 (``python -m bench.booking``: 842 -> 1,075 bookings/s on one worker). Everything
 else goes to the Quart app unchanged.
 
-The hot reads: ``GET /health/live`` (a constant), and ``GET /v1/showrooms`` and ``GET
+The hot reads: ``GET /health/live`` (a constant), ``GET /health/ready`` (the readiness
+verdict kept in memory, gateway/_ready.py), and ``GET /v1/showrooms`` and ``GET
 /v1/products`` (no query) from the catalogue's in-process snapshots
 (actors/_snapshots.py: at most ``LOMASH_CATALOGUE_MEMORY_S`` old), encoded once per
 snapshot with the same view functions the Quart routes use; a request that finds no
@@ -41,6 +42,7 @@ from gateway._asgi import CLOSE, Receive, Scope, Send, header_pairs, send_json
 from gateway._auth import AccountGuard
 from gateway._http_errors import error_response
 from gateway._metrics import ROUTE_KEY
+from gateway._ready import Readiness, ready_answer
 from supervisors import (
     ActorRef,
     LomashError,
@@ -58,6 +60,7 @@ log = structlog.get_logger("gateway")
 _NO_STORE = (b"cache-control", b"no-store")  # answers carry a manage token
 _ENCODER = msgspec.json.Encoder()
 _LIVE = _ENCODER.encode(LIVE)
+_READY = _ENCODER.encode(ready_answer(False, "ok")[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +89,10 @@ class FastRoutes:
         snapshots: Snapshots | None = None,
         reads: dict[str, FastRead] | None = None,
         catalogue: ActorRef[Any, Any] | None = None,
+        readiness: Readiness | None = None,
     ) -> None:
         self._app = app
+        self._readiness = readiness
         self._snapshots = snapshots
         self._reads = reads or {}
         self._catalogue = catalogue
@@ -115,6 +120,8 @@ class FastRoutes:
             await self._app(scope, receive, send)
         elif path == "/health/live":
             await self._answer(scope, send, path, _LIVE, {})
+        elif path == "/health/ready" and self._readiness is not None:
+            await self._ready(scope, send)
         elif (read := self._reads.get(path)) is not None and (
             body := await self._fresh(path, read)
         ):
@@ -147,20 +154,37 @@ class FastRoutes:
             self._encoded[path] = encoded
         return encoded[1]
 
-    async def _answer(
-        self, scope: Scope, send: Send, path: str, body: bytes, headers: dict[str, str]
-    ) -> None:
-        """A 200 of a read with no body to read, logged like every request."""
+    async def _ready(self, scope: Scope, send: Send) -> None:
+        assert self._readiness is not None
         started = time.perf_counter()
+        draining = self._lifecycle.draining
+        database = None if draining else await self._readiness.database()
+        status, document = ready_answer(draining, database)
+        body = _READY if status == 200 else _ENCODER.encode(document)
+        await self._answer(scope, send, "/health/ready", body, {}, status=status, started=started)
+
+    async def _answer(
+        self,
+        scope: Scope,
+        send: Send,
+        path: str,
+        body: bytes,
+        headers: dict[str, str],
+        *,
+        status: int = 200,
+        started: float | None = None,
+    ) -> None:
+        """An answer to a read with no body to read, logged like every request."""
+        started = time.perf_counter() if started is None else started
         scope[ROUTE_KEY] = path
         rid = scope.get(REQUEST_ID_KEY) or request_id(_headers(scope).get("x-request-id"))
         pairs = [(b"x-request-id", rid.encode()), *header_pairs(headers)]
         if self._lifecycle.draining:
             pairs.append(CLOSE)
         try:
-            await send_json(send, 200, body, pairs)
+            await send_json(send, status, body, pairs)
         finally:  # nothing else logs here: the id goes on the line, not in the context
-            log_request("GET", path, 200, started, rid=rid)
+            log_request("GET", path, status, started, rid=rid)
 
     async def _not_allowed(self, scope: Scope, send: Send) -> None:
         started = time.perf_counter()

@@ -84,6 +84,7 @@ from gateway._cors import Cors
 from gateway._fast import ASGIApp, FastRead
 from gateway._metrics import HttpMetrics
 from gateway._products import cache_headers, products_view
+from gateway._ready import database_readiness
 from jobs import (
     DeadLetterAlerts,
     JobQueue,
@@ -277,6 +278,7 @@ def build_tree(
             queue(),
             guard,
         )
+        readiness = database_readiness(database.value, settings.health, [booker.ref, catalogue.ref])
         quart = create_app(
             Services(
                 settings=settings,
@@ -293,6 +295,7 @@ def build_tree(
                 guard=guard,
                 metrics=metrics,
                 actors=actors,
+                readiness=readiness,
                 extra_routes=[e.routes for e in extensions if e.routes is not None],
             )
         )
@@ -312,6 +315,7 @@ def build_tree(
                 ),
             },
             catalogue=catalogue.ref,
+            readiness=readiness,
         )
         # The budget outside the edge: the edge's waits for a body (reading it,
         # draining it behind an early answer) are body time, not the handler's.

@@ -5,11 +5,11 @@
 Both serve ``GET /health/live`` (no dependencies) and ``GET /v1/showrooms`` (the peer:
 one Postgres read; ours: the catalogue's in-process copy, at most
 ``LOMASH_CATALOGUE_MEMORY_S`` old) from the same database with 20 seeded showrooms;
-ours also ``GET /v1/products``. The floor is measured in the same run: a bare ASGI app
-(a fixed JSON body, no framework: bench/peers/floor.py) on hypercorn's trio worker,
-and (with 1 worker) the same app on our own lean driver (bench/peers/floor_lean.py),
-what any route of ours costs at least. Ours runs with its configured driver
-(``LOMASH_HTTP_DRIVER``, lean by default). wrk drives each for the same duration with
+ours also ``GET /health/ready`` and ``GET /v1/products``. The floor is measured in the
+same run: a bare ASGI app (a fixed JSON body, no framework: bench/peers/floor.py) on
+hypercorn's trio worker, and (with 1 worker) the same app on our own lean driver
+(bench/peers/floor_lean.py), what any route of ours costs at least. Ours runs with
+its configured driver (``LOMASH_HTTP_DRIVER``, lean by default). wrk drives each for the same duration with
 the same connections on loopback. Prints requests/s, p50 and p99 for each, and the
 ratios ours / peer, ours / floor (hypercorn) and ours / lean floor. Needs ``wrk`` (Debian
 package) and the ``bench`` extra (fastapi, uvicorn, uvloop, httptools).
@@ -44,7 +44,7 @@ ADMIN_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("LOMASH_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 ROUTES = ("/health/live", "/v1/showrooms")
-OURS_ONLY = ("/v1/products",)
+OURS_ONLY = ("/health/ready", "/v1/products")
 FLOOR = [sys.executable, "-m", "hypercorn", "--worker-class", "trio"]
 FLOOR += ["--bind", "127.0.0.1:0", "bench.peers.floor:app"]
 # The same app on our lean driver (1 worker): the floor of our own stack.

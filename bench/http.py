@@ -5,13 +5,14 @@
 Both serve ``GET /health/live`` (no dependencies) and ``GET /v1/showrooms`` (the peer:
 one Postgres read; ours: the catalogue's in-process copy, at most
 ``LOMASH_CATALOGUE_MEMORY_S`` old) from the same database with 20 seeded showrooms;
-ours also ``GET /health/ready`` and ``GET /v1/products``. The floor is measured in the
-same run: a bare ASGI app (a fixed JSON body, no framework: bench/peers/floor.py) on
-hypercorn's trio worker, and (with 1 worker) the same app on our own lean driver
+ours also ``GET /health/ready`` and ``GET /v1/products``. The floor is measured in
+the same run: a bare ASGI app (a fixed JSON body, no framework: bench/peers/floor.py)
+on hypercorn's trio worker, and (with 1 worker) the same app on our own lean driver
 (bench/peers/floor_lean.py), what any route of ours costs at least. Ours runs with
-its configured driver (``LOMASH_HTTP_DRIVER``, lean by default). wrk drives each for the same duration with
-the same connections on loopback. Prints requests/s, p50 and p99 for each, and the
-ratios ours / peer, ours / floor (hypercorn) and ours / lean floor. Needs ``wrk`` (Debian
+its configured driver (``LOMASH_HTTP_DRIVER``, lean by default). wrk drives each for
+the same duration with the same connections on loopback. Prints requests/s, p50 and
+p99 for each, and the ratios ours / peer, ours / floor (hypercorn) and ours / lean
+floor. Needs ``wrk`` (Debian
 package) and the ``bench`` extra (fastapi, uvicorn, uvloop, httptools).
 """
 

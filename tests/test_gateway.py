@@ -11,6 +11,7 @@ import trio_asyncio
 
 from chaos import open_proxy
 from config import Settings
+from tests._booking import eventually
 from tests._service import running_service, service_settings, with_database_url, with_redis_url
 from tests.conftest import NO_REDIS_URL, port_of
 from tests.test_postgres import via
@@ -101,9 +102,12 @@ async def test_liveness_needs_nothing_and_readiness_follows_draining_and_the_dat
                 services.lifecycle.draining = False
                 proxy.reset()
                 health = settings.health
-                with trio.fail_after(health.ready_memory_s + health.database_timeout_s + 1):
-                    while (await client.get("/health/ready")).status_code != 503:
-                        await trio.sleep(0.05)
+
+                async def unready() -> bool:
+                    return bool((await client.get("/health/ready")).status_code == 503)
+
+                bound_s = health.ready_memory_s + health.database_timeout_s + 1
+                await eventually(unready, within_s=bound_s, every_s=0.05)
                 assert (await client.get("/health/live")).status_code == 200
 
 

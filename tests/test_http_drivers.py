@@ -7,6 +7,7 @@ tests/test_process.py."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 
 import trio
@@ -136,3 +137,31 @@ async def test_expect_100_continue_gets_the_interim_answer_before_the_body(
             assert answer is not None
             assert answer.status == 422
             assert answer.code == "invalid_field"
+
+
+async def test_a_client_that_does_not_read_is_cut_after_the_send_timeout(
+    driver_environment: dict[str, str],
+) -> None:
+    """A client asks for the Swagger bundle (about 1.4 MB) twenty times in one write
+    and reads nothing: once the socket buffers are full the write waits, and after
+    LOMASH_HTTP_SEND_TIMEOUT_S (1 s) the connection is cut (logged); another client is
+    served meanwhile and after."""
+    driver_environment = {**driver_environment, "LOMASH_HTTP_SEND_TIMEOUT_S": "1"}
+    async with service(driver_environment) as running, open_client(running.url) as client:
+        with trio.fail_after(BOUND_S):
+            other = await client.connect()
+            stuck = await client.connect()
+
+            async def flood() -> None:
+                with contextlib.suppress(trio.BrokenResourceError):
+                    await stuck.send(request("GET", "/docs/swagger-ui-bundle.js") * 20)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(flood)
+                await running.logs.wait_for("http_client_not_reading")
+                await other.send(request("GET", "/health/live"))
+                served = await other.read_response()
+                assert served is not None
+                assert served.status == 200
+            while not await stuck.closed_by_server():
+                pass  # what the kernel had buffered, then the end

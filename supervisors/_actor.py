@@ -44,6 +44,7 @@ from supervisors._errors import (
 from supervisors._incarnation import _Incarnation
 from supervisors._mailbox import Envelope, Mailbox, Reply
 from supervisors._policies import Jitter, MessagePolicy, RetryPolicy
+from supervisors._timer import Timer
 
 __all__ = ["Actor", "ActorRef", "ActorSpec", "ActorStatistics"]
 
@@ -114,16 +115,33 @@ class ActorRef[M, R]:
         spec.admit()
         reply: Reply[Any] = Reply()
         timeout = spec.mailbox_settings.ask_timeout_s
-        if trio.current_effective_deadline() <= trio.current_time() + timeout:
-            # The caller's own deadline comes first: it bounds the ask already, and a
-            # cancel scope per ask is the costliest part of the round trip.
+        deadline = trio.current_time() + timeout
+        timer = spec.timer
+        if timer.live:
+            # The running incarnation's timer keeps the deadline (no scope per ask).
+            await spec.enqueue(Envelope(message, reply))
+            timer.watch(deadline, reply)
+            try:
+                if await reply.wait_watched():
+                    answer: R = reply.unwrap()
+                    return answer
+            finally:
+                timer.answered()
+            # The timer stopped (the incarnation ended): keep the deadline ourselves.
+        elif trio.current_effective_deadline() <= deadline:
+            # The caller's own deadline comes first: it bounds the ask already.
             await spec.enqueue(Envelope(message, reply))
             caller_bounded: R = await reply.wait()
             return caller_bounded
-        with trio.move_on_after(timeout):
-            await spec.enqueue(Envelope(message, reply))
-            result: R = await reply.wait()
-            return result
+        else:
+            with trio.move_on_at(deadline):
+                await spec.enqueue(Envelope(message, reply))
+                result: R = await reply.wait()
+                return result
+            raise AskTimeout(spec.name, timeout)
+        with trio.move_on_at(deadline):
+            released: R = await reply.wait()
+            return released
         raise AskTimeout(spec.name, timeout)
 
     async def tell(self, message: M) -> None:
@@ -171,11 +189,14 @@ class ActorSpec[M, R]:
         # purpose, yet never longer than ``concurrency``: one incarnation runs at a
         # time, and it takes at most that many messages before handling them.
         self.redelivery: deque[Envelope[M]] = deque()
+        # Kept by a task beside each incarnation: asks' and messages' deadlines.
+        self.timer = Timer(name, mailbox.ask_timeout_s, mailbox.message_timeout_s)
         self.policy = MessagePolicy(
             actor=name,
             breaker=Breaker(name, breaker) if breaker is not None else None,
             retry=RetryPolicy(name, retry, jitter) if retry is not None else None,
             timeout_s=mailbox.message_timeout_s,
+            timer=self.timer,
         )
         self.counters = _Counters()
         self.ref: ActorRef[M, R] = ActorRef(self)

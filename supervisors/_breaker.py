@@ -80,6 +80,8 @@ class Breaker:
         # Bumped on every transition: outcomes of calls admitted under an older
         # generation do not count (a slow call from before the breaker opened).
         self._generation = 0
+        # Every call admitted while Closed in one generation gets the same permit.
+        self._closed_permit = Permit(trial=False, generation=0)
         self._opened = self._half_opened = self._closed = self._rejected = 0
         self._recent: deque[tuple[float, BreakerState]] = deque(maxlen=RECENT_TRANSITIONS)
 
@@ -108,7 +110,7 @@ class Breaker:
         """Admit one call or raise ``ServiceUnavailable``."""
         state = self.state
         if state is BreakerState.CLOSED:
-            return Permit(trial=False, generation=self._generation)
+            return self._closed_permit
         if (
             state is BreakerState.HALF_OPEN
             and self._trials_in_flight < self._settings.half_open_max_calls
@@ -128,7 +130,7 @@ class Breaker:
             if self._trial_successes >= self._settings.half_open_max_calls:
                 self._transition(BreakerState.CLOSED)
         else:
-            self._count(failed=False)
+            self._tally(failed=False)
 
     def record_failure(self, permit: Permit) -> None:
         if permit.generation != self._generation:
@@ -137,7 +139,8 @@ class Breaker:
             self._trials_in_flight -= 1
             self._transition(BreakerState.OPEN)
             return
-        calls, failures = self._count(failed=True)
+        self._tally(failed=True)
+        calls, failures = self._totals()
         if calls >= self._settings.min_calls and failures > self._settings.failure_ratio * calls:
             self._transition(BreakerState.OPEN)
 
@@ -176,6 +179,7 @@ class Breaker:
         self._state = to
         self._recent.append((time.time(), to))  # for people (the ops page): wall clock
         self._generation += 1
+        self._closed_permit = Permit(trial=False, generation=self._generation)
         self._trials_in_flight = 0
         self._trial_successes = 0
         self._buckets.clear()
@@ -190,7 +194,7 @@ class Breaker:
             self._closed += 1
             self._log.info("breaker_closed")
 
-    def _count(self, *, failed: bool) -> tuple[int, int]:
+    def _tally(self, *, failed: bool) -> None:
         index = self._prune()
         if self._buckets and self._buckets[-1][0] == index:
             bucket = self._buckets[-1]
@@ -199,7 +203,6 @@ class Breaker:
             self._buckets.append(bucket)
         bucket[1] += 1
         bucket[2] += failed
-        return self._totals()
 
     def _prune(self) -> int:
         index = int(trio.current_time() // self._bucket_width)

@@ -9,7 +9,6 @@ belongs to the ``ActorSpec``; the failure semantics are described in ``_actor``.
 
 from __future__ import annotations
 
-import math
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +31,10 @@ class _Incarnation[M, R]:
         self._stop = False
         self._final = False
         # Set while the reader waits on an empty mailbox: a restart-stop cancels it.
+        # Serving serially it is the serving loop's one scope (``_waiting`` says the
+        # reader waits, not a handler runs); concurrently, a scope per wait.
         self._wait: trio.CancelScope | None = None
+        self._waiting = False
 
     def request_stop(self, *, final: bool) -> None:
         self._stop = True
@@ -40,7 +42,8 @@ class _Incarnation[M, R]:
             # End-of-stream: refuse new messages, drain the accepted ones.
             self._final = True
             self._spec.mailbox.close_intake()
-        elif self._wait is not None:
+        elif self._wait is not None and self._waiting and self._spec.mailbox.reader_waiting():
+            # Only a reader still asleep: one just handed a message handles it first.
             self._wait.cancel()
 
     async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
@@ -51,12 +54,7 @@ class _Incarnation[M, R]:
             if isinstance(behaviour, AbstractAsyncContextManager):
                 await stack.enter_async_context(behaviour)
             with structlog.contextvars.bound_contextvars(actor=spec.name):
-                spec.counters.running = True
-                task_status.started(spec.ref)
-                if spec.mailbox_settings.concurrency == 1:
-                    await self._serve_serially(behaviour)
-                else:
-                    await self._serve_concurrently(behaviour)
+                await self._serve(behaviour, task_status)
         except BaseException as error:
             await self._tear_down(stack, error)
             raise
@@ -66,6 +64,29 @@ class _Incarnation[M, R]:
             spec.counters.running = False
             if self._final:
                 spec.fail_pending("stopped")
+
+    async def _serve(self, behaviour: Actor[M, R], task_status: trio.TaskStatus[Any]) -> None:
+        """Serve the mailbox with the actor's timer beside (it keeps the deadlines of
+        asks and messages while this incarnation runs)."""
+        spec = self._spec
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(spec.timer.run)
+                spec.counters.running = True
+                task_status.started(spec.ref)
+                if spec.mailbox_settings.concurrency == 1:
+                    await self._serve_serially(behaviour)
+                else:
+                    await self._serve_concurrently(behaviour)
+                nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # The timer never fails: the group holds what serving raised, as raised.
+            if len(group.exceptions) != 1:
+                raise
+            error = group.exceptions[0]
+        else:
+            return
+        raise error  # outside the except clause, so it keeps its own context
 
     async def _tear_down(self, stack: AsyncExitStack, error: BaseException | None) -> None:
         """Exit the behaviour's context, shielded from a brutal stop but bounded.
@@ -87,45 +108,53 @@ class _Incarnation[M, R]:
         return not self._stop or self._final
 
     async def _next(self) -> Envelope[M] | None:
-        """The next envelope, redelivered ones first; None to stop or at end-of-stream."""
+        """The next envelope, redelivered ones first; None to stop or at end-of-stream.
+        A checkpoint either way (the mailbox's receive is one)."""
         if self._stop and not self._final:
             return None
         spec = self._spec
-        await trio.lowlevel.checkpoint_if_cancelled()
-        try:
-            if spec.redelivery:
-                envelope = spec.redelivery.popleft()
-            else:
-                envelope = spec.mailbox.receive_nowait()
-        except trio.WouldBlock:
-            return await self._wait_for_message()
-        except trio.EndOfChannel:
-            self._stop = self._final = True
-            return None
-        await trio.lowlevel.cancel_shielded_checkpoint()
-        return envelope
+        if spec.redelivery:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            envelope = spec.redelivery.popleft()
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return envelope
+        if spec.mailbox_settings.concurrency == 1:
+            return await self._wait_for_message()  # in the serving loop's scope
+        return await self._wait_in_scope()
 
     async def _wait_for_message(self) -> Envelope[M] | None:
         # A memory-channel receive either returns a message or raises Cancelled, never
-        # both: a restart-stop cancelling this scope cannot lose a handed-over message.
+        # both; a restart-stop cancels the scope only while no message has been handed
+        # over (``request_stop``), so a handed-over message is handled here.
+        self._waiting = True
+        try:
+            return await self._spec.mailbox.receive()
+        except trio.EndOfChannel:
+            self._stop = self._final = True
+            return None
+        finally:
+            self._waiting = False
+
+    async def _wait_in_scope(self) -> Envelope[M] | None:
         with trio.CancelScope() as wait:
             self._wait = wait
             try:
-                return await self._spec.mailbox.receive()
-            except trio.EndOfChannel:
-                self._stop = self._final = True
-                return None
+                return await self._wait_for_message()
             finally:
                 self._wait = None
         return None  # woken to stop for a restart
 
     async def _serve_serially(self, behaviour: Actor[M, R]) -> None:
-        while self._keep_going():
-            envelope = await self._next()
-            if envelope is not None:
-                await self._process(behaviour, envelope)
-            elif self._final:
-                return
+        # One scope for the whole loop, cancelled by a restart-stop only while the
+        # reader waits (no scope per wait: one less per message).
+        with trio.CancelScope() as serving:
+            self._wait = serving
+            while self._keep_going():
+                envelope = await self._next()
+                if envelope is not None:
+                    await self._process(behaviour, envelope)
+                elif self._final:
+                    return
 
     async def _serve_concurrently(self, behaviour: Actor[M, R]) -> None:
         bulkhead = trio.Semaphore(self._spec.mailbox_settings.concurrency)
@@ -162,12 +191,14 @@ class _Incarnation[M, R]:
         spec = self._spec
         counters = spec.counters
         reply = envelope.reply
-        if trio.current_effective_deadline() == -math.inf:
+        try:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        except trio.Cancelled:
             # Taken from the mailbox, but the incarnation was cancelled (a sibling
             # handler crashed, or a brutal stop) before this handler started: keep the
             # message for the next incarnation (or answer it, after a final stop).
             spec.redelivery.append(envelope)
-            return
+            raise
         if reply is not None and reply.abandoned:
             counters.expired += 1  # the asker gave up before we got to it
             return

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any, cast
 
-import outcome
 import trio
 
 from config import MailboxSettings, Overflow
@@ -24,49 +23,96 @@ class Idempotent:
 
 
 class Reply[R]:
-    """A one-shot reply slot: set exactly once by the actor, awaited by the asker."""
+    """A one-shot reply slot: set exactly once by the actor, awaited by one asker.
 
-    __slots__ = ("_event", "_outcome", "abandoned")
+    The asker's task sleeps on the slot itself (no Event, no parking lot): setting it
+    reschedules that task directly. While an incarnation runs, the asker's deadline
+    is kept by the actor's ``Timer`` instead of a cancel scope per ask; ``release``
+    wakes the asker without an answer when that timer stops, so it keeps its deadline
+    itself from then on.
+    """
+
+    __slots__ = ("_error", "_value", "_waiter", "abandoned", "done")
 
     def __init__(self) -> None:
-        self._event = trio.Event()
-        self._outcome: outcome.Outcome[R] | None = None
+        self.done = False
+        self._value: R | None = None
+        self._error: BaseException | None = None
+        self._waiter: trio.lowlevel.Task | None = None
         # The asker stopped waiting (its deadline passed or it was cancelled).
         self.abandoned = False
 
-    @property
-    def done(self) -> bool:
-        return self._outcome is not None
-
     def set_value(self, value: R) -> None:
-        self._set(outcome.Value(value))
+        if not self.done:
+            self._value = value
+            self._set()
 
     def set_error(self, error: BaseException) -> None:
-        self._set(outcome.Error(error))
+        if not self.done:
+            self._error = error
+            self._set()
+
+    def expire(self, error: BaseException) -> None:
+        """The asker's deadline passed (seen by the actor's timer): it gets ``error``
+        and nobody waits for the answer any more."""
+        if not self.done:
+            self.abandoned = True
+            self.set_error(error)
+
+    def release(self) -> None:
+        """Wake the asker without an answer (its timer stopped): ``wait_watched`` is
+        False and it waits on under a deadline of its own."""
+        if self._waiter is not None:
+            trio.lowlevel.reschedule(self._waiter)
+            self._waiter = None
 
     def wanted(self) -> bool:
         """Someone still waits for this reply (work on it is not wasted)."""
         return not self.abandoned
 
-    def _set(self, result: outcome.Outcome[R]) -> None:
-        if self._outcome is None:
-            self._outcome = result
-            self._event.set()
+    def _set(self) -> None:
+        self.done = True
+        self.release()
 
     async def wait(self) -> R:
-        try:
-            await self._event.wait()
-        finally:
-            if self._outcome is None:
-                self.abandoned = True
-        assert self._outcome is not None
-        return self._outcome.unwrap()
+        """The answer (a checkpoint either way); cancelled, the reply is abandoned."""
+        while not await self.wait_watched():
+            pass
+        return self.unwrap()
+
+    async def wait_watched(self) -> bool:
+        """Sleep until the answer is set (True) or ``release`` (False)."""
+        if self.done:
+            await trio.lowlevel.checkpoint()
+            return True
+        assert self._waiter is None, "a reply has one asker"
+        self._waiter = trio.lowlevel.current_task()
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            self._waiter = None
+            self.abandoned = True
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+        return self.done
+
+    def unwrap(self) -> R:
+        """The answer set (raised, if an error); only once it is ``done``."""
+        assert self.done
+        if self._error is not None:
+            error, self._error = self._error, None  # raised once: no reference cycle kept
+            raise error
+        return cast(R, self._value)
 
 
-@dataclass(frozen=True, slots=True)
 class Envelope[M]:
-    message: M
-    reply: Reply[object] | None
+    """A message and where its answer goes (None for a tell)."""
+
+    __slots__ = ("message", "reply")
+
+    def __init__(self, message: M, reply: Reply[Any] | None) -> None:
+        self.message = message
+        self.reply = reply
 
 
 class Mailbox[M]:
@@ -134,6 +180,10 @@ class Mailbox[M]:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def reader_waiting(self) -> bool:
+        """The reader sleeps on the empty queue (no message handed to it yet)."""
+        return self._receive.statistics().tasks_waiting_receive > 0
 
     def queued(self) -> int:
         return self._receive.statistics().current_buffer_used

@@ -20,6 +20,7 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 import trio
@@ -37,6 +38,7 @@ from supervisors._errors import (
 )
 from supervisors._groups import sole_error
 from supervisors._mailbox import Idempotent
+from supervisors._timer import Timer
 
 __all__ = ["Jitter", "MessagePolicy", "RetryPolicy"]
 
@@ -71,13 +73,17 @@ class RetryPolicy:
         return max(0.0, base + self._jitter(-s.jitter_s, s.jitter_s))
 
     async def run[R](
-        self, attempt: Callable[[], Awaitable[R]], still_wanted: Callable[[], bool] = _always_wanted
+        self,
+        attempt: Callable[..., Awaitable[R]],
+        *args: Any,
+        still_wanted: Callable[[], bool] = _always_wanted,
     ) -> R:
-        """Run ``attempt``, retrying transient failures while ``still_wanted()`` holds."""
+        """Run ``attempt(*args)``, retrying transient failures while ``still_wanted()``
+        holds."""
         retry = 0
         while True:
             try:
-                return await attempt()
+                return await attempt(*args)
             except Exception as error:
                 if (
                     retry >= self._settings.max_retries
@@ -108,6 +114,8 @@ class MessagePolicy:
     breaker: Breaker | None
     retry: RetryPolicy | None
     timeout_s: float | None
+    # Keeps the per-message deadline while an incarnation runs (else a scope's own).
+    timer: Timer | None = None
     timeouts: int = 0
 
     async def call[M, R](
@@ -119,7 +127,9 @@ class MessagePolicy:
     ) -> R:
         """Run ``handle(message)`` under the policy; ``still_wanted`` ends retries early."""
         if self.retry is not None and isinstance(message, Idempotent):
-            return await self.retry.run(lambda: self._attempt(handle, message), still_wanted)
+            return await self.retry.run(self._attempt, handle, message, still_wanted=still_wanted)
+        if self.breaker is None:
+            return await self._timed(handle, message)
         return await self._attempt(handle, message)
 
     async def _attempt[M, R](self, handle: Callable[[M], Awaitable[R]], message: M) -> R:
@@ -143,11 +153,20 @@ class MessagePolicy:
 
     async def _timed[M, R](self, handle: Callable[[M], Awaitable[R]], message: M) -> R:
         timeout_s = self.timeout_s
+        timer = self.timer
         try:
             if timeout_s is None:
                 return await handle(message)
-            with trio.move_on_after(timeout_s):
-                return await handle(message)
+            if timer is not None and timer.live:
+                with trio.CancelScope() as scope:
+                    running = timer.start(scope)
+                    try:
+                        return await handle(message)
+                    finally:
+                        timer.finish(running)
+            else:
+                with trio.move_on_after(timeout_s):
+                    return await handle(message)
         except BaseExceptionGroup as group:
             answer = sole_error(group)
             if not isinstance(answer, LomashError):

@@ -65,6 +65,7 @@ bench: $(STAMP)
 	@command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 	$(BIN)/python -m bench.runtime
 	$(BIN)/python -m bench.http
+	$(BIN)/python -m bench.driver
 	$(BIN)/python -m bench.jobs
 	$(BIN)/python -m bench.booking --workers 1
 	$(BIN)/python -m bench.booking --workers 2

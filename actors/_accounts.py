@@ -29,10 +29,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+import trio
 
 from actors._access_tokens import NO_SESSION, AccessTokens
 from actors._passwords import Passwords, email_key
-from adapters import Account, AccountStore, NewAccount, SessionProfile, Sessions
+from adapters import (
+    Account,
+    AccountStore,
+    NewAccount,
+    SessionMemory,
+    SessionProfile,
+    Sessions,
+)
 from config import AuthSettings
 from supervisors import Conflict, LomashError, Unauthorized, is_outage
 
@@ -42,6 +50,7 @@ __all__ = [
     "Logout",
     "Refresh",
     "Register",
+    "SessionEnds",
     "SessionKeeper",
     "Tokens",
     "refresh_account",
@@ -184,11 +193,36 @@ def _tokens(
     return Tokens(access, tokens.ttl_s, refresh_token)
 
 
+class SessionEnds:
+    """Keeps a ``SessionMemory`` subscribed to the ends of sessions (a supervised task:
+    while it is not running, the memory trusts nothing and every check asks Redis)."""
+
+    def __init__(self, sessions: Sessions, memory: SessionMemory) -> None:
+        self._sessions = sessions
+        self._memory = memory
+        self._scope = trio.CancelScope()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        with self._scope:
+            task_status.started()
+            await self._sessions.follow_ends(self._memory)
+
+    def request_stop(self, *, final: bool) -> None:
+        self._scope.cancel()
+
+
 class SessionKeeper:
-    def __init__(self, sessions: Sessions, tokens: AccessTokens, settings: AuthSettings) -> None:
+    def __init__(
+        self,
+        sessions: Sessions,
+        tokens: AccessTokens,
+        settings: AuthSettings,
+        memory: SessionMemory | None = None,
+    ) -> None:
         self._sessions = sessions
         self._tokens = tokens
         self._settings = settings
+        self._memory = memory
 
     async def handle(self, message: Refresh | Logout) -> Tokens | None:
         match message:
@@ -197,7 +231,9 @@ class SessionKeeper:
             case Logout():
                 if message.session_id == NO_SESSION:
                     return None  # nothing to end: the token expires by itself
-                await self._sessions.revoke(message.session_id)
+                await self._sessions.revoke(message.session_id)  # published to all
+                if self._memory is not None:
+                    self._memory.forget(message.session_id)  # here at once
                 log.info("session_ended", session_id=message.session_id)
                 return None
 

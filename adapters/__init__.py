@@ -101,7 +101,7 @@ from adapters._redis import Cache, CacheOperation, RedisCache, open_redis
 from adapters._redis import Client as RedisClient
 from adapters._seed import DEMO_SEED, load_seed, staffed_showroom_sql
 from adapters._ses import SesEmail, open_ses
-from adapters._sessions import Rotated, SessionProfile, Sessions
+from adapters._sessions import Rotated, SessionMemory, SessionProfile, Sessions
 from adapters._showrooms import PostgresShowrooms, Showroom, ShowroomStore
 from adapters._sms import LogSms, Msg91Sms, TwilioSms, open_msg91, open_twilio
 from adapters._smtp import SmtpEmail
@@ -194,6 +194,7 @@ __all__ = [
     "Rotated",
     "ScheduleRows",
     "SesEmail",
+    "SessionMemory",
     "SessionProfile",
     "Sessions",
     "Showroom",

@@ -113,6 +113,40 @@ class RedisCache:
     def statistics(self) -> GateStatistics:
         return self.gate.statistics()
 
+    async def listen(
+        self,
+        channel: str,
+        *,
+        on_message: Callable[[str], None],
+        on_subscribed: Callable[[], None],
+        poll_s: float = 1.0,
+    ) -> None:
+        """Subscribe to ``channel`` and call ``on_message`` with each message's text,
+        until cancelled; ``on_subscribed`` once Redis confirmed the subscription.
+        Raises ``ConnectionLost`` (or the like) when the connection fails. Outside
+        the gate: a subscription waits on purpose, it is no slow call."""
+
+        async def in_asyncio() -> None:
+            pubsub = self._client.pubsub()
+            try:
+                await pubsub.subscribe(channel)
+                while True:
+                    message = await pubsub.get_message(timeout=poll_s)
+                    if message is None:
+                        continue
+                    data = message.get("data")
+                    text = data.decode() if isinstance(data, bytes) else str(data)
+                    if message.get("type") == "subscribe":
+                        on_subscribed()
+                    elif message.get("type") == "message":
+                        on_message(text)
+            except _TRANSLATED as error:
+                raise translate(error, timeout_s=self._settings.timeout_s) from error
+            finally:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+        await trio_asyncio.aio_as_trio(in_asyncio)()
+
     async def _ping(self) -> None:
         await self._hop(_ping)
 

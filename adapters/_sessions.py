@@ -17,9 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from adapters._redis import Cache, Client
+import trio
 
-__all__ = ["Rotated", "SessionProfile", "Sessions"]
+from adapters._redis import Cache, Client, RedisCache
+from supervisors import LomashError
+
+__all__ = ["Rotated", "SessionMemory", "SessionProfile", "Sessions"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,7 @@ if state == 'used' then
   local used_at = tonumber(redis.call('HGET', KEYS[1], 'used_at'))
   if now - used_at > tonumber(ARGV[2]) then
     redis.call('DEL', session)
+    redis.call('PUBLISH', ARGV[4], sid)
     return {'reused', sid}
   end
 else
@@ -72,10 +76,83 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+class SessionMemory:
+    """Sessions seen alive lately, so an access token's session check need not ask
+    Redis on every request (``LOMASH_AUTH_SESSION_MEMORY_S``).
+
+    Trusted only while ``following``: subscribed to the channel every session's end
+    is published on (logout, a replayed refresh token), whatever process ended it. A
+    session heard ending is forgotten at once; one seen alive is trusted for at most
+    ``memory_s`` (expiry by TTL is not published). When the subscription is lost
+    nothing is trusted until it is back, and then everything seen before is forgotten
+    (ends may have been missed meanwhile). At most ``capacity`` sessions are kept,
+    the oldest dropped first: a flood of valid tokens costs bounded memory.
+    """
+
+    def __init__(self, memory_s: float, capacity: int = 100_000) -> None:
+        self.memory_s = memory_s
+        self.capacity = capacity
+        self.following = False
+        self._seen: dict[str, float] = {}
+        self.hits = 0
+
+    def alive(self, session_id: str) -> bool:
+        """Seen alive within ``memory_s`` and not heard ending since."""
+        if not self.following:
+            return False
+        seen = self._seen.get(session_id)
+        if seen is None or trio.current_time() - seen >= self.memory_s:
+            return False
+        self.hits += 1
+        return True
+
+    def keep(self, session_id: str) -> None:
+        if not self.following or self.memory_s <= 0:
+            return
+        seen = self._seen
+        seen.pop(session_id, None)
+        seen[session_id] = trio.current_time()
+        if len(seen) > self.capacity:
+            del seen[next(iter(seen))]
+
+    def forget(self, session_id: str) -> None:
+        self._seen.pop(session_id, None)
+
+    def follow(self) -> None:
+        """Subscribed (again): trust from now on, nothing seen before."""
+        self._seen.clear()
+        self.following = True
+
+    def unfollow(self) -> None:
+        self.following = False
+        self._seen.clear()
+
+
 class Sessions:
     def __init__(self, cache: Cache) -> None:
         self._cache = cache
         self._rotate: Any = None
+
+    @property
+    def ends_channel(self) -> str:
+        """Where the id of every session that ends (logout, theft) is published."""
+        return self._cache.key("sessions", "ended")
+
+    async def follow_ends(self, memory: SessionMemory, *, retry_s: float = 1.0) -> None:
+        """Forever: keep ``memory`` subscribed to the ends channel (a Redis cache only;
+        with another, ``memory`` never follows and every check asks)."""
+        if not isinstance(self._cache, RedisCache):
+            return
+        while True:
+            try:
+                await self._cache.listen(
+                    self.ends_channel, on_message=memory.forget, on_subscribed=memory.follow
+                )
+            except LomashError:
+                pass
+            finally:
+                memory.unfollow()
+            await trio.sleep(retry_s)
 
     def _session(self, session_id: str) -> str:
         return self._cache.key("sess", session_id)
@@ -109,7 +186,12 @@ class Sessions:
         self, old_hash: bytes, new_hash: bytes, *, overlap_s: float, ttl_s: float
     ) -> Rotated:
         keys = [self._token(old_hash), self._token(new_hash)]
-        args = [self._cache.key("sess", ""), round(overlap_s * 1e6), round(ttl_s * 1000)]
+        args = [
+            self._cache.key("sess", ""),
+            round(overlap_s * 1e6),
+            round(ttl_s * 1000),
+            self.ends_channel,
+        ]
 
         async def operation(client: Client) -> Any:
             if self._rotate is None:
@@ -133,9 +215,12 @@ class Sessions:
         return await self._cache.run(operation) == 1
 
     async def revoke(self, session_id: str) -> None:
-        session = self._session(session_id)
+        session, channel = self._session(session_id), self.ends_channel
 
         async def operation(client: Client) -> None:
-            await client.delete(session)
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.delete(session)
+                pipe.publish(channel, session_id)
+                await pipe.execute()
 
         await self._cache.run(operation)

@@ -147,6 +147,11 @@ class AuthSettings:
     # refresh (two tabs), answered with another token; later, it is theft: the whole
     # session (its family of tokens) is revoked.
     refresh_reuse_overlap_s: float = 10.0
+    # An access token's session seen alive is trusted this long without asking Redis
+    # again, while the process follows the channel every session's end is published
+    # on (a logout or a replayed refresh token is seen at once; this bounds what a
+    # lost notice or an expiry could leave); 0: ask Redis on every request.
+    session_memory_s: float = 5.0
     # Argon2id (OWASP's minimum: 19 MiB, 2 passes, 1 lane); hashes made with other
     # values are upgraded at the next login.
     argon2_time_cost: int = 2
@@ -160,6 +165,10 @@ class AuthSettings:
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
 
     def __post_init__(self) -> None:
+        _check(
+            self.session_memory_s >= 0,
+            "session_memory_s: must be >= 0",
+        )
         _check(
             0 < self.access_ttl_s <= MAX_ACCESS_TTL_S,
             f"access_ttl_s: must be > 0 and at most {MAX_ACCESS_TTL_S} (15 min)",

@@ -3,7 +3,10 @@ limits. One ``AccountGuard`` per process, shared by the Quart routes and the fas
 booking route.
 
 Session check: an access token is refused once its session is gone (logout, theft
-detected, expired) while Redis answers. While Redis is down (its gate refuses) only
+detected, expired) while Redis answers. A session seen alive is remembered
+(``SessionMemory``, ``LOMASH_AUTH_SESSION_MEMORY_S``) while the process follows the
+channel session ends are published on: its next checks need no round trip, and an end
+anywhere is heard at once. While Redis is down (its gate refuses) only
 the signature and expiry are checked, so a revoked token lives at most until it
 expires (``access_ttl_s``, at most 15 min); each such request is counted in
 ``unchecked``, and the outage logged once.
@@ -19,7 +22,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from actors import NO_SESSION, AccessTokens, Identity, looks_like_jwt
-from adapters import Cache, Decision, RateLimiter, Sessions
+from adapters import Cache, Decision, RateLimiter, SessionMemory, Sessions
 from config import AuthSettings, RateLimit
 from supervisors import LomashError, TooManyRequests, Unauthorized
 
@@ -94,10 +97,13 @@ class AccountGuard:
         *,
         tokens: AccessTokens | None = None,
         limiter: RateLimiter | None = None,
+        memory: SessionMemory | None = None,
     ) -> None:
         self.settings = settings
         self.tokens = tokens or AccessTokens(settings)
         self.sessions = Sessions(cache)
+        # Never following unless a SessionEnds task keeps it: then every check asks.
+        self.memory = memory or SessionMemory(settings.session_memory_s)
         self.limiter = limiter or RateLimiter(cache)
         self._counters = _Counters()
         limits = settings.rate_limits
@@ -131,6 +137,8 @@ class AccountGuard:
         identity = self.tokens.verify(token)
         if identity.session_id == NO_SESSION:
             return identity  # issued while Redis was down: signature and expiry only
+        if self.memory.alive(identity.session_id):
+            return identity
         try:
             alive = await self.sessions.alive(identity.session_id)
         except LomashError as error:
@@ -144,6 +152,7 @@ class AccountGuard:
             log.info("session_checks_restored", unchecked=self._counters.unchecked)
         if not alive:
             raise Unauthorized("this session has ended: log in again", code="session_revoked")
+        self.memory.keep(identity.session_id)
         return identity
 
     async def required(self, authorization: str | None) -> Identity:

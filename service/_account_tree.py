@@ -2,7 +2,9 @@
 accounts table: Postgres, so the database breaker guards it; its mailbox bounds the
 argon2 threads' queue) and the ``sessions`` actor (Redis only, no breaker: refreshes
 go on while Postgres is down). One ``AccessTokens`` signs for both and verifies for
-the gateway."""
+the gateway. A ``SessionMemory`` lets the gateway skip the session check's Redis round
+trip for sessions seen alive lately, kept by the ``session-ends`` task (subscribed to
+every session's end)."""
 
 from __future__ import annotations
 
@@ -10,10 +12,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from actors import AccessTokens, AccountActor, Passwords, SessionKeeper
-from adapters import Cache, Database, PostgresAccountStore, Sessions
+from actors import AccessTokens, AccountActor, Passwords, SessionEnds, SessionKeeper
+from adapters import Cache, Database, PostgresAccountStore, SessionMemory, Sessions
 from config import BreakerSettings, Settings
-from supervisors import ActorSpec, Holder
+from supervisors import ActorSpec, ChildSpec, Holder, TaskSpec
 
 __all__ = ["AccountActors", "account_actors"]
 
@@ -23,10 +25,12 @@ class AccountActors:
     accounts: ActorSpec[Any, Any]
     sessions: ActorSpec[Any, Any]
     tokens: AccessTokens
+    memory: SessionMemory
+    ends: TaskSpec
 
     @property
-    def specs(self) -> list[ActorSpec[Any, Any]]:
-        return [self.accounts, self.sessions]
+    def specs(self) -> list[ChildSpec]:
+        return [self.accounts, self.sessions, self.ends]
 
 
 def account_actors(
@@ -49,10 +53,16 @@ def account_actors(
         breaker=breaker,
         shutdown_s=settings.runtime.child_shutdown_s,
     )
+    memory = SessionMemory(auth.session_memory_s)
     sessions: ActorSpec[Any, Any] = ActorSpec(
         "sessions",
-        lambda: SessionKeeper(Sessions(cache.value), tokens, auth),
+        lambda: SessionKeeper(Sessions(cache.value), tokens, auth, memory),
         mailbox=settings.runtime.mailbox,
         shutdown_s=settings.runtime.child_shutdown_s,
     )
-    return AccountActors(accounts, sessions, tokens)
+    ends = TaskSpec(
+        "session-ends",
+        lambda: SessionEnds(Sessions(cache.value), memory),
+        shutdown_s=settings.runtime.child_shutdown_s,
+    )
+    return AccountActors(accounts, sessions, tokens, memory, ends)

@@ -265,7 +265,9 @@ def build_tree(
     ]
 
     def app() -> ASGIApp:
-        guard = AccountGuard(settings.auth, cache.value, tokens=accounts.tokens)
+        guard = AccountGuard(
+            settings.auth, cache.value, tokens=accounts.tokens, memory=accounts.memory
+        )
         registry, objects = registries()
         actors = [child.ref for child in domain_children if isinstance(child, ActorSpec)]
         metrics = service_metrics(

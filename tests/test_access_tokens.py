@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from actors import AccessTokens, Identity
+from actors._access_tokens import VERIFIED_CAPACITY
 from config import AuthSettings, ConfigError, Settings
 from supervisors import Unauthorized
 
@@ -155,3 +156,28 @@ def test_signing_keys_are_checked_at_startup() -> None:
     for bad in ("nokey", "k:not-base64!", f"k:{b64(b'short')}", f"k:{NEW},k:{OLD}", "bad kid:x"):
         with pytest.raises(ConfigError, match="LOMASH_AUTH_SIGNING_KEYS"):
             Settings.from_env({"LOMASH_AUTH_SIGNING_KEYS": bad})
+
+
+def test_a_verified_token_is_remembered_until_it_expires_and_forgeries_never() -> None:
+    """The same token again is answered from memory, but not past its expiry (a
+    token with one second left is refused once that second is over); a forged or
+    tampered token is refused each time and never kept; at most VERIFIED_CAPACITY
+    tokens are kept."""
+    tokens = AccessTokens(CURRENT)
+    almost = issue(at=time.time() - 899)  # expires in about one second
+    assert tokens.verify(almost).account_id == "acct-1"
+    assert tokens.verify(almost).account_id == "acct-1"  # remembered
+    assert tokens.remembered == 1
+    time.sleep(max(0.0, parts(almost)[1]["exp"] - time.time()) + 0.05)
+    with pytest.raises(Unauthorized):
+        tokens.verify(almost)
+    assert tokens.remembered == 0
+    header, payload, signature = parts(issue())
+    tampered = forged(header, {**payload, "sub": "acct-2"}, signature)
+    for _ in range(3):
+        with pytest.raises(Unauthorized):
+            tokens.verify(tampered)
+    assert tokens.remembered == 0
+    for n in range(VERIFIED_CAPACITY + 5):
+        tokens.verify(AccessTokens(CURRENT).issue(f"acct-{n}", "sid-1", "a@b.example", "A", None))
+    assert tokens.remembered == VERIFIED_CAPACITY

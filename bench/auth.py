@@ -10,7 +10,7 @@ on it and on the same Redis, one worker each. Scenarios, each driven by wrk:
   design: the report gives one verify's time in this process and the ceiling it puts
   on logins/s (``hash_concurrency`` threads). Fewer connections (``--login-connections``).
 - ``me``: ``GET /v1/me`` with an access token: signature, expiry and the session's key
-  in Redis.
+  in Redis (or the memory of it), against the floors of bench.http in the same run.
 - ``refresh``: ``POST /v1/auth/refresh`` with a well-formed token nobody issued: the
   rate-limit decision (per address and per account, one GCRA script) and the rotation
   script, then 401 (every answer must be a 401: non-2xx is what this run expects).
@@ -41,7 +41,15 @@ import httpx
 from argon2 import PasswordHasher, Type
 
 from bench.booking_data import delete_redis_keys
-from bench.http import REDIS_URL, Running, bench_database, server, uvicorn_command
+from bench.http import (
+    FLOOR,
+    LEAN_FLOOR,
+    REDIS_URL,
+    Running,
+    bench_database,
+    server,
+    uvicorn_command,
+)
 from bench.proc import cpu_seconds, machine_busy
 from config import AuthSettings
 
@@ -191,6 +199,11 @@ def main() -> None:
                         results[(scenario, name)] = wrk(
                             running, path, args.seconds, connections, body=body, header=auth
                         )
+            # The floors, same run: the bare app on hypercorn's trio worker and on ours.
+            for name, command in (("floor", FLOOR), ("lean", LEAN_FLOOR)):
+                with server(command, {}) as bare:
+                    wrk(bare, "/", 2, args.connections)  # warm-up
+                    results[("floor", name)] = wrk(bare, "/", args.seconds, args.connections)
     finally:
         delete_redis_keys(prefix)
 
@@ -228,6 +241,13 @@ def main() -> None:
             f"{scenario:<9} ratio ours/peer: throughput {throughput:.2f}x, "
             f"CPU per request {cpu:.2f}x"
         )
+    me = results[("me", "ours")].requests_per_s
+    floor, lean = results[("floor", "floor")], results[("floor", "lean")]
+    print(
+        f"floors: hypercorn {floor.requests_per_s:.0f} req/s, lean {lean.requests_per_s:.0f}; "
+        f"me ours/floor {me / floor.requests_per_s:.2f}x, "
+        f"ours/lean floor {me / lean.requests_per_s:.2f}x"
+    )
     print(f"The machine was {busy:.0%} busy before the first run.")
     if busy > BUSY:
         problems.append(f"machine was {busy:.0%} busy before the runs: numbers are unreliable")

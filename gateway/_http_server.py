@@ -41,7 +41,7 @@ from hypercorn.utils import parse_socket_addr, repr_socket_addr, wrap_app
 
 from config import HttpDriver, HttpSettings, Settings
 from gateway._connections import CURRENT_CONNECTION, ConnectionLimiter, shed
-from gateway._lean_http import serve_lean
+from gateway._lean_http import LeanConnection
 
 __all__ = ["HttpServer", "hypercorn_config", "serve_http"]
 
@@ -178,11 +178,13 @@ async def serve_http(
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` until ``shutdown_trigger`` returns, then drain: the listeners
-    close, idle connections close, in-flight requests get ``config.graceful_timeout``."""
+    close, idle connections close, in-flight requests get ``config.graceful_timeout``.
+    Each connection is driven by ``http.driver``: the lean one, or hypercorn's."""
     wrapped = wrap_app(app, config.wsgi_max_body_size, "asgi")
     state: dict[str, Any] = {}
     lifespan = Lifespan(wrapped, config, state)
     context = WorkerContext(None)
+    lean = http.driver is HttpDriver.LEAN
     connections: trio.Nursery  # the handlers' nursery, opened below
 
     async def connection(stream: trio.SocketStream) -> None:
@@ -191,16 +193,19 @@ async def serve_http(
             return
         limiter.open += 1
         try:
-            await _Connection(
-                wrapped,
-                config,
-                context,
-                state.copy(),
-                stream,
-                http=http,
-                limiter=limiter,
-                cut=connections.cancel_scope,
-            )
+            if lean:
+                await LeanConnection(app, stream, http, limiter, state).run()
+            else:
+                await _Connection(
+                    wrapped,
+                    config,
+                    context,
+                    state.copy(),
+                    stream,
+                    http=http,
+                    limiter=limiter,
+                    cut=connections.cancel_scope,
+                )
         finally:
             limiter.open -= 1
 
@@ -232,7 +237,8 @@ async def serve_http(
                 for listener in listeners:
                     with trio.move_on_after(http.send_timeout_s, shield=True):
                         await listener.aclose()
-                await context.terminated.set()  # idle connections close now
+                limiter.drain()  # idle connections close now (and none goes idle)
+                await context.terminated.set()
                 connections.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
         await lifespan.wait_for_shutdown()
         lifespan_nursery.cancel_scope.cancel()
@@ -257,11 +263,10 @@ class HttpServer:
             self._bind, settings.http, graceful_timeout_s=settings.drain_timeout_s
         )
         app = self._app_factory()
-        serve = serve_lean if settings.http.driver is HttpDriver.LEAN else serve_http
         async with trio.open_nursery() as nursery:
             urls = await nursery.start(
                 partial(
-                    serve,
+                    serve_http,
                     app,
                     config,
                     settings.http,

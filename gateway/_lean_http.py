@@ -32,22 +32,19 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import Any
 from urllib.parse import unquote
 
 import h11
 import structlog
 import trio
-from hypercorn.trio.lifespan import Lifespan
-from hypercorn.utils import parse_socket_addr, repr_socket_addr, wrap_app
+from hypercorn.utils import parse_socket_addr
 
 from config import HttpSettings
 from gateway._asgi import App, Message, Scope
-from gateway._connections import CURRENT_CONNECTION, ConnectionLimiter, shed
+from gateway._connections import CURRENT_CONNECTION, ConnectionLimiter
 
-__all__ = ["MAX_HEADER_BYTES", "serve_lean"]
+__all__ = ["MAX_HEADER_BYTES", "LeanConnection"]
 
 log = structlog.get_logger("gateway.http")
 
@@ -64,7 +61,7 @@ class _Cut(Exception):
     """The connection cannot go on (broken, not read, or answered out of order)."""
 
 
-class _LeanConnection:
+class LeanConnection:
     """One client connection: read a request, run the app on it, answer, repeat."""
 
     def __init__(
@@ -231,7 +228,7 @@ def _head_bytes(request: h11.Request) -> int:
 class _Exchange:
     """One request and its answer: the ASGI ``scope``, ``receive`` and ``send``."""
 
-    def __init__(self, connection: _LeanConnection, request: h11.Request) -> None:
+    def __init__(self, connection: LeanConnection, request: h11.Request) -> None:
         self.connection = connection
         self.request = request
         self.method = request.method.decode("ascii").upper()
@@ -343,55 +340,3 @@ class _Exchange:
                 await self.connection.send_all(data)
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r} at this point of the answer")
-
-
-async def serve_lean(
-    app: Any,
-    config: Any,
-    http: HttpSettings,
-    *,
-    limiter: ConnectionLimiter,
-    retry_after_s: float,
-    shutdown_trigger: Callable[[], Awaitable[Any]],
-    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """``serve_http`` with the lean driver: same sockets, lifespan, limits and drain."""
-    state: dict[str, Any] = {}
-    lifespan = Lifespan(wrap_app(app, config.wsgi_max_body_size, "asgi"), config, state)
-    connections: trio.Nursery  # the handlers' nursery, opened below
-
-    async def connection(stream: trio.SocketStream) -> None:
-        if not limiter.admit():
-            await shed(stream, retry_after_s, http.send_timeout_s)
-            return
-        limiter.open += 1
-        try:
-            await _LeanConnection(app, stream, http, limiter, state).run()
-        finally:
-            limiter.open -= 1
-
-    async with trio.open_nursery() as lifespan_nursery:
-        await lifespan_nursery.start(lifespan.handle_lifespan)
-        await lifespan.wait_for_startup()
-        async with trio.open_nursery() as connections:
-            listeners = []
-            urls = []
-            for sock in config.create_sockets().insecure_sockets:
-                sock.listen(config.backlog)
-                listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
-                urls.append(f"http://{repr_socket_addr(sock.family, sock.getsockname())}")
-            try:
-                async with trio.open_nursery() as accepting:
-                    serve = partial(trio.serve_listeners, handler_nursery=connections)
-                    accepting.start_soon(serve, connection, listeners)
-                    task_status.started(urls)
-                    await shutdown_trigger()
-                    accepting.cancel_scope.cancel()
-            finally:
-                for listener in listeners:
-                    with trio.move_on_after(http.send_timeout_s, shield=True):
-                        await listener.aclose()
-                limiter.drain()  # idle connections close now
-                connections.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
-        await lifespan.wait_for_shutdown()
-        lifespan_nursery.cancel_scope.cancel()

@@ -13,6 +13,7 @@ import socket
 import trio
 
 from tests._raw_http import open_client, request
+from tests.test_http_edge import answered_again
 from tests.test_process import BOUND_S, driver_environment, environment, service
 
 # The fixtures, used by name below: every test runs once per HTTP driver.
@@ -35,10 +36,7 @@ async def test_pipelined_requests_are_answered_in_order_on_one_connection(
                 assert answer is not None
                 statuses.append(answer.status)
             assert statuses == [200, 200, 404, 200, 200]
-            await connection.send(request("GET", "/health/live"))
-            again = await connection.read_response()
-            assert again is not None
-            assert again.status == 200
+            await answered_again(connection)
 
 
 async def test_a_trickled_request_head_is_cut_at_the_keep_alive_deadline(

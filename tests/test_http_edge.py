@@ -27,7 +27,7 @@ H2C_UPGRADE = request(
 )
 
 
-async def _answered_again(connection: RawConnection) -> None:
+async def answered_again(connection: RawConnection) -> None:
     """The connection still serves: a second request gets its 200."""
     await connection.send(LIVE)
     again = await connection.read_response()
@@ -48,7 +48,7 @@ async def test_an_idle_keep_alive_connection_is_closed_after_the_timeout(
                 await connection.send(request("GET", path))
                 first = await connection.read_response()
                 assert first is not None
-                await _answered_again(connection)
+                await answered_again(connection)
                 assert await connection.closed_by_server()
 
 
@@ -119,7 +119,7 @@ async def test_an_answer_before_the_body_leaves_the_connection_usable(
                 assert response is not None
                 assert (path, response.status) == (path, status)
                 assert "connection" not in response.headers
-                await _answered_again(connection)
+                await answered_again(connection)
                 await connection.aclose()
         assert not running.logs.named("unhandled_error")
         assert not [line for line in running.logs.lines if line.get("event") == "raw"]
@@ -181,7 +181,7 @@ async def test_no_http2_switch_no_server_banner_no_redirect_from_the_host_header
             assert odd is not None
             assert (odd.status, odd.code) == (404, "not_found")
             assert "location" not in odd.headers
-            await _answered_again(connection)
+            await answered_again(connection)
 
 
 async def test_the_connection_cap_sheds_idle_connections_first_then_answers_503(
@@ -195,12 +195,12 @@ async def test_the_connection_cap_sheds_idle_connections_first_then_answers_503(
             idle = []
             for _ in range(3):
                 connection = await client.connect()
-                await _answered_again(connection)
+                await answered_again(connection)
                 idle.append(connection)
             newcomer = await client.connect()
-            await _answered_again(newcomer)  # served: room was made
+            await answered_again(newcomer)  # served: room was made
             assert await idle[0].closed_by_server()  # the oldest idle one
-            await _answered_again(idle[1])
+            await answered_again(idle[1])
 
             async with trio.open_nursery() as nursery:
                 busy = [idle[1], idle[2], newcomer]
@@ -242,7 +242,7 @@ async def test_hostile_requests_leave_no_socket_behind(driver_environment: dict[
     async with service(driver_environment) as running, open_client(running.url) as client:
         with trio.fail_after(BOUND_S * 2):
             warm = await client.connect()
-            await _answered_again(warm)
+            await answered_again(warm)
             await warm.aclose()
             pid = running.process.pid
             port = _port(running)
@@ -278,7 +278,7 @@ async def test_hostile_requests_leave_no_socket_behind(driver_environment: dict[
                     for n in range(start, start + 50):
                         nursery.start_soon(hostile, n)
             await _settles_at(running, baseline)
-            await _answered_again(await client.connect())
+            await answered_again(await client.connect())
         assert not running.logs.named("unhandled_error")
 
 
@@ -295,7 +295,7 @@ async def test_drain_closes_idle_connections_at_once(driver_environment: dict[st
         with trio.fail_after(BOUND_S):
             for _ in range(5):
                 connection = await client.connect()
-                await _answered_again(connection)
+                await answered_again(connection)
                 connections.append(connection)
         with trio.fail_after(10):
             running.signal(signal.SIGTERM)
@@ -354,7 +354,7 @@ async def test_connections_waiting_for_a_body_make_room_at_the_cap(
                     await running.logs.wait_for("request", answered + 1)
                 stalled.append(connection)
             health = await client.connect()
-            await _answered_again(health)
+            await answered_again(health)
             assert await stalled[0].closed_by_server()
 
 

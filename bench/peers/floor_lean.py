@@ -9,17 +9,16 @@ from __future__ import annotations
 import trio
 
 from bench.peers.floor import app
-from config import HttpSettings
+from config import HttpDriver, HttpSettings
 from gateway._connections import ConnectionLimiter
-from gateway._http_server import hypercorn_config
-from gateway._lean_http import serve_lean
+from gateway._http_server import hypercorn_config, serve_http
 
 
 async def main() -> None:
-    http = HttpSettings()
+    http = HttpSettings(driver=HttpDriver.LEAN)
     config = hypercorn_config("127.0.0.1:0", http, graceful_timeout_s=1.0)
     limiter = ConnectionLimiter(http.max_connections)
-    await serve_lean(
+    await serve_http(
         app, config, http, limiter=limiter, retry_after_s=1.0, shutdown_trigger=trio.sleep_forever
     )
 

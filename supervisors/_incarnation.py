@@ -80,10 +80,15 @@ class _Incarnation[M, R]:
                     await self._serve_concurrently(behaviour)
                 nursery.cancel_scope.cancel()
         except BaseExceptionGroup as group:
-            # The timer never fails: the group holds what serving raised, as raised.
-            if len(group.exceptions) != 1:
+            # The timer never fails: the group holds what serving raised, as raised
+            # (beside the timer's own Cancelled when the whole incarnation is).
+            _, rest = group.split(trio.Cancelled)
+            if len(group.exceptions) == 1:
+                error = group.exceptions[0]
+            elif rest is None:
+                error = group.exceptions[0]  # cancelled, all of it: one Cancelled
+            else:
                 raise
-            error = group.exceptions[0]
         else:
             return
         raise error  # outside the except clause, so it keeps its own context

@@ -8,7 +8,7 @@ import pytest
 import trio
 from trio.testing import wait_all_tasks_blocked
 
-from config import MailboxSettings, Overflow
+from config import MailboxSettings, Overflow, RestartSettings
 from supervisors import (
     ActorCrashed,
     ActorSpec,
@@ -315,3 +315,27 @@ async def test_the_registry_finds_an_actor_by_name_across_restarts(
         assert await ref.ask(Echo("again")) == "again"
     with pytest.raises(ActorUnavailable, match="no such actor"):
         registry.lookup("nobody")
+
+
+async def test_an_ask_stays_bounded_while_its_actor_restarts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """An ask queued behind two messages that crash the actor, at 0.5 s and 1.0 s: the
+    timer that watched the ask stops with the first incarnation, the second restart
+    is backed off to 6.0 s; the asker keeps its own deadline and hears AskTimeout at
+    exactly 2 s, and the third incarnation skips the abandoned message."""
+    journal = Journal()
+    mailbox = MailboxSettings(ask_timeout_s=2.0, message_timeout_s=None)
+    spec = recorder_spec("echo", journal, mailbox=mailbox)
+    restarts = RestartSettings(backoff_min_s=5.0, backoff_jitter=0.0, backoff_reset_s=60.0)
+    async with open_supervisor(SupervisorSpec("root", [spec], restarts=restarts)):
+        await spec.ref.tell(Echo("boom", delay_s=0.5, crash=True))
+        await spec.ref.tell(Echo("boom again", delay_s=0.5, crash=True))
+        with pytest.raises(AskTimeout):
+            await spec.ref.ask(Echo("queued"))
+        assert trio.current_time() == 2.0
+        await trio.sleep(10.0)
+        assert spec.ref.statistics().restarts == 2
+        assert spec.ref.statistics().expired == 1
+    assert not any(event.endswith("got queued") for event in journal.events())
+    assert journal.entries[journal.events().index("echo started #3")][0] == pytest.approx(6.0)

@@ -53,12 +53,13 @@ async def test_a_logout_in_one_process_is_heard_by_another_at_once(settings: Set
     """A second process's guard (its own memory, following the ends channel): its
     first check asks Redis, the next ones do not; a logout through the service is
     refused there within a moment, long before its 60 s memory would run out."""
-    assert settings.database.url is not None
+    url = settings.database.url
+    assert url is not None
     settings = dataclasses.replace(
         settings, auth=dataclasses.replace(settings.auth, session_memory_s=60.0)
     )
     async with trio_asyncio.open_loop():
-        await prepare_database(settings.database.url)
+        await prepare_database(url)
         async with (
             running_tree(settings) as client,
             open_redis(settings.redis, cleanup_s=1.0) as cache,

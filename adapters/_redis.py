@@ -97,6 +97,10 @@ class RedisCache:
     def key(self, *parts: str) -> str:
         return self._settings.prefix + ":".join(parts)
 
+    @property
+    def settings(self) -> RedisSettings:
+        return self._settings
+
     async def run[T](self, operation: CacheOperation[T], *, waits_s: float = 0.0) -> T:
         return await self.gate.call(partial(self._hop, operation), waits_s=waits_s)
 
@@ -119,12 +123,13 @@ class RedisCache:
         *,
         on_message: Callable[[str], None],
         on_subscribed: Callable[[], None],
-        poll_s: float = 1.0,
     ) -> None:
         """Subscribe to ``channel`` and call ``on_message`` with each message's text,
         until cancelled; ``on_subscribed`` once Redis confirmed the subscription.
         Raises ``ConnectionLost`` (or the like) when the connection fails. Outside
-        the gate: a subscription waits on purpose, it is no slow call."""
+        the gate: a subscription waits on purpose, it is no slow call. Each wait for
+        a message is bounded by ``operation_timeout_s`` (then it waits again)."""
+        poll_s = self._settings.operation_timeout_s
 
         async def in_asyncio() -> None:
             pubsub = self._client.pubsub()

@@ -138,21 +138,33 @@ class Sessions:
         """Where the id of every session that ends (logout, theft) is published."""
         return self._cache.key("sessions", "ended")
 
-    async def follow_ends(self, memory: SessionMemory, *, retry_s: float = 1.0) -> None:
+    async def follow_ends(self, memory: SessionMemory) -> None:
         """Forever: keep ``memory`` subscribed to the ends channel (a Redis cache only;
-        with another, ``memory`` never follows and every check asks)."""
-        if not isinstance(self._cache, RedisCache):
+        with another, ``memory`` never follows and every check asks). A lost
+        subscription is tried again after ``reconnect_min_s``, doubling up to
+        ``reconnect_max_s`` while it keeps failing."""
+        cache = self._cache
+        if not isinstance(cache, RedisCache):
             return
+        settings = cache.settings
+        delay = settings.reconnect_min_s
+
+        def subscribed() -> None:
+            nonlocal delay
+            delay = settings.reconnect_min_s
+            memory.follow()
+
         while True:
             try:
-                await self._cache.listen(
-                    self.ends_channel, on_message=memory.forget, on_subscribed=memory.follow
+                await cache.listen(
+                    self.ends_channel, on_message=memory.forget, on_subscribed=subscribed
                 )
             except LomashError:
                 pass
             finally:
                 memory.unfollow()
-            await trio.sleep(retry_s)
+            await trio.sleep(delay)
+            delay = min(2 * delay, settings.reconnect_max_s)
 
     def _session(self, session_id: str) -> str:
         return self._cache.key("sess", session_id)

@@ -14,12 +14,14 @@ import trio.testing
 import trio_asyncio
 
 from adapters import SessionMemory, Sessions, open_redis
-from config import Settings
+from chaos import open_proxy
+from config import RedisSettings, Settings
 from gateway._auth import AccountGuard
 from supervisors import Unauthorized
 from tests._accounts import bearer, customer
 from tests._booking import eventually, prepare_database, redis_answers, running_tree
 from tests._caches import CountingCache
+from tests.conftest import REDIS_PORT
 
 BOUND_S = 10.0
 
@@ -90,6 +92,37 @@ async def test_a_logout_in_one_process_is_heard_by_another_at_once(settings: Set
     assert asked == 1  # the first check asked Redis
     assert remembered == 0  # twenty more did not
     assert code == "session_revoked"
+
+
+async def test_a_lost_subscription_trusts_nothing_until_it_is_back(redis_prefix: str) -> None:
+    """The connection to Redis is cut: the memory stops following (nothing trusted:
+    an end published meanwhile could be missed); once Redis answers again it follows
+    again, with nothing of what it had seen before."""
+    async with trio_asyncio.open_loop(), open_proxy(REDIS_PORT) as proxy:
+        url = f"redis://127.0.0.1:{proxy.port}/0"
+        settings = RedisSettings(
+            url=url, prefix=redis_prefix, reconnect_min_s=0.05, reconnect_max_s=0.4
+        )
+        async with open_redis(settings, cleanup_s=1.0) as cache, trio.open_nursery() as nursery:
+            memory = SessionMemory(60.0)
+            nursery.start_soon(Sessions(cache).follow_ends, memory)
+            await eventually(_following(memory), within_s=BOUND_S, every_s=0.01)
+            memory.keep("seen-before")
+            assert memory.alive("seen-before")
+            proxy.reset()
+            await eventually(_not_following(memory), within_s=BOUND_S, every_s=0.01)
+            assert not memory.alive("seen-before")
+            proxy.forward()
+            await eventually(_following(memory), within_s=BOUND_S, every_s=0.01)
+            assert not memory.alive("seen-before")
+            nursery.cancel_scope.cancel()
+
+
+def _not_following(memory: SessionMemory) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return not memory.following
+
+    return check
 
 
 def _following(memory: SessionMemory) -> Callable[[], Awaitable[bool]]:

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-import trio
 
 from actors._access_tokens import NO_SESSION, AccessTokens
 from actors._passwords import Passwords, email_key
@@ -50,7 +49,6 @@ __all__ = [
     "Logout",
     "Refresh",
     "Register",
-    "SessionEnds",
     "SessionKeeper",
     "Tokens",
     "refresh_account",
@@ -191,24 +189,6 @@ def _tokens(
         profile.account_id, session_id, profile.email, profile.name, profile.phone
     )
     return Tokens(access, tokens.ttl_s, refresh_token)
-
-
-class SessionEnds:
-    """Keeps a ``SessionMemory`` subscribed to the ends of sessions (a supervised task:
-    while it is not running, the memory trusts nothing and every check asks Redis)."""
-
-    def __init__(self, sessions: Sessions, memory: SessionMemory) -> None:
-        self._sessions = sessions
-        self._memory = memory
-        self._scope = trio.CancelScope()
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        with self._scope:
-            task_status.started()
-            await self._sessions.follow_ends(self._memory)
-
-    def request_stop(self, *, final: bool) -> None:
-        self._scope.cancel()
 
 
 class SessionKeeper:

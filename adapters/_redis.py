@@ -152,6 +152,36 @@ class RedisCache:
 
         await trio_asyncio.aio_as_trio(in_asyncio)()
 
+    async def follow(
+        self,
+        channel: str,
+        *,
+        on_message: Callable[[str], None],
+        on_subscribed: Callable[[], None],
+        on_lost: Callable[[], None],
+    ) -> None:
+        """Forever: ``listen`` to ``channel``; ``on_lost`` whenever the subscription
+        ends, which is tried again after ``reconnect_min_s``, doubling up to
+        ``reconnect_max_s`` while it keeps failing (a confirmed subscription starts
+        the doubling afresh)."""
+        settings = self._settings
+        delay = settings.reconnect_min_s
+
+        def subscribed() -> None:
+            nonlocal delay
+            delay = settings.reconnect_min_s
+            on_subscribed()
+
+        while True:
+            try:
+                await self.listen(channel, on_message=on_message, on_subscribed=subscribed)
+            except LomashError:
+                pass
+            finally:
+                on_lost()
+            await trio.sleep(delay)
+            delay = min(2 * delay, settings.reconnect_max_s)
+
     async def _ping(self) -> None:
         await self._hop(_ping)
 

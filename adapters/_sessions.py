@@ -20,7 +20,6 @@ from typing import Any
 import trio
 
 from adapters._redis import Cache, Client, RedisCache
-from supervisors import LomashError
 
 __all__ = ["Rotated", "SessionMemory", "SessionProfile", "Sessions"]
 
@@ -145,26 +144,13 @@ class Sessions:
         ``reconnect_max_s`` while it keeps failing."""
         cache = self._cache
         if not isinstance(cache, RedisCache):
-            return
-        settings = cache.settings
-        delay = settings.reconnect_min_s
-
-        def subscribed() -> None:
-            nonlocal delay
-            delay = settings.reconnect_min_s
-            memory.follow()
-
-        while True:
-            try:
-                await cache.listen(
-                    self.ends_channel, on_message=memory.forget, on_subscribed=subscribed
-                )
-            except LomashError:
-                pass
-            finally:
-                memory.unfollow()
-            await trio.sleep(delay)
-            delay = min(2 * delay, settings.reconnect_max_s)
+            await trio.sleep_forever()
+        await cache.follow(
+            self.ends_channel,
+            on_message=memory.forget,
+            on_subscribed=memory.follow,
+            on_lost=memory.unfollow,
+        )
 
     def _session(self, session_id: str) -> str:
         return self._cache.key("sess", session_id)

@@ -102,7 +102,7 @@ class AccountGuard:
         self.settings = settings
         self.tokens = tokens or AccessTokens(settings)
         self.sessions = Sessions(cache)
-        # Never following unless a SessionEnds task keeps it: then every check asks.
+        # Never following unless the session-ends task keeps it: then every check asks.
         self.memory = memory or SessionMemory(settings.session_memory_s)
         self.limiter = limiter or RateLimiter(cache)
         self._counters = _Counters()

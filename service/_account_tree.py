@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from actors import AccessTokens, AccountActor, Passwords, SessionEnds, SessionKeeper
+from actors import AccessTokens, AccountActor, Passwords, SessionKeeper
 from adapters import Cache, Database, PostgresAccountStore, SessionMemory, Sessions
 from config import BreakerSettings, Settings
-from supervisors import ActorSpec, ChildSpec, Holder, TaskSpec
+from supervisors import ActorSpec, ChildSpec, Forever, Holder, TaskSpec
 
 __all__ = ["AccountActors", "account_actors"]
 
@@ -62,7 +63,8 @@ def account_actors(
     )
     ends = TaskSpec(
         "session-ends",
-        lambda: SessionEnds(Sessions(cache.value), memory),
+        # While it is not running, the memory trusts nothing: every check asks Redis.
+        lambda: Forever(partial(Sessions(cache.value).follow_ends, memory)),
         shutdown_s=settings.runtime.child_shutdown_s,
     )
     return AccountActors(accounts, sessions, tokens, memory, ends)

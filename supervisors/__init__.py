@@ -9,7 +9,7 @@ bulkheads are *mailbox policies* of each actor.
 
 from supervisors._actor import Actor, ActorRef, ActorSpec, ActorStatistics
 from supervisors._breaker import Breaker, BreakerState, BreakerStatistics, Permit
-from supervisors._child import ChildSpec, Restart, Service, TaskSpec
+from supervisors._child import ChildSpec, Forever, Restart, Service, TaskSpec
 from supervisors._errors import (
     ActorCrashed,
     ActorUnavailable,
@@ -73,6 +73,7 @@ __all__ = [
     "DeadlineExceeded",
     "DependencyError",
     "DomainError",
+    "Forever",
     "Holder",
     "Idempotent",
     "InvalidData",

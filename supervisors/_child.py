@@ -17,12 +17,13 @@ spec refuses messages from then on and answers the ones it still holds, a superv
 spec closes its children.
 
 Actors (``ActorSpec``) and supervisors (``SupervisorSpec``) are child specs; so is
-``TaskSpec`` for any other long-running service (an HTTP server, a queue consumer).
+``TaskSpec`` for any other long-running service (an HTTP server, a queue consumer);
+``Forever`` makes a service of work that runs until it is cancelled (a subscription).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -31,7 +32,7 @@ import trio
 
 from config import RUNTIME_DEFAULTS
 
-__all__ = ["ChildSpec", "Restart", "Service", "TaskSpec"]
+__all__ = ["ChildSpec", "Forever", "Restart", "Service", "TaskSpec"]
 
 
 class Restart(StrEnum):
@@ -88,3 +89,20 @@ class TaskSpec:
 
     def close(self) -> None:
         """Nothing outlives a task's incarnations."""
+
+
+class Forever:
+    """A service of ``work`` that runs until cancelled (a subscription, a watcher):
+    asked to stop, it is cancelled; ended or crashed, its spec's restart decides."""
+
+    def __init__(self, work: Callable[[], Awaitable[None]]) -> None:
+        self._work = work
+        self._scope = trio.CancelScope()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        with self._scope:
+            task_status.started()
+            await self._work()
+
+    def request_stop(self, *, final: bool) -> None:
+        self._scope.cancel()

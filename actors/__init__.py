@@ -13,6 +13,7 @@ from actors._accounts import (
     refresh_account,
 )
 from actors._availability import Availability, FindSlots
+from actors._availability_memory import AvailabilityMemory
 from actors._booker import SlotBooker
 from actors._booking_messages import (
     BOOKINGS_QUEUE,
@@ -78,6 +79,7 @@ __all__ = [
     "AccountOrders",
     "AppointmentType",
     "Availability",
+    "AvailabilityMemory",
     "Book",
     "BookReply",
     "BookingReader",

@@ -8,6 +8,11 @@ list computed before a change is not stored after it (no stale list for 30 s).
 While Postgres is down the stale copy is served minus the slots held in Redis
 (locked or pending); a day with no copy at all is a 503. Without Redis everything
 is computed from Postgres.
+
+Each day read from the fresh copy or computed is also kept in this process's
+``AvailabilityMemory`` (actors/_availability_memory.py), forgotten when any process
+changes that day: a warm read asks neither Redis nor Postgres. Stale copies are never
+kept there.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from datetime import UTC, date, datetime, time, timedelta
 import structlog
 import trio
 
-from actors._booking_rules import check_showroom, within_horizon
+from actors._availability_memory import AvailabilityMemory
+from actors._booking_rules import check_showroom, horizon_end
 from actors._calendar import LONDON, AppointmentType, Category, Roster, Slot, days
 from actors._roster import RosterSource
 from adapters import AvailabilityCopy, AvailabilityDay, BookingCache, BookingStore, SlotRef
@@ -28,6 +34,8 @@ from config import BookingSettings
 from supervisors import ConnectionLost, Idempotent, LomashError, OperationTimeout
 
 __all__ = ["Availability", "FindSlots"]
+
+type DaySlots = list[tuple[int, str]]  # (UTC epoch seconds, consultant id): as cached
 
 log = structlog.get_logger("actors.availability")
 
@@ -41,9 +49,6 @@ class FindSlots(Idempotent):
     category: Category | None
     first_day: date
     last_day: date
-
-
-type _DaySlots = list[tuple[int, str]]  # (UTC epoch seconds, consultant id)
 
 
 @dataclass(slots=True)
@@ -61,8 +66,10 @@ class Availability:
         roster: RosterSource,
         settings: BookingSettings,
         *,
+        memory: AvailabilityMemory | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self._memory = memory or AvailabilityMemory(0.0)
         self._store = store
         self._cache = cache
         self._roster = roster
@@ -79,33 +86,59 @@ class Availability:
         check_showroom(roster, message.showroom_id)
         wanted = list(days(message.first_day, message.last_day))
         showroom = message.showroom_id if message.kind is AppointmentType.SHOWROOM else None
-        cached, seen = await self._read(
-            [AvailabilityDay(message.kind, showroom, d) for d in wanted]
-        )
-        missing = [d for d, value in zip(wanted, cached, strict=True) if value is None]
-        by_day = {d: _decode(v) for d, v in zip(wanted, cached, strict=True) if v is not None}
-        if missing:
-            # The generation of each day as it was before Postgres is read: a list
-            # computed from an older state is not cached after a newer change.
-            seen_at = dict(zip(wanted, seen, strict=True))
-            try:
-                by_day.update(await self._compute(roster, message.kind, showroom, missing, seen_at))
-            except (ConnectionLost, OperationTimeout) as down:
-                by_day.update(await self._stale(message.kind, showroom, missing, down))
+        memory = self._memory
+        by_day: dict[date, tuple[Slot, ...]] = {}
+        for d in wanted:
+            remembered = memory.get(AvailabilityDay(message.kind, showroom, d))
+            if remembered is not None:
+                by_day[d] = remembered
+        if len(by_day) < len(wanted):
+            await self._recall(roster, message.kind, showroom, wanted, by_day)
         now = self._clock()
-        slots = [
-            Slot(datetime.fromtimestamp(epoch, UTC), consultant_id, showroom)
-            for d in wanted
-            for epoch, consultant_id in by_day[d]
-        ]
-        horizon = self._settings.horizon_days
+        last = horizon_end(now, self._settings.horizon_days)
+        fits = _fitting(roster, message.category)
         return [
             s
-            for s in slots
-            if now < s.start
-            and within_horizon(s.start, now, horizon)
-            and _fits(roster, s, message.category)
+            for d in wanted
+            for s in by_day[d]
+            if now < s.start <= last and (fits is None or s.consultant_id in fits)
         ]
+
+    async def _recall(
+        self,
+        roster: Roster,
+        kind: AppointmentType,
+        showroom: str | None,
+        wanted: list[date],
+        by_day: dict[date, tuple[Slot, ...]],
+    ) -> None:
+        """Fill ``by_day`` with the days memory did not have: from the fresh copies,
+        else computed (both kept in memory), else (Postgres down) the stale copies."""
+        memory = self._memory
+        mark = memory.mark()  # before Redis or Postgres is read
+        asked = [d for d in wanted if d not in by_day]
+        cached, seen = await self._read([AvailabilityDay(kind, showroom, d) for d in asked])
+        missing: list[date] = []
+        for d, value in zip(asked, cached, strict=True):
+            if value is None:
+                missing.append(d)
+            else:
+                by_day[d] = _slots(_decode(value), showroom)
+                memory.keep(AvailabilityDay(kind, showroom, d), by_day[d], mark)
+        if not missing:
+            return
+        # The generation of each day as it was before Postgres is read: a list
+        # computed from an older state is not cached after a newer change.
+        seen_at = dict(zip(asked, seen, strict=True))
+        try:
+            computed = await self._compute(roster, kind, showroom, missing, seen_at)
+        except (ConnectionLost, OperationTimeout) as down:
+            stale = await self._stale(kind, showroom, missing, down)
+            by_day.update({d: _slots(slots, showroom) for d, slots in stale.items()})
+            return
+        for d, slots in computed.items():
+            by_day[d] = _slots(slots, showroom)
+            memory.keep(AvailabilityDay(kind, showroom, d), by_day[d], mark)
 
     async def _read(self, days: list[AvailabilityDay]) -> tuple[list[str | None], list[str]]:
         """The fresh copies and generations; without the cache, none and '0'."""
@@ -143,12 +176,12 @@ class Availability:
         showroom: str | None,
         missing: list[date],
         seen_at: dict[date, str],
-    ) -> dict[date, _DaySlots]:
+    ) -> dict[date, DaySlots]:
         first = _local_midnight(missing[0])
         last = _local_midnight(missing[-1] + timedelta(days=1))
         booked = await self._booked_between(first, last)
         booked_utc = {(c, s.astimezone(UTC)) for c, s in booked}
-        computed: dict[date, _DaySlots] = {}
+        computed: dict[date, DaySlots] = {}
         for day in missing:
             # Past slots are dropped when served, so a cached day stays right all day.
             free = roster.free_slots(kind, showroom, None, day, day, booked=booked_utc, now=_EPOCH)
@@ -171,7 +204,7 @@ class Availability:
 
     async def _stale(
         self, kind: AppointmentType, showroom: str | None, missing: list[date], down: LomashError
-    ) -> dict[date, _DaySlots]:
+    ) -> dict[date, DaySlots]:
         """Postgres is down: the stale copies, minus slots held in Redis."""
         try:
             stale = await self._cache.stale_availability(
@@ -188,7 +221,7 @@ class Availability:
             held = await self._cache.held(slots)
         except LomashError:
             raise down from None
-        served: dict[date, _DaySlots] = {d: [] for d in missing}
+        served: dict[date, DaySlots] = {d: [] for d in missing}
         for (day, slot), taken in zip(everything, held, strict=True):
             if not taken:
                 served[day].append(slot)
@@ -196,7 +229,11 @@ class Availability:
         return served
 
 
-def _decode(value: str) -> _DaySlots:
+def _slots(day: DaySlots, showroom: str | None) -> tuple[Slot, ...]:
+    return tuple(Slot(datetime.fromtimestamp(e, UTC), c, showroom) for e, c in day)
+
+
+def _decode(value: str) -> DaySlots:
     return [(int(epoch), str(consultant)) for epoch, consultant in json.loads(value)]
 
 
@@ -207,8 +244,9 @@ def _local_midnight(day: date) -> datetime:
     return datetime.combine(day, time(0, 0), tzinfo=LONDON).astimezone(UTC)
 
 
-def _fits(roster: Roster, slot: Slot, category: Category | None) -> bool:
+def _fitting(roster: Roster, category: Category | None) -> set[str] | None:
+    """The consultants whose specialisations cover ``category`` (None: everyone)."""
     if category is None:
-        return True
-    consultant = roster.consultant(slot.consultant_id)
-    return consultant is not None and category.needs() <= consultant.specialisations
+        return None
+    needs = category.needs()
+    return {c.id for c in roster.consultants if needs <= c.specialisations}

@@ -22,6 +22,7 @@ __all__ = [
     "check_start",
     "conflict",
     "error_body",
+    "horizon_end",
     "interrupted",
     "key_reused",
     "new_reference",
@@ -66,7 +67,12 @@ SLOT_TAKEN = BookReply(409, error_body("slot_taken", "that slot has just been ta
 
 def within_horizon(start: datetime, now: datetime, horizon_days: int) -> bool:
     """Bookings open ``horizon_days`` ahead: the one rule for booking and availability."""
-    return start <= now + timedelta(days=horizon_days)
+    return start <= horizon_end(now, horizon_days)
+
+
+def horizon_end(now: datetime, horizon_days: int) -> datetime:
+    """The last start bookable at ``now``."""
+    return now + timedelta(days=horizon_days)
 
 
 def check_showroom(roster: Roster, showroom_id: str | None) -> None:

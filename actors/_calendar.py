@@ -16,6 +16,7 @@ as the first (BST) occurrence.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -207,8 +208,11 @@ def _ceil_hour(at: datetime) -> datetime:
     return floor if floor == at else floor + SLOT
 
 
+@functools.lru_cache(maxsize=8192)
 def local_iso(at: datetime) -> str:
-    """``2027-03-29T09:00:00+01:00``: London local time with its offset."""
+    """``2027-03-29T09:00:00+01:00``: London local time with its offset (remembered:
+    the same slots are rendered again and again, and zoneinfo's conversion is the
+    dearest part of an availability answer)."""
     return at.astimezone(LONDON).isoformat()
 
 

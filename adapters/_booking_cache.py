@@ -18,6 +18,9 @@ every failure of it as "skip the fast path" or "answer from what is known":
 - **Availability** per (type, showroom, local day): a fresh copy, a stale copy served
   while Postgres is down, and a generation per day that every change bumps, so a
   list computed before a change is never cached after it.
+- **Changes followed**: every applied change's days are told to the followers of
+  every process (``follow_changes``: Redis pub/sub), so a process may hold days in
+  memory and forget them when they change (actors/_availability_memory.py).
 - **The schedule copy**: the roster's last rows, for a start while Postgres is down.
 
 Names here are the domain's (consultant, start, day); keys are the implementation's.
@@ -25,7 +28,7 @@ Names here are the domain's (consultant, start, day); keys are the implementatio
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
@@ -35,6 +38,7 @@ __all__ = [
     "AvailabilityDay",
     "BookingCache",
     "CacheChanges",
+    "ChangeFollower",
     "LockReply",
     "LockRequest",
     "SlotRef",
@@ -98,6 +102,22 @@ class CacheChanges:
         return bool(self.answers or self.releases or self.frees or self.stale or self.bumps)
 
 
+class ChangeFollower(Protocol):
+    """Told of every applied change (``follow_changes``)."""
+
+    def changed(self, days: Iterable[date]) -> None:
+        """These days' availability changed (in any process)."""
+        ...
+
+    def follow(self) -> None:
+        """Subscribed: from now on every change is told."""
+        ...
+
+    def unfollow(self) -> None:
+        """Not subscribed (any more): changes may go untold until ``follow``."""
+        ...
+
+
 class BookingCache(Protocol):
     async def take_locks(self, requests: Sequence[LockRequest], ttl_s: float) -> list[LockReply]:
         """Per request: its stored answer, or the first slot it could lock (a slot it
@@ -130,6 +150,12 @@ class BookingCache(Protocol):
     async def apply(self, changes: CacheChanges, *, keep_s: float, bump_ttl_s: float) -> None:
         """Store answers (kept ``keep_s``, first one wins), release our locks, free
         slots, drop fresh copies, bump generations (kept ``bump_ttl_s``)."""
+        ...
+
+    async def follow_changes(self, follower: ChangeFollower) -> None:
+        """Until cancelled: tell ``follower`` the bumped days of every change applied
+        by any process, ``follow`` while subscribed and ``unfollow`` while not (the
+        subscription is tried again while it fails)."""
         ...
 
     async def read_availability(

@@ -2,7 +2,8 @@
 virtual-time simulations. It passes the same contract suite as ``RedisBookingCache``
 (tests/booking_cache_contract.py), TTLs included.
 
-``down`` makes every call fail as Redis does when it is unreachable.
+``down`` makes every call fail as Redis does when it is unreachable, and its
+followers lose their subscription until it is back.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from adapters._booking_cache import (
     AvailabilityCopy,
     AvailabilityDay,
     CacheChanges,
+    ChangeFollower,
     LockReply,
     LockRequest,
     SlotRef,
@@ -33,7 +35,21 @@ class MemoryBookingCache:
     def __init__(self, *, clock: Callable[[], float] = trio.current_time) -> None:
         self._clock = clock
         self._values: dict[_Key, tuple[str, float]] = {}  # key -> (value, expires at)
-        self.down = False
+        self._followers: list[ChangeFollower] = []
+        self._down = False
+
+    @property
+    def down(self) -> bool:
+        return self._down
+
+    @down.setter
+    def down(self, down: bool) -> None:
+        self._down = down
+        for follower in self._followers:
+            if down:
+                follower.unfollow()
+            else:
+                follower.follow()
 
     # -- a dict with expiry --------------------------------------------------------
 
@@ -143,6 +159,19 @@ class MemoryBookingCache:
         for bumped in changes.bumps:
             now = int(self._get(self._generation(bumped)) or 0)
             self._set(self._generation(bumped), str(now + 1), bump_ttl_s)
+        if changes.bumps:
+            for follower in self._followers:
+                follower.changed(changes.bumps)
+
+    async def follow_changes(self, follower: ChangeFollower) -> None:
+        self._followers.append(follower)
+        try:
+            if not self._down:
+                follower.follow()
+            await trio.sleep_forever()
+        finally:
+            self._followers.remove(follower)
+            follower.unfollow()
 
     async def read_availability(
         self, days: Sequence[AvailabilityDay]

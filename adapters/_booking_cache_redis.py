@@ -4,7 +4,8 @@ Keys, under the process's prefix: ``slot:{consultant}:{epoch}`` (a slot lock, it
 value the holder), ``idem:{key}`` (a stored answer), ``pending:{id}`` (a pending
 booking's record), ``avail:{type}:{showroom|-}:{day}`` and ``avail-stale:...`` (the
 fresh and stale copies of a day), ``avail-gen:{day}`` (the day's generation),
-``schedule`` (the roster's copy). Redis down: every call raises the adapter's
+``schedule`` (the roster's copy); the channel ``avail-changed`` carries the days of
+every applied change. Redis down: every call raises the adapter's
 ``ConnectionLost`` / ``OperationTimeout`` (``RedisCache``), which the actors treat as
 "no fast path".
 """
@@ -12,20 +13,27 @@ fresh and stale copies of a day), ``avail-gen:{day}`` (the day's generation),
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date
 from typing import Any
+
+import structlog
+import trio
 
 from adapters._booking_cache import (
     AvailabilityCopy,
     AvailabilityDay,
     CacheChanges,
+    ChangeFollower,
     LockReply,
     LockRequest,
     SlotRef,
 )
-from adapters._redis import Cache, Client
+from adapters._redis import Cache, Client, RedisCache
 
 __all__ = ["RedisBookingCache"]
+
+log = structlog.get_logger("adapters.booking_cache")
 
 _ACQUIRE = """
 -- ARGV: ttl_ms, then per request: idem key ('' for none), value, n, n lock keys.
@@ -93,11 +101,12 @@ return 1
 
 _APPLY = """
 -- After a change: store answers, release our locks, drop stale entries, bump
--- generations. ARGV: keep_ms, bump_ttl_ms, #answers, #releases, #deletes, #bumps, then
--- (key, answer) pairs, (lock, value) pairs, keys to delete, generation keys.
+-- generations and publish the bumped days. ARGV: keep_ms, bump_ttl_ms, #answers,
+-- #releases, #deletes, #bumps, the days' message, its channel, then (key, answer)
+-- pairs, (lock, value) pairs, keys to delete, generation keys.
 local keep, bump_ttl = ARGV[1], ARGV[2]
 local na, nr, nd, nb = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local i = 7
+local i = 9
 for _ = 1, na do
   redis.call('SET', ARGV[i], ARGV[i + 1], 'PX', keep, 'NX')
   i = i + 2
@@ -115,6 +124,7 @@ for _ = 1, nb do
   redis.call('PEXPIRE', ARGV[i], bump_ttl)
   i = i + 1
 end
+if nb > 0 then redis.call('PUBLISH', ARGV[8], ARGV[7]) end
 return 1
 """
 
@@ -132,8 +142,20 @@ return 1
 
 
 class RedisBookingCache:
-    def __init__(self, cache: Cache) -> None:
+    """``BookingCache`` on Redis. ``applied`` is told the days of each change this
+    process applies, as it is applied (its followers need not wait for the message
+    the change publishes to every process)."""
+
+    def __init__(
+        self, cache: Cache, *, applied: Callable[[Sequence[date]], None] | None = None
+    ) -> None:
         self._cache = cache
+        self._applied = applied
+
+    @property
+    def changes_channel(self) -> str:
+        """Where each applied change publishes its days (ISO dates, comma-separated)."""
+        return self._cache.key("avail-changed")
 
     def _slot(self, slot: SlotRef) -> str:
         return self._cache.key("slot", slot.consultant_id, str(int(slot.start.timestamp())))
@@ -222,6 +244,7 @@ class RedisBookingCache:
         bumps = [key("avail-gen", d.isoformat()) for d in changes.bumps]
         args: list[str | int] = [round(keep_s * 1000), round(bump_ttl_s * 1000)]
         args += [len(answers), len(releases), len(deletes), len(bumps)]
+        args += [",".join(d.isoformat() for d in changes.bumps), self.changes_channel]
         for pair in (*answers, *releases):
             args += pair
         args += [*deletes, *bumps]
@@ -229,7 +252,32 @@ class RedisBookingCache:
         async def operation(client: Client) -> None:
             await client.register_script(_APPLY)(args=args)
 
-        await self._cache.run(operation)
+        try:
+            await self._cache.run(operation)
+        finally:  # applied or not, what this process holds of these days is stale
+            if self._applied is not None and changes.bumps:
+                self._applied(changes.bumps)
+
+    async def follow_changes(self, follower: ChangeFollower) -> None:
+        cache = self._cache
+        if not isinstance(cache, RedisCache):  # nothing to subscribe to: never follows
+            await trio.sleep_forever()
+
+        def heard(text: str) -> None:
+            try:
+                days = [date.fromisoformat(part) for part in text.split(",") if part]
+            except ValueError:  # not ours: whatever it changed, forget everything
+                log.warning("availability_change_unreadable", message=text[:100])
+                follower.follow()
+                return
+            follower.changed(days)
+
+        await cache.follow(
+            self.changes_channel,
+            on_message=heard,
+            on_subscribed=follower.follow,
+            on_lost=follower.unfollow,
+        )
 
     async def _values(self, keys: Sequence[str]) -> list[str | None]:
         async def operation(client: Client) -> list[str | None]:

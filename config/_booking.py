@@ -29,6 +29,11 @@ class BookingSettings:
     # held slots) while Postgres is down.
     availability_fresh_s: float = 30.0
     availability_stale_s: float = 24 * 3600.0
+    # Availability in each process's memory (a warm read asks neither Redis nor
+    # Postgres): a day is kept this long at most, and forgotten as soon as any
+    # process changes it (the process follows the changes' channel; without it
+    # nothing is kept). 0: every read asks Redis.
+    availability_memory_s: float = 5.0
     # Longest availability range, in days, and how far ahead a booking may be.
     max_range_days: int = 31
     horizon_days: int = 180
@@ -74,6 +79,11 @@ class BookingSettings:
             _check(getattr(self, name) > 0, f"{name}: must be > 0")
         for name in ("max_range_days", "horizon_days", "batch_max", "flushers"):
             _check(getattr(self, name) >= 1, f"{name}: must be >= 1")
+        _check(self.availability_memory_s >= 0, "availability_memory_s: must be >= 0")
+        _check(
+            self.availability_memory_s <= self.availability_fresh_s,
+            "availability_memory_s: must be <= availability_fresh_s",
+        )
         _check(self.mailbox_capacity >= 1, "mailbox_capacity: must be >= 1")
         _check(self.write_retries >= 0, "write_retries: must be >= 0")
         _check(self.max_active_per_customer >= 1, "max_active_per_customer: must be >= 1")

@@ -16,9 +16,11 @@ future) are the SlotBooker's.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
@@ -54,10 +56,13 @@ from gateway._json import (
 from supervisors import ActorRef, InvalidRequest, NotFound
 
 __all__ = [
+    "AVAILABILITY_PARAMETERS",
     "AppointmentIn",
     "Email",
     "Name",
     "Phone",
+    "availability_query",
+    "availability_view",
     "book_message",
     "caller",
     "register_appointment_routes",
@@ -232,8 +237,8 @@ def _showroom_id(raw: str | None) -> str | None:
     return raw
 
 
-def _day(name: str, default: date) -> date:
-    raw = request.args.get(name)
+def _day(args: Mapping[str, str], name: str, default: date) -> date:
+    raw = args.get(name)
     if raw is None or raw == "":
         return default
     try:
@@ -247,8 +252,10 @@ def _day(name: str, default: date) -> date:
     return day
 
 
-def _enum[E: (AppointmentType, Category)](kind: type[E], name: str, *, required: bool) -> E | None:
-    raw = request.args.get(name)
+def _enum[E: (AppointmentType, Category)](
+    args: Mapping[str, str], kind: type[E], name: str, *, required: bool
+) -> E | None:
+    raw = args.get(name)
     if raw is None or raw == "":
         if required:
             raise InvalidRequest(f"{name}: required", code="missing_field", field=name)
@@ -262,13 +269,66 @@ def _enum[E: (AppointmentType, Category)](kind: type[E], name: str, *, required:
         ) from None
 
 
-def _slot_json(slot: Slot) -> dict[str, Any]:
+AVAILABILITY_PARAMETERS = frozenset({"type", "showroom_id", "category", "from", "to"})
+
+
+def availability_query(
+    args: Mapping[str, str], settings: BookingSettings
+) -> tuple[date, date, FindSlots | None]:
+    """The days asked for, clamped to today..the horizon (London days), and the
+    catalogue's message for them (None: no day is left to show)."""
+    kind = _enum(args, AppointmentType, "type", required=True)
+    assert kind is not None
+    category = _enum(args, Category, "category", required=False)
+    showroom_id = _showroom_id(args.get("showroom_id"))
+    if kind is AppointmentType.SHOWROOM and showroom_id is None:
+        raise InvalidRequest(
+            "showroom_id: required for SHOWROOM availability",
+            code="missing_field",
+            field="showroom_id",
+        )
+    today = datetime.now(UTC).astimezone(LONDON).date()
+    first = _day(args, "from", today)
+    last = _day(args, "to", first + timedelta(days=6))
+    if last < first:
+        raise InvalidRequest("to: must be on or after from", code="invalid_field", field="to")
+    if (last - first).days + 1 > settings.max_range_days:
+        raise InvalidRequest(
+            f"to: at most {settings.max_range_days} days after from",
+            code="range_too_long",
+            field="to",
+        )
+    first = max(first, today)
+    last = min(last, today + timedelta(days=settings.horizon_days))
+    if last < first:
+        return first, last, None
+    return first, last, FindSlots(kind, showroom_id, category, first, last)
+
+
+def availability_view(first: date, last: date, slots: list[Slot]) -> dict[str, Any]:
     return {
-        "start": local_iso(slot.start),
-        "end": local_iso(slot.end),
-        "consultant_id": slot.consultant_id,
-        "showroom_id": slot.showroom_id,
+        "timezone": str(LONDON),
+        "from": first.isoformat(),
+        "to": last.isoformat(),
+        "slots": [_slot_view(s) for s in slots],
     }
+
+
+class SlotView(msgspec.Struct, frozen=True):
+    """A free slot as answered (encoded as an object with these keys, in order)."""
+
+    start: str
+    end: str
+    consultant_id: str
+    showroom_id: str | None
+
+
+@functools.lru_cache(maxsize=16384)
+def _slot_view(slot: Slot) -> SlotView:
+    """Remembered: a warm week is the same hundred slots answered again and again."""
+    return SlotView(
+        local_iso(slot.start), local_iso(slot.end), slot.consultant_id, slot.showroom_id
+    )
 
 
 def register_appointment_routes(
@@ -289,40 +349,9 @@ def register_appointment_routes(
 
     @app.get("/v1/appointments/availability")
     async def availability() -> Response:
-        kind = _enum(AppointmentType, "type", required=True)
-        assert kind is not None
-        category = _enum(Category, "category", required=False)
-        showroom_id = _showroom_id(request.args.get("showroom_id"))
-        if kind is AppointmentType.SHOWROOM and showroom_id is None:
-            raise InvalidRequest(
-                "showroom_id: required for SHOWROOM availability",
-                code="missing_field",
-                field="showroom_id",
-            )
-        today = datetime.now(UTC).astimezone(LONDON).date()
-        first = _day("from", today)
-        last = _day("to", first + timedelta(days=6))
-        if last < first:
-            raise InvalidRequest("to: must be on or after from", code="invalid_field", field="to")
-        if (last - first).days + 1 > settings.max_range_days:
-            raise InvalidRequest(
-                f"to: at most {settings.max_range_days} days after from",
-                code="range_too_long",
-                field="to",
-            )
-        first = max(first, today)
-        last = min(last, today + timedelta(days=settings.horizon_days))
-        slots: list[Slot] = []
-        if first <= last:
-            slots = await catalogue.ask(FindSlots(kind, showroom_id, category, first, last))
-        return json_response(
-            {
-                "timezone": str(LONDON),
-                "from": first.isoformat(),
-                "to": last.isoformat(),
-                "slots": [_slot_json(s) for s in slots],
-            }
-        )
+        first, last, message = availability_query(request.args, settings)
+        slots: list[Slot] = await catalogue.ask(message) if message is not None else []
+        return json_response(availability_view(first, last, slots))
 
     @app.get("/v1/appointments/<raw_id>")
     async def show(raw_id: str) -> Response:

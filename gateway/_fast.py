@@ -15,6 +15,10 @@ in-process snapshots
 (actors/_snapshots.py: at most ``LOMASH_CATALOGUE_MEMORY_S`` old), encoded once per
 snapshot with the same view functions the Quart routes use; a request that finds no
 fresh snapshot goes to the Quart route, whose ask to the catalogue keeps a new one.
+And ``GET /v1/appointments/availability``: the Quart route's own parsing and view
+around the same ask to the catalogue (whose memory answers a warm week,
+actors/_availability_memory.py), for a query of known parameters, each given once, in
+plain ASCII; any other query goes to the Quart route.
 
 The route keeps the contract every route has: an ``X-Request-ID`` (the caller's or a
 new one), one canonical log line, errors as the same JSON through the same table,
@@ -31,6 +35,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 import msgspec
 import structlog
@@ -38,9 +43,15 @@ import trio
 
 from actors import BookReply
 from actors._snapshots import Snapshot, Snapshots
+from config import BookingSettings
 from gateway._accounts import me_view
 from gateway._app import LIVE, REQUEST_ID_KEY, Lifecycle, log_request, request_id
-from gateway._appointments import book_message
+from gateway._appointments import (
+    AVAILABILITY_PARAMETERS,
+    availability_query,
+    availability_view,
+    book_message,
+)
 from gateway._asgi import CLOSE, Receive, Scope, Send, header_pairs, send_json
 from gateway._auth import AccountGuard
 from gateway._http_errors import error_response
@@ -61,6 +72,7 @@ type ASGIApp = Callable[..., Awaitable[None]]  # QuartTrio, or this wrapper
 log = structlog.get_logger("gateway")
 
 _NO_STORE = (b"cache-control", b"no-store")  # answers carry a manage token
+_AVAILABILITY = "/v1/appointments/availability"
 _ENCODER = msgspec.json.Encoder()
 _LIVE = _ENCODER.encode(LIVE)
 _READY = _ENCODER.encode(ready_answer(False, "ok")[1])
@@ -93,8 +105,10 @@ class FastRoutes:
         reads: dict[str, FastRead] | None = None,
         catalogue: ActorRef[Any, Any] | None = None,
         readiness: Readiness | None = None,
+        booking: BookingSettings | None = None,
     ) -> None:
         self._app = app
+        self._booking = booking
         self._readiness = readiness
         self._snapshots = snapshots
         self._reads = reads or {}
@@ -119,7 +133,11 @@ class FastRoutes:
                 await self._book(scope, receive, send)
             else:
                 await self._not_allowed(scope, send)
-        elif scope["method"] != "GET" or scope["query_string"]:
+        elif scope["method"] != "GET":
+            await self._app(scope, receive, send)
+        elif path == _AVAILABILITY and (args := self._availability_args(scope)) is not None:
+            await self._availability(scope, send, args)
+        elif scope["query_string"]:
             await self._app(scope, receive, send)
         elif path == "/health/live":
             await self._answer(scope, send, path, _LIVE, {})
@@ -177,6 +195,40 @@ class FastRoutes:
             await self._respond(send, status, content, rid, extra, no_store=status == 200)
         finally:
             log_request("GET", "/v1/me", status, started, rid=rid)
+
+    def _availability_args(self, scope: Scope) -> dict[str, str] | None:
+        """The query's parameters, if this route can answer it (see the module)."""
+        if self._booking is None or self._catalogue is None:
+            return None
+        try:
+            text = scope["query_string"].decode("ascii")
+        except UnicodeDecodeError:
+            return None
+        pairs = parse_qsl(text, keep_blank_values=True)
+        args = dict(pairs)
+        if len(args) < len(pairs) or not args.keys() <= AVAILABILITY_PARAMETERS:
+            return None
+        if not all(value.isascii() and value.isprintable() for value in args.values()):
+            return None
+        return args
+
+    async def _availability(self, scope: Scope, send: Send, args: dict[str, str]) -> None:
+        assert self._booking is not None
+        assert self._catalogue is not None
+        started = time.perf_counter()
+        scope[ROUTE_KEY] = _AVAILABILITY
+        rid = scope.get(REQUEST_ID_KEY) or request_id(_headers(scope).get("x-request-id"))
+        extra: dict[str, str] = {}
+        try:
+            first, last, message = availability_query(args, self._booking)
+            slots = [] if message is None else await self._catalogue.ask(message)
+            status, content = 200, _ENCODER.encode(availability_view(first, last, slots))
+        except Exception as error:  # every failure answers in the one error format
+            status, content, extra = self._error(error, rid)
+        try:
+            await self._respond(send, status, content, rid, extra, no_store=False)
+        finally:
+            log_request("GET", _AVAILABILITY, status, started, rid=rid)
 
     async def _ready(self, scope: Scope, send: Send) -> None:
         assert self._readiness is not None

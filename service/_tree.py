@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import structlog
@@ -32,6 +33,7 @@ from actors import (
     RECONCILE_KIND,
     REPLAY_KIND,
     Availability,
+    AvailabilityMemory,
     BookingReader,
     BookingReplayer,
     ListProducts,
@@ -99,6 +101,7 @@ from supervisors import (
     ActorRef,
     ActorSpec,
     ChildSpec,
+    Forever,
     Holder,
     Resource,
     Restart,
@@ -166,12 +169,15 @@ def build_tree(
                 handlers[kind] = spec.ref
             extra_actors.append(spec)
 
-    # The booking domain's two Protocols, on the resources of the moment.
+    # The booking domain's two Protocols, on the resources of the moment. Every
+    # change this process applies is forgotten by its availability memory at once.
+    availability_memory = AvailabilityMemory(settings.booking.availability_memory_s)
+
     def store() -> BookingStore:
         return PostgresBookingStore(database.value)
 
     def booking_cache() -> BookingCache:
-        return RedisBookingCache(cache.value)
+        return RedisBookingCache(cache.value, applied=availability_memory.changed)
 
     # Orders and payments, when Stripe is configured (production requires it).
     payments: ActorSpec[Any, Any] | None = None
@@ -212,7 +218,9 @@ def build_tree(
         # always has one, however slow Postgres is.
         concurrency=settings.database.most_waiting + settings.database.pool_max_size,
         breaker=database_breaker(settings),
-        availability=lambda: Availability(store(), booking_cache(), roster, settings.booking),
+        availability=lambda: Availability(
+            store(), booking_cache(), roster, settings.booking, memory=availability_memory
+        ),
         products=lambda: ProductCatalogue(
             PostgresProducts(database.value), RedisProductCache(cache.value), settings.products
         ),
@@ -251,6 +259,12 @@ def build_tree(
     )
 
     accounts = account_actors(settings, database, cache, database_breaker(settings))
+    # While it is not running, the availability memory keeps nothing.
+    availability_changes = TaskSpec(
+        "availability-changes",
+        lambda: Forever(partial(booking_cache().follow_changes, availability_memory)),
+        shutdown_s=settings.runtime.child_shutdown_s,
+    )
 
     commerce = [spec for spec in (payments, orders, reconciler) if spec is not None]
     domain_children: list[ChildSpec] = [
@@ -258,6 +272,7 @@ def build_tree(
         booker,
         reader,
         replayer,
+        availability_changes,
         *accounts.specs,
         *commerce,
         *notifications.actors,
@@ -318,6 +333,7 @@ def build_tree(
             },
             catalogue=catalogue.ref,
             readiness=readiness,
+            booking=settings.booking,
         )
         # The budget outside the edge: the edge's waits for a body (reading it,
         # draining it behind an early answer) are body time, not the handler's.

@@ -9,10 +9,12 @@ Redis, whose TTLs are its own). tests/test_booking_cache_contract.py runs it on
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+import trio
 
 from adapters import (
     AvailabilityCopy,
@@ -38,6 +40,32 @@ A, B, C = (SlotRef(c, START) for c in ("grace-okafor", "daniel-price", "amira-kh
 DAY = AvailabilityDay("SHOWROOM", "leeds", START.date())
 ONLINE = AvailabilityDay("ONLINE", None, START.date())
 TTL_S = 1.0
+
+
+@dataclass
+class Follower:
+    """A ``ChangeFollower`` that writes down what it is told."""
+
+    following: bool = False
+    heard: list[list[date]] = field(default_factory=list)
+
+    def changed(self, days: Iterable[date]) -> None:
+        self.heard.append(list(days))
+
+    def follow(self) -> None:
+        self.following = True
+
+    def unfollow(self) -> None:
+        self.following = False
+
+
+async def until(c: CacheUnderTest, done: Callable[[], bool], *, most: int = 500) -> None:
+    """Let time pass on the cache's clock, a little at a time, until ``done()``."""
+    for _ in range(most):
+        if done():
+            return
+        await c.wait(0.01)
+    raise AssertionError("never happened")
 
 
 def request(holder: str, *slots: SlotRef, answer: bool = True) -> LockRequest:
@@ -192,3 +220,23 @@ class BookingCacheContract:
             await c.cache.keep_schedule_copy("rows 2")
             await c.wait(TTL_S * 1.5)
             assert await c.cache.schedule_copy() == "rows 2"
+
+    async def test_a_follower_is_told_the_days_of_every_applied_change(
+        self, cache_factory: CacheFactory
+    ) -> None:
+        """Once following, each change that bumps days tells them (in order); one that
+        bumps none tells nothing; cancelled, the follower is unfollowed."""
+        later = [START.date() + timedelta(days=1), START.date() + timedelta(days=2)]
+        follower = Follower()
+        async with cache_factory() as c, trio.open_nursery() as nursery:
+            nursery.start_soon(c.cache.follow_changes, follower)
+            await until(c, lambda: follower.following)
+            await c.cache.apply(
+                CacheChanges(stale=[DAY], bumps=[DAY.day]), keep_s=60, bump_ttl_s=60
+            )
+            await c.cache.apply(CacheChanges(answers=[("k1", "a")]), keep_s=60, bump_ttl_s=60)
+            await c.cache.apply(CacheChanges(bumps=later), keep_s=60, bump_ttl_s=60)
+            await until(c, lambda: len(follower.heard) >= 2)
+            nursery.cancel_scope.cancel()
+        assert follower.heard == [[DAY.day], later]
+        assert not follower.following

@@ -31,7 +31,9 @@ server's CPU per request (the process and its children, from /proc: Postgres is 
 in it), and the ratios ours / peer and ours / pgbench. A 5xx, any other answer than
 201 / 409, a socket error, a run stopped at its request cap, rows that do not match the
 201s, or a machine already busy before the runs is reported on stderr (with the tail of
-that server's output) and the exit status is 1. ``--impls ours,peer`` runs a subset.
+that server's output) and the exit status is 1. ``--impls ours,peer`` runs a subset;
+``--profile`` records ours with py-spy during its measured runs and prints where the
+time goes (bench/profile.py's summary).
 Needs ``wrk`` and ``pgbench`` (exit 2 without them) and the ``bench`` extra.
 
 The data (seed, slot numbers, reset between runs) is in bench/booking_data.py, the
@@ -63,6 +65,7 @@ from bench.booking_load import (
 )
 from bench.http import REDIS_URL, Running, bench_database, server
 from bench.proc import machine_busy
+from bench.profile import print_summary
 
 # Other work on the machine above this share of its cores makes the numbers noise.
 BUSY = 0.25
@@ -192,6 +195,12 @@ def main() -> None:
     parser.add_argument(
         "--impls", default=",".join(IMPLS), help="which to run, comma-separated (default: all)"
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="record ours with py-spy during each measured run and print where time goes "
+        "(the sampling slows ours: compare its numbers with an unprofiled run's)",
+    )
     args = parser.parse_args()
     chosen = [name.strip() for name in args.impls.split(",") if name.strip()]
     if not chosen or not set(chosen) <= set(IMPLS):
@@ -219,9 +228,12 @@ def main() -> None:
             stack.callback(delete_redis_keys, redis_prefix)
             database = stack.enter_context(bench_database(seed))
             running = stack.enter_context(services(database, args.workers, redis_prefix, logs))
-            results = measure(chosen, running, pgbench, database, args, slots)
+            profiles: dict[str, str] = {}
+            results = measure(chosen, running, pgbench, database, args, slots, profiles)
         # The servers have stopped: their output is complete.
         problems = report(results, args)
+        for variant, raw in profiles.items():
+            print_summary(f"ours, {variant} (py-spy)", raw)
         print(f"The machine was {busy:.0%} busy before the first run.")
         if busy > BUSY:
             problems.append(f"machine was {busy:.0%} busy before the runs: numbers are unreliable")
@@ -248,7 +260,10 @@ def measure(
     database: str,
     args: argparse.Namespace,
     slots: Slots,
+    profiles: dict[str, str],
 ) -> dict[tuple[str, str], Run]:
+    """Every variant of every implementation chosen; with ``--profile``, ours' collapsed
+    stacks per variant go to ``profiles``."""
     results: dict[tuple[str, str], Run] = {}
     tag = 0
     for variant in VARIANTS:
@@ -259,9 +274,12 @@ def measure(
                 results[(variant, impl)] = run_pgbench(pgbench, database, args, variant, slots, tag)
                 continue
             url = running[impl].url("/v1/appointments")
+            stacks: list[str] | None = [] if args.profile and impl == "ours" else None
             results[(variant, impl)] = run_http(
-                url, database, running[impl].process, args, variant, slots, f"r{tag}"
+                url, database, running[impl].process, args, variant, slots, f"r{tag}", stacks=stacks
             )
+            if stacks:
+                profiles[variant] = stacks[0]
     return results
 
 

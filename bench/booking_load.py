@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from bench.booking_data import CONSULTANTS, CONTENDED_SLOTS, Slots, reset, settled_counts
 from bench.proc import cpu_seconds
+from bench.profile import recording
 
 HERE = Path(__file__).resolve().parent
 LUA = HERE / "booking.lua"
@@ -104,9 +105,11 @@ def run_http(
     tag: str,
     *,
     empty: Callable[[str], None] = reset,
+    stacks: list[str] | None = None,
 ) -> Run:
     """A warm-up, ``empty(database)`` (the booking tables, by default; bench.growth
-    keeps what it grew), then the measured run."""
+    keeps what it grew), then the measured run (recorded by py-spy, its collapsed
+    stacks appended to ``stacks``, if given)."""
     contended = CONTENDED_SLOTS if variant == "contended" else 0
 
     def drive(seconds: int, tag: str) -> Run:
@@ -120,7 +123,12 @@ def run_http(
     drive(WARMUP_S, f"{tag}w")
     empty(database)
     before = cpu_seconds(process.pid)
-    run = drive(args.seconds, tag)
+    if stacks is None:
+        run = drive(args.seconds, tag)
+    else:
+        with recording(process.pid, args.seconds) as recorded:
+            run = drive(args.seconds, tag)
+            stacks.append(recorded())
     cpu = cpu_seconds(process.pid) - before
     booked, _ = settled_counts(database)
     per_request = 1000 * cpu / run.answers if run.answers else None

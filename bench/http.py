@@ -5,15 +5,16 @@
 Both serve ``GET /health/live`` (no dependencies) and ``GET /v1/showrooms`` (the peer:
 one Postgres read; ours: the catalogue's in-process copy, at most
 ``LOMASH_CATALOGUE_MEMORY_S`` old) from the same database with 20 seeded showrooms;
-ours also ``GET /health/ready`` and ``GET /v1/products``. The floor is measured in
-the same run: a bare ASGI app (a fixed JSON body, no framework: bench/peers/floor.py)
-on hypercorn's trio worker, and (with 1 worker) the same app on our own lean driver
-(bench/peers/floor_lean.py), what any route of ours costs at least. Ours runs with
-its configured driver (``LOMASH_HTTP_DRIVER``, lean by default). wrk drives each for
-the same duration with the same connections on loopback. Prints requests/s, p50 and
-p99 for each, and the ratios ours / peer, ours / floor (hypercorn) and ours / lean
-floor. Needs ``wrk`` (Debian
-package) and the ``bench`` extra (fastapi, uvicorn, uvloop, httptools).
+ours also ``GET /health/ready``, ``GET /v1/products`` and a week of one showroom's
+free slots (``GET /v1/appointments/availability``, warm: answered from memory). The
+floor is measured in the same run: a bare ASGI app (a fixed JSON body, no framework:
+bench/peers/floor.py) on hypercorn's trio worker, and (with 1 worker) the same app on
+our own lean driver (bench/peers/floor_lean.py), what any route of ours costs at
+least. Ours runs with its configured driver (``LOMASH_HTTP_DRIVER``, lean by
+default). wrk drives each for the same duration with the same connections on
+loopback. Prints requests/s, p50 and p99 for each, and the ratios ours / peer, ours /
+floor (hypercorn) and ours / lean floor. Needs ``wrk`` (Debian package) and the
+``bench`` extra (fastapi, uvicorn, uvloop, httptools).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from adapters import staffed_showroom_sql
 from bench.proc import listening_ports
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,7 +47,9 @@ ADMIN_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("LOMASH_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 ROUTES = ("/health/live", "/v1/showrooms")
-OURS_ONLY = ("/health/ready", "/v1/products")
+# A week of a two-consultant showroom's free slots (09:00-17:00): a warm read.
+AVAILABILITY = "/v1/appointments/availability?type=SHOWROOM&showroom_id=bench-avail"
+OURS_ONLY = ("/health/ready", "/v1/products", AVAILABILITY)
 FLOOR = [sys.executable, "-m", "hypercorn", "--worker-class", "trio"]
 FLOOR += ["--bind", "127.0.0.1:0", "bench.peers.floor:app"]
 # The same app on our lean driver (1 worker): the floor of our own stack.
@@ -82,6 +86,11 @@ async def _seed(url: str) -> None:
                 (f"sr-{n:02d}", f"Showroom {n:02d}", f"{n} High St", "Leeds", "LS1 1AA")
                 for n in range(20)
             ],
+        )
+        await connection.execute(
+            staffed_showroom_sql(
+                "bench-avail", consultants=2, prefix="bench-av-", hours=("09:00", "17:00")
+            )
         )
     finally:
         await connection.close()
@@ -237,15 +246,15 @@ def main() -> None:
         f"HTTP benchmark: {args.seconds}s per run, {args.connections} connections, "
         f"{args.workers} worker(s) each, wrk on loopback, 2 cores shared"
     )
-    print(f"{'route':<16} {'impl':<6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    print(f"{'route':<30} {'impl':<6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
     for (route, name), r in results.items():
         print(
-            f"{route:<16} {name:<6} {r.requests_per_s:>9.0f} {r.p50_ms:>8.2f} "
+            f"{route:<30} {name:<6} {r.requests_per_s:>9.0f} {r.p50_ms:>8.2f} "
             f"{r.p99_ms:>8.2f} {r.errors:>8}"
         )
     for route in (*ROUTES, *OURS_ONLY):
         ours_rate = results[(route, "ours")].requests_per_s
-        line = f"{route:<16} ours/floor {ours_rate / floor.requests_per_s:.2f}x"
+        line = f"{route:<30} ours/floor {ours_rate / floor.requests_per_s:.2f}x"
         if ("/", "lean") in results:
             line += f"   ours/lean floor {ours_rate / results[('/', 'lean')].requests_per_s:.2f}x"
         if (route, "peer") in results:

@@ -22,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench.http import FLOOR, REDIS_URL, bench_database, server, wrk
@@ -78,6 +80,42 @@ def _innermost(frames: list[str]) -> str:
     return "other (python, stdlib)"
 
 
+@contextmanager
+def recording(pid: int, seconds: int) -> Iterator[Callable[[], str]]:
+    """py-spy records process ``pid`` (and its children) for ``seconds`` from now;
+    the callable given waits for it and returns the collapsed stacks."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "raw.txt"
+        record = [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw"]
+        record += ["--output", str(out), "--rate", "250", "--duration", str(seconds)]
+        spy = subprocess.Popen(
+            [*record, "--subprocesses", "--pid", str(pid)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+        def stacks() -> str:
+            spy.wait(timeout=seconds + 30)
+            return out.read_text()
+
+        try:
+            yield stacks
+        finally:
+            if spy.poll() is None:
+                spy.kill()
+
+
+def print_summary(title: str, raw: str) -> None:
+    parts, own, tops, total = summarise(raw)
+    print(f"{title}, {total} samples")
+    print("  self (the innermost frame of each part)   inclusive (passes through it)")
+    for name, count in own.most_common():
+        print(f"  {100 * count / total:5.1f} %  {name:<38} {100 * parts[name] / total:5.1f} %")
+    print("  top of stack (self):")
+    for function, count in tops.most_common(12):
+        print(f"  {100 * count / total:5.1f} %  {function}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="profile a hot route under load")
     parser.add_argument("--route", default="/health/live")
@@ -94,41 +132,16 @@ def main() -> None:
             "LOMASH_LOG_LEVEL": "info",
         }
         ours = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", "0"]
-        with (
-            server(FLOOR if args.floor else ours, env) as running,
-            tempfile.TemporaryDirectory() as folder,
-        ):
+        with server(FLOOR if args.floor else ours, env) as running:
             route = "/" if args.floor else args.route
             wrk(running.url(route), 2, args.connections)  # warm-up
-            out = Path(folder) / "raw.txt"
-            record = [
-                str(Path(sys.executable).parent / "py-spy"),
-                "record",
-                "--format",
-                "raw",
-                "--output",
-                str(out),
-            ]
-            record += ["--rate", "250", "--duration", str(args.seconds), "--subprocesses"]
-            spy = subprocess.Popen(
-                [*record, "--pid", str(running.process.pid)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            result = wrk(running.url(route), args.seconds, args.connections)
-            spy.wait(timeout=args.seconds + 30)
-            raw = out.read_text()
-            if args.raw:
-                args.raw.write_text(raw)
-    parts, own, tops, total = summarise(raw)
+            with recording(running.process.pid, args.seconds) as stacks:
+                result = wrk(running.url(route), args.seconds, args.connections)
+                raw = stacks()
+    if args.raw:
+        args.raw.write_text(raw)
     what = "the floor (bare ASGI, hypercorn trio)" if args.floor else f"GET {args.route}"
-    print(f"{what}: {result.requests_per_s:.0f} req/s under wrk, {total} samples")
-    print("  self (the innermost frame of each part)   inclusive (passes through it)")
-    for name, count in own.most_common():
-        print(f"  {100 * count / total:5.1f} %  {name:<38} {100 * parts[name] / total:5.1f} %")
-    print("  top of stack (self):")
-    for function, count in tops.most_common(12):
-        print(f"  {100 * count / total:5.1f} %  {function}")
+    print_summary(f"{what}: {result.requests_per_s:.0f} req/s under wrk", raw)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,10 @@ there), all inside the booking horizon, so nothing collides with an earlier run'
 Redis locks or anything ours may cache. Prints req/s, p50, p99, the share of
 201 / 409 / other answers, the appointment rows in the database after the run, the
 server's CPU per request (the process and its children, from /proc: Postgres is not
-in it), and the ratios ours / peer and ours / pgbench. A 5xx, any other answer than
+in it), and the ratios ours / peer and ours / pgbench; then ours' contended rate
+against the floor-bound: the stack's floor (the bare ASGI app on hypercorn's trio
+worker, bench/peers/floor.py, measured after the runs) plus one Redis round trip
+through our adapter (its CPU, measured after the runs: ``redis_round_trip_cpu_us``). A 5xx, any other answer than
 201 / 409, a socket error, a run stopped at its request cap, rows that do not match the
 201s, or a machine already busy before the runs is reported on stderr (with the tail of
 that server's output) and the exit status is 1. ``--impls ours,peer`` runs a subset;
@@ -60,10 +63,12 @@ from bench.booking_load import (
     WRK_THREADS,
     Run,
     find_pgbench,
+    redis_round_trip_cpu_us,
     run_http,
     run_pgbench,
 )
-from bench.http import REDIS_URL, Running, bench_database, server
+from bench.http import FLOOR, REDIS_URL, Running, bench_database, server
+from bench.http import wrk as wrk_floor
 from bench.proc import machine_busy
 from bench.profile import print_summary
 
@@ -163,6 +168,23 @@ def report(results: dict[tuple[str, str], Run], args: argparse.Namespace) -> lis
     return problems
 
 
+def floor_bound(ours: Run, args: argparse.Namespace) -> None:
+    """Print ours' contended rate against the floor-bound: what the stack's floor (the
+    bare ASGI app on hypercorn's trio worker, measured now) plus one Redis round trip
+    through our adapter (its CPU, measured now) allows."""
+    with server([*FLOOR, "--workers", str(args.workers)], {}) as floor_server:
+        wrk_floor(floor_server.url("/"), WARMUP_S, args.connections)
+        floor = wrk_floor(floor_server.url("/"), args.seconds, args.connections)
+    round_trip_us = redis_round_trip_cpu_us()
+    # Each answer costs the floor's time plus a round trip's CPU in one of the workers.
+    bound = 1 / (1 / floor.requests_per_s + round_trip_us / 1e6 / args.workers)
+    print(
+        f"contended  the floor {floor.requests_per_s:.0f} req/s ({args.workers} worker(s)), "
+        f"one Redis round trip {round_trip_us:.0f} us CPU: floor-bound {bound:.0f} req/s; "
+        f"ours/floor-bound {ours.requests_per_s / bound:.2f}x"
+    )
+
+
 def check(variant: str, impl: str, r: Run, connections: int) -> list[str]:
     name = f"{impl} {variant}"
     found: list[str] = []
@@ -232,6 +254,8 @@ def main() -> None:
             results = measure(chosen, running, pgbench, database, args, slots, profiles)
         # The servers have stopped: their output is complete.
         problems = report(results, args)
+        if ("contended", "ours") in results:
+            floor_bound(results[("contended", "ours")], args)
         for variant, raw in profiles.items():
             print_summary(f"ours, {variant} (py-spy)", raw)
         print(f"The machine was {busy:.0%} busy before the first run.")

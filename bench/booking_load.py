@@ -6,18 +6,27 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
+import trio
+import trio_asyncio
+
+from adapters import open_redis
 from bench.booking_data import CONSULTANTS, CONTENDED_SLOTS, Slots, reset, settled_counts
+from bench.http import REDIS_URL
 from bench.proc import cpu_seconds
 from bench.profile import recording
+from config import RedisSettings
 
 HERE = Path(__file__).resolve().parent
 LUA = HERE / "booking.lua"
@@ -133,6 +142,29 @@ def run_http(
     booked, _ = settled_counts(database)
     per_request = 1000 * cpu / run.answers if run.answers else None
     return replace(run, booked_rows=booked, cpu_ms_per_request=per_request)
+
+
+def redis_round_trip_cpu_us(rounds: int = 5000) -> float:
+    """The CPU one Redis round trip costs in our stack, in microseconds of this
+    process: a GET through ``RedisCache`` (the gate, the trio-asyncio hop, redis-py),
+    one after another (Redis's own CPU is not counted: it is not our process's)."""
+
+    async def main() -> float:
+        settings = RedisSettings(url=REDIS_URL, prefix=f"lomash_bench:{os.urandom(4).hex()}:")
+        async with trio_asyncio.open_loop(), open_redis(settings, cleanup_s=1.0) as cache:
+            key = cache.key("round-trip")
+
+            async def get(client: Any) -> Any:
+                return await client.get(key)
+
+            for _ in range(200):  # warm: connected, the gate open
+                await cache.run(get)
+            started = time.process_time()
+            for _ in range(rounds):
+                await cache.run(get)
+            return 1e6 * (time.process_time() - started) / rounds
+
+    return trio.run(main)
 
 
 def find_pgbench() -> str | None:

@@ -31,13 +31,13 @@ server's CPU per request (the process and its children, from /proc: Postgres is 
 in it), and the ratios ours / peer and ours / pgbench; then ours' contended rate
 against the floor-bound: the stack's floor (the bare ASGI app on hypercorn's trio
 worker, bench/peers/floor.py, measured after the runs) plus one Redis round trip
-through our adapter (its CPU, measured after the runs: ``redis_round_trip_cpu_us``). A 5xx, any other answer than
-201 / 409, a socket error, a run stopped at its request cap, rows that do not match the
-201s, or a machine already busy before the runs is reported on stderr (with the tail of
-that server's output) and the exit status is 1. ``--impls ours,peer`` runs a subset;
-``--profile`` records ours with py-spy during its measured runs and prints where the
-time goes (bench/profile.py's summary).
-Needs ``wrk`` and ``pgbench`` (exit 2 without them) and the ``bench`` extra.
+through our adapter (its CPU, measured after the runs: ``redis_round_trip_cpu_us``).
+A 5xx, any other answer than 201 / 409, a socket error, a run stopped at its request
+cap, rows that do not match the 201s, or a machine already busy before the runs is
+reported on stderr (with the tail of that server's output) and the exit status is 1.
+``--impls ours,peer`` runs a subset; ``--profile`` records ours with py-spy during its
+measured runs and prints where the time goes (bench/profile.py's summary; ``--raw DIR``
+keeps the stacks). Needs ``wrk`` and ``pgbench`` (exit 2 without them) and the ``bench`` extra.
 
 The data (seed, slot numbers, reset between runs) is in bench/booking_data.py, the
 wrk and pgbench runs in bench/booking_load.py; this module starts the services,
@@ -54,6 +54,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO
 
 from bench.booking_data import Slots, delete_redis_keys, seed
@@ -223,6 +224,9 @@ def main() -> None:
         help="record ours with py-spy during each measured run and print where time goes "
         "(the sampling slows ours: compare its numbers with an unprofiled run's)",
     )
+    parser.add_argument(
+        "--raw", type=Path, help="with --profile: keep each variant's collapsed stacks here"
+    )
     args = parser.parse_args()
     chosen = [name.strip() for name in args.impls.split(",") if name.strip()]
     if not chosen or not set(chosen) <= set(IMPLS):
@@ -258,6 +262,9 @@ def main() -> None:
             floor_bound(results[("contended", "ours")], args)
         for variant, raw in profiles.items():
             print_summary(f"ours, {variant} (py-spy)", raw)
+            if args.raw:
+                args.raw.mkdir(parents=True, exist_ok=True)
+                (args.raw / f"{variant}.txt").write_text(raw)
         print(f"The machine was {busy:.0%} busy before the first run.")
         if busy > BUSY:
             problems.append(f"machine was {busy:.0%} busy before the runs: numbers are unreliable")

@@ -235,3 +235,42 @@ def test_postgres_decides_what_is_the_same_address() -> None:
 
     assert "lower(e)" in _LOCK_CUSTOMERS
     assert "'email:' || lower(e)" in _ACTIVE_BY_CUSTOMER
+
+
+_HISTORY = """
+INSERT INTO appointments (id, reference, type, category, status, consultant_id, showroom_id,
+    starts_at, ends_at, customer_name, customer_email, customer_phone, customer_postcode,
+    manage_token_hash)
+SELECT gen_random_uuid(), 'LW-T-' || $3::text || n, 'SHOWROOM', 'KITCHEN', $4::text,
+    'grace-okafor', 'leeds', now() + n * $5::interval, now() + n * $5::interval + interval '1 hour',
+    'Customer ' || n, 'c' || $3::text || n || '@example.com', '+44 7' || lpad(n::text, 9, '0'),
+    'LS1 1AA', '\\x00'::bytea
+FROM generate_series($1::int, $2::int) AS n
+"""
+
+
+async def test_the_cap_counts_through_the_customers_index_whatever_the_statistics(
+    settings: Settings,
+) -> None:
+    """The count is a lookup of one customer's bookings, never a walk over every active
+    one: analyzed with a long history and nothing ahead, then given thousands of
+    bookings ahead (the statistics now wrong), its plan reads the customer indexes and
+    no index (or scan) over all the active bookings."""
+    from adapters._customer_cap import _ACTIVE_BY_CUSTOMER
+
+    url = settings.database.url
+    assert url is not None
+    emails = [f"someone{n}@example.com" for n in range(45)]
+    phones = [f"4477009{n:05d}" for n in range(45)]
+    async with trio_asyncio.open_loop():
+        await prepare_database(url)
+        await fetch(url, _HISTORY, 1, 20_000, "h", "COMPLETED", timedelta(hours=-2))
+        await fetch(url, "ANALYZE appointments")
+        await fetch(url, _HISTORY, 1, 3_000, "f", "CONFIRMED", timedelta(hours=2))
+        plan = "\n".join(
+            row[0] for row in await fetch(url, f"EXPLAIN {_ACTIVE_BY_CUSTOMER}", emails, phones)
+        )
+    assert "appointments_by_email_starts" in plan
+    assert "appointments_by_phone_starts" in plan
+    for everyone in ("appointments_active_starts", "appointments_no_double_booking", "Seq Scan"):
+        assert everyone not in plan, plan

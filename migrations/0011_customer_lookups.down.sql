@@ -1,0 +1,2 @@
+DROP INDEX appointments_by_phone_starts;
+DROP INDEX appointments_by_email_starts;

@@ -35,7 +35,7 @@ from supervisors import ConnectionLost, Idempotent, LomashError, OperationTimeou
 
 __all__ = ["Availability", "FindSlots"]
 
-type DaySlots = list[tuple[int, str]]  # (UTC epoch seconds, consultant id): as cached
+type _DaySlots = list[tuple[int, str]]  # (UTC epoch seconds, consultant id): as cached
 
 log = structlog.get_logger("actors.availability")
 
@@ -176,12 +176,12 @@ class Availability:
         showroom: str | None,
         missing: list[date],
         seen_at: dict[date, str],
-    ) -> dict[date, DaySlots]:
+    ) -> dict[date, _DaySlots]:
         first = _local_midnight(missing[0])
         last = _local_midnight(missing[-1] + timedelta(days=1))
         booked = await self._booked_between(first, last)
         booked_utc = {(c, s.astimezone(UTC)) for c, s in booked}
-        computed: dict[date, DaySlots] = {}
+        computed: dict[date, _DaySlots] = {}
         for day in missing:
             # Past slots are dropped when served, so a cached day stays right all day.
             free = roster.free_slots(kind, showroom, None, day, day, booked=booked_utc, now=_EPOCH)
@@ -204,7 +204,7 @@ class Availability:
 
     async def _stale(
         self, kind: AppointmentType, showroom: str | None, missing: list[date], down: LomashError
-    ) -> dict[date, DaySlots]:
+    ) -> dict[date, _DaySlots]:
         """Postgres is down: the stale copies, minus slots held in Redis."""
         try:
             stale = await self._cache.stale_availability(
@@ -221,7 +221,7 @@ class Availability:
             held = await self._cache.held(slots)
         except LomashError:
             raise down from None
-        served: dict[date, DaySlots] = {d: [] for d in missing}
+        served: dict[date, _DaySlots] = {d: [] for d in missing}
         for (day, slot), taken in zip(everything, held, strict=True):
             if not taken:
                 served[day].append(slot)
@@ -229,11 +229,11 @@ class Availability:
         return served
 
 
-def _slots(day: DaySlots, showroom: str | None) -> tuple[Slot, ...]:
+def _slots(day: _DaySlots, showroom: str | None) -> tuple[Slot, ...]:
     return tuple(Slot(datetime.fromtimestamp(e, UTC), c, showroom) for e, c in day)
 
 
-def _decode(value: str) -> DaySlots:
+def _decode(value: str) -> _DaySlots:
     return [(int(epoch), str(consultant)) for epoch, consultant in json.loads(value)]
 
 

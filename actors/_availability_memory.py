@@ -42,7 +42,6 @@ class AvailabilityMemory:
         self.memory_s = memory_s
         self.capacity = capacity
         self.following = False
-        self.hits = 0
         self._days: dict[date, dict[AvailabilityDay, tuple[float, tuple[Slot, ...]]]] = {}
         self._size = 0
         # Every forgetting counts: a day's count is the count when it last changed, and
@@ -59,7 +58,6 @@ class AvailabilityMemory:
         entry = kept.get(day) if kept is not None else None
         if entry is None or trio.current_time() - entry[0] >= self.memory_s:
             return None
-        self.hits += 1
         return entry[1]
 
     def mark(self) -> int:

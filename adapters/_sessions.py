@@ -93,7 +93,6 @@ class SessionMemory:
         self.capacity = capacity
         self.following = False
         self._seen: dict[str, float] = {}
-        self.hits = 0
 
     def alive(self, session_id: str) -> bool:
         """Seen alive within ``memory_s`` and not heard ending since."""
@@ -102,7 +101,6 @@ class SessionMemory:
         seen = self._seen.get(session_id)
         if seen is None or trio.current_time() - seen >= self.memory_s:
             return False
-        self.hits += 1
         return True
 
     def keep(self, session_id: str) -> None:

@@ -99,9 +99,7 @@ class SessionMemory:
         if not self.following:
             return False
         seen = self._seen.get(session_id)
-        if seen is None or trio.current_time() - seen >= self.memory_s:
-            return False
-        return True
+        return seen is not None and trio.current_time() - seen < self.memory_s
 
     def keep(self, session_id: str) -> None:
         if not self.following or self.memory_s <= 0:

@@ -38,14 +38,10 @@ from actors import (
     BookingReplayer,
     ListProducts,
     ListShowrooms,
-    OrderActor,
     ProductCatalogue,
-    Reconciler,
     RosterSource,
     SlotBooker,
     catalogue_spec,
-    payment_spec,
-    token_key,
 )
 from actors._snapshots import PRODUCTS, SHOWROOMS, Snapshots
 from adapters import (
@@ -53,22 +49,18 @@ from adapters import (
     BookingStore,
     Cache,
     Database,
-    Payments,
     PostgresBookingStore,
-    PostgresOrderStore,
     PostgresProducts,
     PostgresShowrooms,
     RedisBookingCache,
     RedisProductCache,
     open_database,
     open_redis,
-    open_stripe,
 )
 from config import (
     BreakerSettings,
     Settings,
     booker_mailbox,
-    order_mailbox,
     replayer_mailbox,
 )
 from gateway import (
@@ -94,6 +86,7 @@ from jobs import (
     RunJob,
 )
 from service._account_tree import account_actors
+from service._commerce_tree import commerce_actors
 from service._jobs_tree import jobs_tree
 from service._metrics import registries, service_metrics
 from service._notify_tree import notification_tree
@@ -179,35 +172,9 @@ def build_tree(
     def booking_cache() -> BookingCache:
         return RedisBookingCache(cache.value, applied=availability_memory.changed)
 
-    # Orders and payments, when Stripe is configured (production requires it).
-    payments: ActorSpec[Any, Any] | None = None
-    orders: ActorSpec[Any, Any] | None = None
-    reconciler: ActorSpec[Any, Any] | None = None
-    stripe: Holder[Payments] = Holder("stripe")
-    if settings.stripe.secret_key is not None:
-        payments = payment_spec(lambda: stripe.value, settings.runtime, settings.stripe)
-        payments_ref = payments.ref
-        orders = ActorSpec(
-            "orders",
-            lambda: OrderActor(
-                PostgresOrderStore(database.value),
-                payments_ref,
-                settings.stripe,
-                token_key=token_key(settings.booking.token_secret),
-            ),
-            mailbox=order_mailbox(settings),
-            shutdown_s=settings.runtime.child_shutdown_s,
-        )
-        orders_ref = orders.ref
-        reconciler = ActorSpec(
-            "payments-reconciler",
-            lambda: Reconciler(
-                PostgresOrderStore(database.value), payments_ref, orders_ref, settings.stripe
-            ),
-            mailbox=dataclasses.replace(settings.runtime.mailbox, message_timeout_s=None),
-            shutdown_s=settings.runtime.child_shutdown_s,
-        )
-        handlers[RECONCILE_KIND] = reconciler.ref
+    commerce = commerce_actors(settings, database)
+    if commerce is not None:
+        handlers[RECONCILE_KIND] = commerce.reconciler.ref
 
     roster = RosterSource(store, booking_cache, refresh_s=settings.booking.schedule_refresh_s)
     snapshots = Snapshots(settings.catalogue_memory_s)
@@ -266,7 +233,6 @@ def build_tree(
         shutdown_s=settings.runtime.child_shutdown_s,
     )
 
-    commerce = [spec for spec in (payments, orders, reconciler) if spec is not None]
     domain_children: list[ChildSpec] = [
         catalogue,
         booker,
@@ -274,7 +240,7 @@ def build_tree(
         replayer,
         availability_changes,
         *accounts.specs,
-        *commerce,
+        *(commerce.specs if commerce is not None else []),
         *notifications.actors,
         *extra_actors,
     ]
@@ -306,7 +272,7 @@ def build_tree(
                 jobs=queue(),
                 booker=booker.ref,
                 reader=reader.ref,
-                orders=orders.ref if orders is not None else None,
+                orders=commerce.orders.ref if commerce is not None else None,
                 accounts=accounts.accounts.ref,
                 sessions=accounts.sessions.ref,
                 guard=guard,
@@ -381,17 +347,7 @@ def build_tree(
                 lambda: Resource(lambda: open_redis(settings.redis, cleanup_s=cleanup_s), cache),
                 shutdown_s=cleanup_s,
             ),
-            *(
-                [
-                    TaskSpec(
-                        "stripe",
-                        lambda: Resource(lambda: open_stripe(settings.stripe), stripe),
-                        shutdown_s=cleanup_s,
-                    )
-                ]
-                if payments is not None
-                else []
-            ),
+            *([commerce.resource(settings, cleanup_s=cleanup_s)] if commerce is not None else []),
             *notifications.resources,
             domain,
             jobs_tree(settings, database, queue, handlers, alerts),

@@ -21,23 +21,13 @@ from adapters import (
     CacheChanges,
     MemoryBookingCache,
     MemoryBookingStore,
-    ScheduleRows,
 )
 from config import BookingSettings
+from tests.test_availability_reads import BASE, SCHEDULE, wall
 
-SCHEDULE = ScheduleRows(
-    showrooms=["leeds"],
-    consultants=[("grace-okafor", "Grace Okafor", "leeds", ["KITCHEN", "BEDROOM"])],
-    hours=[("grace-okafor", weekday, time(9), time(17)) for weekday in range(7)],
-)
-BASE = datetime.now(UTC).replace(microsecond=0)
 MEMORY_S = 5.0
 FIRST = (BASE + timedelta(days=7)).astimezone(LONDON).date()
 WEEK = FindSlots(AppointmentType.SHOWROOM, "leeds", None, FIRST, FIRST + timedelta(days=6))
-
-
-def wall() -> datetime:
-    return BASE + timedelta(seconds=trio.current_time())
 
 
 class Store(MemoryBookingStore):
